@@ -1,0 +1,1 @@
+"""LTX-Video components as Flax linen modules, one per file."""

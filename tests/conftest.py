@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny random diffusers models saved as checkpoints in every layout we load.
+
+References are built once per session; every test compares against the PyTorch reference, never against
+numbers saved from an earlier run of our own code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from diffusers import LTXVideoTransformer3DModel as TorchTransformer
+from safetensors.torch import save_file
+
+# Odd sizes on purpose: width 16 (2 heads x 8) is not a multiple of 6, so the RoPE padding path runs.
+TINY_TRANSFORMER = dict(
+    in_channels=5,
+    out_channels=7,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    cross_attention_dim=16,
+    num_layers=3,
+    caption_channels=11,
+)
+
+
+def randomize_(module: torch.nn.Module, seed: int, scale: float = 0.1) -> torch.nn.Module:
+    """Perturbs every parameter so that no weight keeps its (often zero or one) initial value."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return module.eval()
+
+
+NATIVE_RENAMES = {"proj_in": "patchify_proj", "time_embed": "adaln_single", "norm_q": "q_norm", "norm_k": "k_norm"}
+
+
+def to_native_key(key: str) -> str:
+    for new, old in NATIVE_RENAMES.items():
+        key = key.replace(new, old)
+    return "model.diffusion_model." + key
+
+
+def write_single_file(model: TorchTransformer, path: str, with_config: bool = True) -> str:
+    """Writes a Lightricks-style single file: native key names, a few VAE keys, config in the metadata."""
+    tensors = {to_native_key(k): v.contiguous() for k, v in model.state_dict().items()}
+    tensors["vae.decoder.conv_in.conv.weight"] = torch.zeros(3, 3, 1, 1, 1)  # belongs to the VAE; must be ignored
+    metadata = None
+    if with_config:
+        cfg = dict(model.config)
+        native = {k: cfg[k] for k in ("in_channels", "out_channels", "num_attention_heads", "attention_head_dim",
+                                      "cross_attention_dim", "num_layers", "caption_channels", "norm_eps",
+                                      "attention_bias", "activation_fn", "norm_elementwise_affine")}
+        native.update({"_class_name": "Transformer3DModel", "qk_norm": "rms_norm", "positional_embedding_type": "rope",
+                       "positional_embedding_theta": 10000.0, "positional_embedding_max_pos": [20, 2048, 2048],
+                       "timestep_scale_multiplier": 1000, "use_tpu_flash_attention": False})
+        metadata = {"config": json.dumps({"transformer": native, "vae": {"_class_name": "CausalVideoAutoencoder"}})}
+    save_file(tensors, path, metadata=metadata)
+    return path
+
+
+@pytest.fixture(scope="session")
+def torch_transformer() -> TorchTransformer:
+    torch.manual_seed(0)
+    return randomize_(TorchTransformer(**TINY_TRANSFORMER), seed=1)
+
+
+@pytest.fixture(scope="session")
+def transformer_checkpoints(torch_transformer, tmp_path_factory) -> dict[str, str]:
+    """The tiny transformer as a diffusers folder, a sharded diffusers folder and a Lightricks single file."""
+    root = tmp_path_factory.mktemp("transformer_ckpts")
+    folder = os.path.join(root, "diffusers")
+    torch_transformer.save_pretrained(folder)
+    sharded = os.path.join(root, "sharded")
+    torch_transformer.save_pretrained(sharded, max_shard_size="20KB")
+    single = write_single_file(torch_transformer, os.path.join(root, "ltxv-tiny.safetensors"))
+    return {"diffusers": folder, "sharded": sharded, "single_file": single}
+
+
+def rel_err(ours, ref) -> float:
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))

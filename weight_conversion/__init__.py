@@ -1,0 +1,9 @@
+"""Checkpoint loading for ltx_jax: safetensors (diffusers folders, sharded or not, Lightricks single files) and Orbax.
+
+Nothing is unpickled: only ``.safetensors`` files and Orbax directories are read.
+"""
+
+from weight_conversion.safetensors_io import CheckpointError, open_safetensors
+from weight_conversion.transformer import load_transformer, save_transformer_orbax
+
+__all__ = ["CheckpointError", "load_transformer", "open_safetensors", "save_transformer_orbax"]

@@ -1,0 +1,43 @@
+"""Command line: ``python -m weight_conversion convert SRC DST [--component transformer] [--dtype bfloat16]``.
+
+Reads SRC (a diffusers folder, a Lightricks single file) and writes an Orbax checkpoint to DST that the
+``load_*`` functions read back directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import jax.numpy as jnp
+
+
+def _convert(args) -> int:
+    from weight_conversion import transformer
+
+    loaders = {"transformer": (transformer.load_transformer, transformer.save_transformer_orbax)}
+    load, save = loaders[args.component]
+    start = time.perf_counter()
+    module, params = load(args.src, dtype=jnp.dtype(args.dtype))
+    loaded = time.perf_counter()
+    save(module, params, args.dst)
+    print(f"converted {args.component} {args.src} -> {args.dst} ({args.dtype}): "
+          f"load {loaded - start:.1f} s, write {time.perf_counter() - loaded:.1f} s")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m weight_conversion", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    convert = sub.add_parser("convert", help="safetensors checkpoint -> Orbax checkpoint")
+    convert.add_argument("src", help="diffusers folder or Lightricks single .safetensors file")
+    convert.add_argument("dst", help="new directory for the Orbax checkpoint")
+    convert.add_argument("--component", default="transformer", choices=["transformer"])
+    convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    args = parser.parse_args(argv)
+    return _convert(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

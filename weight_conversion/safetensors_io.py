@@ -1,0 +1,175 @@
+"""Lazy, memory-mapped reading of safetensors files (single or sharded), with bf16 support.
+
+The format is an 8-byte little-endian header length, a JSON header ``{name: {dtype, shape, data_offsets}}`` and
+the raw bytes. We parse it ourselves (rather than ``safetensors.safe_open(framework="np")``) because numpy has no
+bfloat16: we map BF16/F8 to ``ml_dtypes`` so a bf16 checkpoint is read as bf16 without a float32 copy. Tensors are
+views into a memory map until they are cast, so a whole model never sits in host memory twice. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+from typing import Iterator, Mapping
+
+import ml_dtypes
+import numpy as np
+
+_DTYPES = {
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+}
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or folder cannot be read or does not fit the model; the message says what to fix."""
+
+
+class SafetensorsFile:
+    """One safetensors file, opened lazily: ``keys()``, ``shape(k)``, ``read(k)`` and the ``metadata`` dict."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as e:
+            raise CheckpointError(f"Cannot open checkpoint file {self.path}: {e}") from e
+        size = os.fstat(self._file.fileno()).st_size
+        raw = self._file.read(8)
+        if len(raw) < 8:
+            raise CheckpointError(f"{self.path} is not a safetensors file: it is {size} bytes long, too short for a header.")
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > min(size - 8, _MAX_HEADER_BYTES):
+            raise CheckpointError(
+                f"{self.path} is not a safetensors file (header length {header_len} does not fit a {size}-byte file). "
+                "Only .safetensors checkpoints are read; convert .bin/.pt files with safetensors first."
+            )
+        try:
+            header = json.loads(self._file.read(header_len))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{self.path} is not a safetensors file: its header is not JSON ({e}).") from e
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{self.path} is not a safetensors file: its header is not a JSON object.")
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._data_start = 8 + header_len
+        self._entries = header
+        data_len = size - self._data_start
+        for name, entry in header.items():
+            begin, end = entry["data_offsets"]
+            if end > data_len:
+                raise CheckpointError(
+                    f"{self.path} is truncated: tensor {name!r} ends at byte {end} of the data section, which holds "
+                    f"only {data_len} bytes. Download or copy the file again."
+                )
+            if entry["dtype"] not in _DTYPES:
+                raise CheckpointError(f"{self.path}: tensor {name!r} has unsupported dtype {entry['dtype']}.")
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._entries[key]["shape"])
+
+    def dtype(self, key: str) -> np.dtype:
+        return _DTYPES[self._entries[key]["dtype"]]
+
+    def read(self, key: str) -> np.ndarray:
+        """A read-only view of the tensor in the memory map (no copy)."""
+        entry = self._entries[key]
+        begin, end = entry["data_offsets"]
+        dtype = _DTYPES[entry["dtype"]]
+        count = (end - begin) // dtype.itemsize
+        array = np.frombuffer(self._map, dtype=dtype, count=count, offset=self._data_start + begin)
+        return array.reshape(entry["shape"])
+
+    def close(self):
+        # Views handed out by read() keep the map alive through the buffer protocol; closing would break them,
+        # so we only drop our references and let the garbage collector release the mapping.
+        self._map = None
+        self._file.close()
+
+
+class TensorSource(Mapping[str, np.ndarray]):
+    """A read-only mapping ``key -> np.ndarray`` over one or more safetensors files, read on access."""
+
+    def __init__(self, files: list[SafetensorsFile]):
+        self.files = files
+        self._where: dict[str, SafetensorsFile] = {}
+        for f in files:
+            for k in f.keys():
+                if k in self._where:
+                    raise CheckpointError(f"Tensor {k!r} appears in both {self._where[k].path} and {f.path}.")
+                self._where[k] = f
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._where[key].read(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._where[key].shape(key)
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        merged: dict[str, str] = {}
+        for f in self.files:
+            merged.update(f.metadata)
+        return merged
+
+
+def open_safetensors(path: str | os.PathLike) -> TensorSource:
+    """Opens a .safetensors file, a sharded ``*.safetensors.index.json``, or a folder holding either."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        indexes = sorted(f for f in os.listdir(path) if f.endswith(".safetensors.index.json"))
+        if indexes:
+            if len(indexes) > 1:
+                raise CheckpointError(f"{path} holds several shard indexes {indexes}; keep one.")
+            return open_safetensors(os.path.join(path, indexes[0]))
+        files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+        if not files:
+            others = sorted(f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth", ".ckpt")))
+            hint = f" It holds {others}: pickled checkpoints are never loaded; convert them to safetensors." if others else ""
+            raise CheckpointError(f"No .safetensors file in {path}.{hint}")
+        if len(files) > 1:
+            raise CheckpointError(
+                f"{path} holds several .safetensors files {files} but no *.safetensors.index.json naming the shards."
+            )
+        return TensorSource([SafetensorsFile(os.path.join(path, files[0]))])
+    if path.endswith(".index.json"):
+        try:
+            with open(path) as f:
+                weight_map = json.load(f)["weight_map"]
+        except (OSError, KeyError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"Cannot read shard index {path}: {e!r}") from e
+        folder = os.path.dirname(path)
+        shard_names = sorted(set(weight_map.values()))
+        missing = [s for s in shard_names if not os.path.exists(os.path.join(folder, s))]
+        if missing:
+            raise CheckpointError(f"Shard index {path} names files that are missing: {missing}.")
+        source = TensorSource([SafetensorsFile(os.path.join(folder, s)) for s in shard_names])
+        unlisted = sorted(set(source) ^ set(weight_map))
+        if unlisted:
+            raise CheckpointError(f"Shard index {path} and the shards disagree on these keys: {unlisted[:10]}.")
+        return source
+    if not os.path.exists(path):
+        raise CheckpointError(f"Checkpoint {path} does not exist.")
+    return TensorSource([SafetensorsFile(path)])

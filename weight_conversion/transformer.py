@@ -1,0 +1,206 @@
+"""Loading the LTX-Video transformer from diffusers folders, Lightricks single files and Orbax checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+import jax.numpy as jnp
+
+from ltx_jax.configs import TransformerConfig, read_json
+from ltx_jax.models.transformer import LTXVideoTransformer3DModel, abstract_params
+from weight_conversion import orbax_io
+from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
+from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
+
+# Flax module names that differ from the torch module path (everything else maps one to one, "/" -> ".").
+_FLAX_TO_TORCH_NAMES = {
+    "to_out_0": "to_out.0",
+    "net_0_proj": "net.0.proj",
+    "net_2": "net.2",
+    "timestep_embedder": "emb.timestep_embedder",
+}
+_PARAM_NAMES = {"kernel": "weight"}
+
+# Lightricks' native names -> diffusers' names (applied as substring replacements, in this order).
+NATIVE_PREFIX = "model.diffusion_model."
+NATIVE_RENAMES = (
+    ("patchify_proj", "proj_in"),
+    ("adaln_single", "time_embed"),
+    ("q_norm", "norm_q"),
+    ("k_norm", "norm_k"),
+)
+
+def torch_key(path: Path) -> str:
+    """Flax param path -> diffusers state-dict key; scanned block params get a ``{i}`` layer slot."""
+    names = [_FLAX_TO_TORCH_NAMES.get(p, p) for p in path[:-1]] + [_PARAM_NAMES.get(path[-1], path[-1])]
+    if path[0] == "transformer_blocks":
+        names.insert(1, "{i}")
+    return ".".join(names)
+
+
+def transformer_rules(config: TransformerConfig, abstract: Any) -> list[Rule]:
+    def transform_for(path: Path, ndim: int):
+        if path[-1] == "kernel":
+            return LINEAR if ndim == 2 else CONV
+        return IDENTITY
+
+    return rules_from_tree(abstract, torch_key, transform_for, {"transformer_blocks": config.num_layers})
+
+
+def native_to_diffusers_key(key: str) -> str:
+    """``model.diffusion_model.patchify_proj.weight`` -> ``proj_in.weight`` (Lightricks -> diffusers names)."""
+    if key.startswith(NATIVE_PREFIX):
+        key = key[len(NATIVE_PREFIX):]
+    for old, new in NATIVE_RENAMES:
+        key = key.replace(old, new)
+    return key
+
+
+def config_from_native(native: dict) -> TransformerConfig:
+    """A Lightricks ``config["transformer"]`` dict -> TransformerConfig (diffusers names)."""
+    fields = set(TransformerConfig.__dataclass_fields__)
+    kwargs = {k: v for k, v in native.items() if k in fields and k != "qk_norm"}
+    if native.get("qk_norm", "rms_norm") not in ("rms_norm", "rms_norm_across_heads"):
+        raise CheckpointError(f"Unsupported native qk_norm {native['qk_norm']!r}.")
+    theta = native.get("positional_embedding_theta", 10000.0)
+    max_pos = list(native.get("positional_embedding_max_pos", [20, 2048, 2048]))
+    if float(theta) != 10000.0 or max_pos != [20, 2048, 2048]:
+        raise CheckpointError(f"Unsupported RoPE settings theta={theta}, max_pos={max_pos}; ltx_jax uses 10000, [20, 2048, 2048].")
+    if "attention_head_dim" in kwargs and "num_attention_heads" in kwargs:
+        kwargs.setdefault("cross_attention_dim", kwargs["attention_head_dim"] * kwargs["num_attention_heads"])
+    return TransformerConfig(**kwargs)
+
+
+def infer_config(source: TensorSource, keys: dict[str, str]) -> TransformerConfig:
+    """Guesses the config from tensor shapes (released checkpoints all use 32 heads)."""
+    shape = lambda name: source.shape(keys[name])  # noqa: E731
+    try:
+        inner, in_channels = shape("proj_in.weight")
+        out_channels = shape("proj_out.weight")[0]
+        caption_channels = shape("caption_projection.linear_1.weight")[1]
+    except KeyError as e:
+        raise CheckpointError(f"Cannot infer the transformer config: tensor {e} is missing. Pass config=...") from e
+    layers = 1 + max(int(m.group(1)) for k in keys if (m := re.match(r"transformer_blocks\.(\d+)\.", k)))
+    heads = 32
+    if inner % heads:
+        raise CheckpointError(f"Cannot infer heads for width {inner}; pass config=TransformerConfig(...) to load_transformer.")
+    return TransformerConfig(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        num_attention_heads=heads,
+        attention_head_dim=inner // heads,
+        cross_attention_dim=inner,
+        num_layers=layers,
+        caption_channels=caption_channels,
+        attention_bias="transformer_blocks.0.attn1.to_q.bias" in keys,
+        attention_out_bias="transformer_blocks.0.attn1.to_out.0.bias" in keys,
+        norm_elementwise_affine="transformer_blocks.0.norm1.weight" in keys,
+    )
+
+
+def _make_module(config: TransformerConfig, dtype: Any, **module_kwargs) -> LTXVideoTransformer3DModel:
+    return LTXVideoTransformer3DModel(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
+
+
+def _resolve_diffusers_folder(path: str) -> str:
+    """Accepts a pipeline root (with ``transformer/``) or the ``transformer/`` folder itself."""
+    if os.path.isdir(os.path.join(path, "transformer")) and not os.path.exists(os.path.join(path, "config.json")):
+        return os.path.join(path, "transformer")
+    return path
+
+
+def read_single_file_config(source: TensorSource) -> dict | None:
+    raw = source.metadata.get("config")
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"The 'config' metadata entry of the single file is not JSON: {e}") from e
+    return config
+
+
+def load_transformer(
+    path: str | os.PathLike,
+    dtype: Any = jnp.float32,
+    *,
+    config: TransformerConfig | None = None,
+    **module_kwargs,
+) -> tuple[LTXVideoTransformer3DModel, dict]:
+    """Loads the LTX-Video transformer.
+
+    Args:
+      path: a diffusers ``transformer/`` folder (``config.json`` + safetensors, sharded or not) or a pipeline root
+        holding one; a Lightricks single file (``ltxv-*.safetensors``, keys ``model.diffusion_model.*``); or an
+        Orbax directory written by ``python -m weight_conversion convert``.
+      dtype: dtype of the params and of the module's computation (e.g. ``jnp.bfloat16`` on GPU).
+      config: overrides the config read from (or inferred for) the checkpoint.
+      module_kwargs: extra module fields (``attention_implementation``, ``remat``, ``precision``).
+    Returns:
+      ``(module, params)``; run with ``module.apply({"params": params}, ...)``.
+    """
+    path = os.fspath(path)
+    dtype = jnp.dtype(dtype)
+    if orbax_io.is_orbax_dir(path):
+        marker = orbax_io.read_marker(path)
+        config = config or TransformerConfig.from_dict(marker["config"])
+        module = _make_module(config, dtype, **module_kwargs)
+        return module, orbax_io.restore(path, "transformer", abstract_params(module), dtype)
+
+    if os.path.isdir(path):
+        folder = _resolve_diffusers_folder(path)
+        if config is None:
+            config_path = os.path.join(folder, "config.json")
+            if not os.path.exists(config_path):
+                raise CheckpointError(f"{folder} has no config.json; pass a diffusers transformer folder or config=.")
+            config = TransformerConfig.from_json(config_path)
+        source = open_safetensors(folder)
+        keys = {k: k for k in source}
+    else:
+        source = open_safetensors(path)
+        native = [k for k in source if k.startswith(NATIVE_PREFIX)]
+        if native:
+            keys = {native_to_diffusers_key(k): k for k in native}
+        else:
+            other_prefixes = ("vae.", "text_encoders.", "conditioner.", "first_stage_model.")
+            keys = {native_to_diffusers_key(k): k for k in source if not k.startswith(other_prefixes)}
+        if config is None:
+            file_config = read_single_file_config(source)
+            if file_config is not None and isinstance(file_config.get("transformer"), dict):
+                config = config_from_native(file_config["transformer"])
+            else:
+                config = infer_config(source, keys)
+
+    module = _make_module(config, dtype, **module_kwargs)
+    abstract = abstract_params(module)
+    renamed = _Renamed(source, keys)
+    params = convert(
+        renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer", source_shape=renamed.shape
+    )
+    return module, params
+
+
+class _Renamed:
+    """A view of a TensorSource under new key names (diffusers names for native files)."""
+
+    def __init__(self, source: TensorSource, keys: dict[str, str]):
+        self._source, self._keys = source, keys
+
+    def __getitem__(self, key):
+        return self._source[self._keys[key]]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def shape(self, key):
+        return self._source.shape(self._keys[key])
+
+
+def save_transformer_orbax(module: LTXVideoTransformer3DModel, params: dict, path: str | os.PathLike) -> None:
+    orbax_io.save(path, "transformer", module.config.to_dict(), params, module.param_dtype)
