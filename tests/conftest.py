@@ -81,6 +81,24 @@ def transformer_checkpoints(torch_transformer, tmp_path_factory) -> dict[str, st
     return {"diffusers": folder, "sharded": sharded, "single_file": single}
 
 
+_MEASURED: list[tuple[str, float, float]] = []
+
+
+def report(name: str, measured: float, tolerance: float) -> None:
+    """Prints a measured error (shown with -s) and lists it in the end-of-run parity table (always shown)."""
+    print(f"\n[{name}] measured {measured:.3e} (tolerance {tolerance:.0e})")
+    _MEASURED.append((name, float(measured), float(tolerance)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _MEASURED:
+        return
+    terminalreporter.section("measured parity errors")
+    for name, measured, tol in _MEASURED:
+        verdict = "ok" if measured <= tol else "OVER"
+        terminalreporter.write_line(f"{name:<60} {measured:10.3e}  tol {tol:7.0e}  {verdict}")
+
+
 def rel_err(ours, ref) -> float:
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))

@@ -8,6 +8,7 @@ import json
 import warnings
 
 import jax
+from conftest import report
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -139,6 +140,7 @@ def test_schedule_parity(name, mode):
             cases += 1
     print(f"\n[schedule {name}/{mode}] {cases} cases (+{nan_cases} diffusers-NaN cases raised), "
           f"max abs err sigmas/timesteps = {err:.3e}")
+    report(f"scheduler sigmas/timesteps {name}/{mode} (abs)", err, SCHEDULE_TOL)
     assert err <= SCHEDULE_TOL
 
 
@@ -251,6 +253,7 @@ def test_step_full_loop_parity(dtype):
     frac = float(jnp.mean(xj.astype(jnp.float32) != x_ref))
     print(f"\n[step loop {dtype}] max abs err eager = {err_eager:.3e}, jit fori_loop = {err_jit:.3e} "
           f"(tol {tol:.3e}, {frac:.2%} of jit elements differ)")
+    report(f"scheduler step loop {dtype} jit (abs)", err_jit, tol)
     assert err_eager <= tol and err_jit <= tol
 
 
@@ -347,6 +350,7 @@ def test_step_per_token_parity(sched_name, ts):
     err_single, err_loop = _per_token_loop(cfg, ts, _cond_mask(b, tok, 13), vel, x0)
     print(f"\n[per-token {sched_name} N={len(ts)}] max abs err single step = {err_single:.3e}, "
           f"jitted full loop = {err_loop:.3e}")
+    report(f"scheduler per-token step {sched_name} jitted loop (abs)", err_loop, 1e-5)
     assert err_single <= 1e-6 and err_loop <= 1e-5
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRANSFORMER, rel_err
+from conftest import TINY_TRANSFORMER, rel_err, report
 from diffusers import LTXVideoTransformer3DModel as TorchTransformer
 
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
@@ -66,7 +66,7 @@ def test_transformer_parity_fp32(torch_transformer, loaded, case):
     ref = run_torch(torch_transformer, hidden, text, timestep, mask, **spec["kw"])
     ours = run_jax(module, params, hidden, text, timestep, mask, **spec["kw"])
     err = rel_err(ours, ref)
-    print(f"\n[transformer fp32 {case}] max|ours-ref|/max|ref| = {err:.3e} (tol {TOL_FP32:.0e})")
+    report(f"transformer fp32 {case}", err, TOL_FP32)
     assert ours.shape == ref.shape == (B, N, TINY_TRANSFORMER["out_channels"])
     assert err <= TOL_FP32
 
@@ -83,7 +83,7 @@ def test_transformer_parity_video_coords(torch_transformer, loaded):
     ref = run_torch(torch_transformer, hidden, text, timestep, mask, video_coords=coords)
     ours = run_jax(module, params, hidden, text, timestep, mask, video_coords=coords)
     err = rel_err(ours, ref)
-    print(f"\n[transformer fp32 video_coords] max|ours-ref|/max|ref| = {err:.3e} (tol {TOL_FP32:.0e})")
+    report("transformer fp32 video_coords, per-token t", err, TOL_FP32)
     assert err <= TOL_FP32
 
 
@@ -99,7 +99,8 @@ def test_transformer_no_mask_and_all_padded_row(torch_transformer, loaded):
     err_unmasked = rel_err(unmasked, ref)
     ours = run_jax(module, params, hidden, text, timestep, mask, **kw)
     err_all_padded = rel_err(ours, ref)  # row 1 fully padded = attend to all; row 0 fully valid
-    print(f"\n[transformer fp32 mask=None] {err_unmasked:.3e}; [fully padded row] {err_all_padded:.3e}")
+    report("transformer fp32 mask=None", err_unmasked, TOL_FP32)
+    report("transformer fp32 fully padded text row", err_all_padded, TOL_FP32)
     assert err_unmasked <= TOL_FP32 and err_all_padded <= TOL_FP32
 
 
@@ -113,7 +114,7 @@ def test_transformer_bf16_against_fp32(transformer_checkpoints, loaded):
     out16 = run_jax(module16, params16, hidden, text, timestep, mask, **kw)
     assert out16.dtype == jnp.bfloat16
     err = rel_err(out16.astype(np.float32), out32)
-    print(f"\n[transformer bf16 vs fp32] max|bf16-fp32|/max|fp32| = {err:.3e} (tol {TOL_BF16:.0e})")
+    report("transformer bf16 vs fp32", err, TOL_BF16)
     assert err <= TOL_BF16
 
 

@@ -1,0 +1,249 @@
+"""Forward-pass benchmark of the LTX-Video transformer (2B width, cut to a few layers), optionally against diffusers.
+
+    python benchmarks/bench_transformer.py                      # GPU: bf16 at 9x32x32, 9x64x64, 17x64x64 latents
+    python benchmarks/bench_transformer.py --compare-torch      # + diffusers (torch SDPA) on the same shapes and card
+    python benchmarks/bench_transformer.py --shapes 2x8x8,3x8x16  # CPU-sized shapes (fp32 is the CPU default)
+
+What it reports per shape: median wall time over ``--repeats`` runs after warm-up (every run blocks on its result),
+the analytic FLOP count of one forward pass (2 per multiply-add, attention included), the achieved TFLOP/s, and
+with ``--compare-torch`` diffusers' median and the ratio ours/theirs (< 1 = we are faster). It also reports the jit
+compile time of the same program with 4 and with 28 layers (blocks are scanned, so the two should be close).
+Outputs are checked to be finite; with --compare-torch both models share weights and their outputs are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
+from ltx_jax.models.transformer import abstract_params, count_params
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    shapes = []
+    for item in text.split(","):
+        f, h, w = (int(x) for x in item.lower().split("x"))
+        shapes.append((f, h, w))
+    return shapes
+
+
+def forward_flops(cfg: TransformerConfig, batch: int, tokens: int, text_tokens: int) -> int:
+    """Analytic FLOPs of one forward pass (2 per multiply-add)."""
+    d, n, t = cfg.inner_dim, tokens, text_tokens
+    per_layer = (
+        8 * n * d * d  # attn1 q, k, v, out projections
+        + 4 * n * n * d  # attn1 scores and probabilities @ values
+        + 4 * n * d * d + 4 * t * d * d  # attn2 q, out on video tokens; k, v on text tokens
+        + 4 * n * t * d  # attn2 scores and values
+        + 16 * n * d * d  # feed-forward D -> 4D -> D
+    )
+    outside = (
+        2 * n * cfg.in_channels * d + 2 * n * d * cfg.out_channels  # proj_in, proj_out
+        + 2 * t * (cfg.caption_channels * d + d * d)  # caption projection
+        + 2 * (256 * d + d * d + 6 * d * d)  # timestep embedding (per sample)
+    )
+    return batch * (cfg.num_layers * per_layer + outside)
+
+
+def timed(fn, repeats: int, warmup: int, block) -> list[float]:
+    for _ in range(warmup):
+        block(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        block(fn())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def make_inputs(cfg: TransformerConfig, batch: int, shape, text_tokens: int, seed: int = 0):
+    f, h, w = shape
+    rng = np.random.default_rng(seed)
+    hidden = rng.standard_normal((batch, f * h * w, cfg.in_channels), dtype=np.float32)
+    text = rng.standard_normal((batch, text_tokens, cfg.caption_channels), dtype=np.float32)
+    mask = np.zeros((batch, text_tokens), np.int64)
+    for b in range(batch):  # realistic padding: prompts of different lengths
+        mask[b, : max(1, text_tokens - 17 * (b + 1))] = 1
+    timestep = np.linspace(900.0, 300.0, batch).astype(np.float32)
+    return hidden, text, timestep, mask
+
+
+def build_jax(cfg, dtype, attention_implementation, params=None, seed=0):
+    module = LTXVideoTransformer3DModel(cfg, dtype=dtype, param_dtype=dtype, attention_implementation=attention_implementation)
+    if params is None:
+        abstract = abstract_params(module)
+        keys = jax.random.split(jax.random.PRNGKey(seed), len(jax.tree_util.tree_leaves(abstract)))
+        leaves, treedef = jax.tree_util.tree_flatten(abstract)
+        params = jax.tree_util.tree_unflatten(
+            treedef, [(jax.random.normal(k, x.shape, jnp.float32) * 0.02).astype(dtype) for k, x in zip(keys, leaves)]
+        )
+    return module, params
+
+
+def jax_forward_fn(module, shape):
+    f, h, w = shape
+
+    @jax.jit
+    def forward(params, hidden, text, timestep, mask):
+        return module.apply(
+            {"params": params}, hidden, text, timestep, mask, num_frames=f, height=h, width=w,
+            rope_interpolation_scale=(8 / 25, 32, 32),
+        )
+
+    return forward
+
+
+def compile_seconds(cfg: TransformerConfig, layers: int, dtype, impl, batch, shape, text_tokens) -> float:
+    cfg = cfg.replace(num_layers=layers)
+    module = LTXVideoTransformer3DModel(cfg, dtype=dtype, param_dtype=dtype, attention_implementation=impl)
+    abstract = abstract_params(module)
+    f, h, w = shape
+    args = (
+        jax.ShapeDtypeStruct((batch, f * h * w, cfg.in_channels), jnp.float32),
+        jax.ShapeDtypeStruct((batch, text_tokens, cfg.caption_channels), jnp.float32),
+        jax.ShapeDtypeStruct((batch,), jnp.float32),
+        jax.ShapeDtypeStruct((batch, text_tokens), jnp.int32),
+    )
+    fn = jax_forward_fn(module, shape)
+    start = time.perf_counter()
+    fn.lower(abstract, *args).compile()
+    return time.perf_counter() - start
+
+
+class TorchSide:
+    """diffusers' model with the same config; our params are converted from its weights so both share them."""
+
+    def __init__(self, cfg: TransformerConfig, dtype: str, threads: int | None):
+        import torch
+        from diffusers import LTXVideoTransformer3DModel as TorchTransformer
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        torch.manual_seed(0)
+        kwargs = {k: v for k, v in cfg.to_dict().items() if k != "_class_name"}
+        self.model = TorchTransformer(**kwargs).to(self.device, self.dtype).eval()
+
+    def jax_params(self, module):
+        from weight_conversion.mapping import convert
+        from weight_conversion.transformer import transformer_rules
+
+        state = self.model.state_dict()
+
+        class Source(dict):
+            def __getitem__(self, key):
+                return state[key].float().cpu().numpy()
+
+        source = Source({k: None for k in state})
+        abstract = abstract_params(module)
+        return convert(source, transformer_rules(module.config, abstract), abstract, module.param_dtype,
+                       what="transformer", source_shape=lambda k: tuple(state[k].shape))
+
+    def forward_fn(self, inputs, shape):
+        torch = self.torch
+        f, h, w = shape
+        hidden, text, timestep, mask = (torch.from_numpy(np.asarray(x)).to(self.device) for x in inputs)
+        hidden, text = hidden.to(self.dtype), text.to(self.dtype)
+
+        def run():
+            with torch.inference_mode():
+                return self.model(hidden, text, timestep, mask, num_frames=f, height=h, width=w,
+                                  rope_interpolation_scale=(8 / 25, 32, 32), return_dict=False)[0]
+
+        return run
+
+    def block(self, out):
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+        return out
+
+
+def main(argv=None) -> int:
+    on_gpu = jax.default_backend() == "gpu"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="ltx-video-2b", choices=sorted(TRANSFORMER_PRESETS))
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--shapes", default="9x32x32,9x64x64,17x64x64" if on_gpu else "2x8x8,3x8x16",
+                        help="latent frames x height x width, comma separated")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--text-tokens", type=int, default=128)
+    parser.add_argument("--dtype", default="bfloat16" if on_gpu else "float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--attention", default=None, choices=[None, "xla", "cudnn"], help="default: automatic")
+    parser.add_argument("--repeats", type=int, default=10 if on_gpu else 5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compare-torch", action="store_true")
+    parser.add_argument("--torch-threads", type=int, default=None)
+    parser.add_argument("--skip-compile-time", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    cfg = TRANSFORMER_PRESETS[args.preset].replace(num_layers=args.layers)
+    dtype = jnp.dtype(args.dtype)
+    shapes = parse_shapes(args.shapes)
+    device = jax.devices()[0].device_kind
+    print(f"device: {device} ({jax.default_backend()}), jax {jax.__version__}, {args.preset} x {args.layers} layers, "
+          f"{args.dtype}, batch {args.batch}, {args.text_tokens} text tokens")
+
+    torch_side = TorchSide(cfg, args.dtype, args.torch_threads) if args.compare_torch else None
+    module, params = build_jax(cfg, dtype, args.attention)
+    if torch_side is not None:
+        params = torch_side.jax_params(module)
+    print(f"params: {count_params(params):,}; attention: {module.resolved_attention_implementation}")
+
+    results = {"device": device, "backend": jax.default_backend(), "jax": jax.__version__, "dtype": args.dtype,
+               "layers": args.layers, "batch": args.batch, "text_tokens": args.text_tokens, "shapes": []}
+    header = f"{'latent FxHxW':>13} {'tokens':>7} {'GFLOP':>9} {'ours ms':>9} {'TFLOP/s':>8}"
+    if torch_side:
+        header += f" {'torch ms':>9} {'ratio':>6} {'max rel diff':>12}"
+    print(header)
+    for shape in shapes:
+        inputs = make_inputs(cfg, args.batch, shape, args.text_tokens)
+        dev_inputs = tuple(jnp.asarray(x) for x in inputs)
+        forward = jax_forward_fn(module, shape)
+        out = forward(params, *dev_inputs)
+        out.block_until_ready()
+        if not bool(jnp.all(jnp.isfinite(out))):
+            raise RuntimeError(f"non-finite output at {shape}")
+        times = timed(lambda: forward(params, *dev_inputs), args.repeats, args.warmup, lambda o: o.block_until_ready())
+        tokens = shape[0] * shape[1] * shape[2]
+        flops = forward_flops(cfg, args.batch, tokens, args.text_tokens)
+        ours = statistics.median(times)
+        row = {"shape": "x".join(map(str, shape)), "tokens": tokens, "flops": flops, "ms": ours * 1e3,
+               "tflops": flops / ours / 1e12, "times_ms": [t * 1e3 for t in times]}
+        line = f"{row['shape']:>13} {tokens:>7} {flops / 1e9:>9.1f} {ours * 1e3:>9.2f} {row['tflops']:>8.2f}"
+        if torch_side:
+            run = torch_side.forward_fn(inputs, shape)
+            ref = run()
+            torch_side.block(ref)
+            ttimes = timed(run, args.repeats, args.warmup, torch_side.block)
+            theirs = statistics.median(ttimes)
+            ref = ref.float().cpu().numpy()
+            diff = float(np.max(np.abs(np.asarray(out, np.float32) - ref)) / np.max(np.abs(ref)))
+            row.update({"torch_ms": theirs * 1e3, "ratio": ours / theirs, "max_rel_diff": diff})
+            line += f" {theirs * 1e3:>9.2f} {ours / theirs:>6.2f} {diff:>12.2e}"
+        print(line, flush=True)
+        results["shapes"].append(row)
+
+    if not args.skip_compile_time:
+        c4 = compile_seconds(cfg, 4, dtype, args.attention, args.batch, shapes[0], args.text_tokens)
+        c28 = compile_seconds(cfg, 28, dtype, args.attention, args.batch, shapes[0], args.text_tokens)
+        results["compile_s"] = {"4": c4, "28": c28, "ratio": c28 / c4}
+        print(f"jit compile at {'x'.join(map(str, shapes[0]))}: 4 layers {c4:.2f} s, 28 layers {c28:.2f} s, ratio {c28 / c4:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
