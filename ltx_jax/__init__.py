@@ -1,8 +1,21 @@
 """ltx_jax: LTX-Video (Lightricks' DiT text-to-video model) in JAX/Flax, numerically faithful to diffusers."""
 
-from ltx_jax.configs import TRANSFORMER_PRESETS, TransformerConfig
+from ltx_jax.configs import T5_PRESETS, TRANSFORMER_PRESETS, T5Config, TransformerConfig
+from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+from ltx_jax.text_encoding import PromptEncoder, encode_prompt, load_tokenizer
 
 __version__ = "0.1.0"
 
-__all__ = ["LTXVideoTransformer3DModel", "TRANSFORMER_PRESETS", "TransformerConfig", "__version__"]
+__all__ = [
+    "LTXVideoTransformer3DModel",
+    "PromptEncoder",
+    "T5Config",
+    "T5EncoderModel",
+    "T5_PRESETS",
+    "TRANSFORMER_PRESETS",
+    "TransformerConfig",
+    "__version__",
+    "encode_prompt",
+    "load_tokenizer",
+]

@@ -101,3 +101,233 @@ TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {
     # 0.9.7 / 0.9.8 13B: 48 layers, 32 heads x 128, width 4096.
     "ltx-video-13b": TransformerConfig(num_layers=48, attention_head_dim=128, cross_attention_dim=4096),
 }
+
+
+# ------------------------------------------------------------------------------------------------- T5 text encoder
+
+# Keys of a transformers T5 ``config.json`` that do not change the encoder's computation or weights: bookkeeping,
+# training-only settings (dropout, init), generation defaults and decoder-only settings. Listed one by one so that
+# any other key -- a new architecture switch we would silently mis-run -- raises instead.
+_T5_IGNORED_KEYS = frozenset({
+    # bookkeeping written by every transformers config
+    "_name_or_path", "architectures", "dtype", "torch_dtype", "transformers_version", "_commit_hash",
+    "_attn_implementation_autoset", "id2label", "label2id", "problem_type", "finetuning_task", "tokenizer_class",
+    "prefix", "return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_bfloat16",
+    "tf_legacy_loss", "pruned_heads", "chunk_size_feed_forward", "task_specific_params",
+    # training-only
+    "dropout_rate", "classifier_dropout", "initializer_factor", "gradient_checkpointing",
+    # decoder / encoder-decoder / generation settings (the encoder has no decoder, cache or LM head)
+    "is_encoder_decoder", "num_decoder_layers", "use_cache", "output_past", "decoder_start_token_id",
+    "tie_word_embeddings", "scale_decoder_outputs", "add_cross_attention", "cross_attention_hidden_size",
+    "tie_encoder_decoder", "pad_token_id", "eos_token_id", "bos_token_id", "sep_token_id", "n_positions",
+    "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+    "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+    "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
+    "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values",
+    "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens",
+})
+# mT5 has T5 v1.1's encoder; other T5 relatives (umt5: a bias table per layer; longt5) compute differently.
+_T5_MODEL_TYPES = ("t5", "mt5")
+# transformers' ACT2FN names that the T5 feed-forward may use.
+T5_ACTIVATIONS = ("relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish")
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+    """Architecture of transformers' ``T5EncoderModel`` (transformers' field names and defaults, i.e. t5-small).
+
+    ``dense_act_fn`` and ``is_gated_act`` are derived from ``feed_forward_proj`` as transformers derives them
+    ("gated-gelu" -> gated, "gelu_new") unless given, and then, as in transformers, the given value wins.
+    LTX-Video uses ``T5_PRESETS["t5-v1_1-xxl"]``.
+    """
+
+    vocab_size: int = 32128
+    d_model: int = 512
+    d_kv: int = 64
+    d_ff: int = 2048
+    num_layers: int = 6
+    num_heads: int = 8
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    layer_norm_epsilon: float = 1e-6
+    feed_forward_proj: str = "relu"
+    dense_act_fn: str | None = None
+    is_gated_act: bool | None = None
+
+    def __post_init__(self):
+        parts = self.feed_forward_proj.split("-")
+        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+            raise ValueError(f"feed_forward_proj={self.feed_forward_proj!r}; expected 'ACT' or 'gated-ACT', e.g. 'relu', 'gated-gelu'.")
+        if self.dense_act_fn is None:
+            derived = "gelu_new" if self.feed_forward_proj == "gated-gelu" else parts[-1]
+            object.__setattr__(self, "dense_act_fn", derived)
+        if self.is_gated_act is None:
+            object.__setattr__(self, "is_gated_act", parts[0] == "gated")
+        if self.dense_act_fn not in T5_ACTIVATIONS:
+            raise ValueError(f"dense_act_fn={self.dense_act_fn!r} is not supported; use one of {T5_ACTIVATIONS}.")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.d_kv
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "T5Config":
+        """From a transformers ``config.json`` dict; known non-architecture keys are dropped, unknown ones raise."""
+        model_type = config.get("model_type", "t5")
+        if model_type not in _T5_MODEL_TYPES:
+            raise ValueError(f"T5Config: model_type={model_type!r} is not supported; ltx_jax runs {_T5_MODEL_TYPES} encoders.")
+        if config.get("is_decoder", False):
+            raise ValueError("T5Config: is_decoder=true describes a T5 decoder stack; ltx_jax runs the encoder only.")
+        return _dataclass_from_dict(cls, config, ignored=_T5_IGNORED_KEYS | {"model_type", "is_decoder"})
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "T5Config":
+        return cls.from_dict(read_json(path))
+
+    def to_dict(self) -> dict:
+        """A dict that both ``from_dict`` and ``transformers.T5Config(**d)`` read back to this architecture."""
+        return {"architectures": ["T5EncoderModel"], "model_type": "t5", **dataclasses.asdict(self)}
+
+    def replace(self, **changes) -> "T5Config":
+        return dataclasses.replace(self, **changes)
+
+
+T5_PRESETS: dict[str, T5Config] = {
+    # google/t5-v1_1-xxl, the text encoder of every LTX-Video release (encoder: 4.76B parameters).
+    "t5-v1_1-xxl": T5Config(
+        vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu"
+    ),
+}
+
+
+_VAE_DOWN_BLOCK_TYPES = ("LTXVideoDownBlock3D", "LTXVideo095DownBlock3D")
+_VAE_DOWNSAMPLE_TYPES = ("conv", "spatial", "temporal", "spatiotemporal")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of ``AutoencoderKLLTXVideo`` (diffusers' field names; defaults = diffusers' = the 0.9.0 VAE).
+
+    Encoder lists run from the input side; decoder lists too (``decoder_block_out_channels[0]`` is the width
+    of the block nearest the output), exactly as in diffusers' ``config.json``. ``layers_per_block`` and
+    ``decoder_layers_per_block`` have one more entry than there are blocks: the mid block's (last).
+    """
+
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 128
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    down_block_types: tuple[str, ...] = ("LTXVideoDownBlock3D",) * 4
+    decoder_block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: tuple[int, ...] = (4, 3, 3, 3, 4)
+    decoder_layers_per_block: tuple[int, ...] = (4, 3, 3, 3, 4)
+    spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
+    decoder_spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
+    decoder_inject_noise: tuple[bool, ...] = (False, False, False, False, False)
+    downsample_type: tuple[str, ...] = ("conv", "conv", "conv", "conv")
+    upsample_residual: tuple[bool, ...] = (False, False, False, False)
+    upsample_factor: tuple[int, ...] = (1, 1, 1, 1)
+    timestep_conditioning: bool = False
+    patch_size: int = 4
+    patch_size_t: int = 1
+    resnet_norm_eps: float = 1e-6
+    scaling_factor: float = 1.0
+    encoder_causal: bool = True
+    decoder_causal: bool = False
+    spatial_compression_ratio: int | None = None
+    temporal_compression_ratio: int | None = None
+
+    def __post_init__(self):
+        unknown = sorted(set(self.down_block_types) - set(_VAE_DOWN_BLOCK_TYPES))
+        if unknown:
+            raise ValueError(f"down_block_types {unknown} are not supported; use {_VAE_DOWN_BLOCK_TYPES}.")
+        unknown = sorted(set(self.downsample_type) - set(_VAE_DOWNSAMPLE_TYPES))
+        if unknown:
+            raise ValueError(f"downsample_type {unknown} are not supported; use {_VAE_DOWNSAMPLE_TYPES}.")
+        if self.patch_size_t != 1:
+            raise ValueError("patch_size_t must be 1: diffusers' LTX encoder sizes conv_in for a spatial patch only.")
+        n_dec = len(self.decoder_block_out_channels)
+        for name in ("decoder_spatio_temporal_scaling", "upsample_residual", "upsample_factor"):
+            if len(getattr(self, name)) < n_dec:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries; the decoder has {n_dec} up blocks.")
+        if len(self.decoder_layers_per_block) < n_dec + 1 or len(self.decoder_inject_noise) < n_dec + 1:
+            raise ValueError(f"decoder_layers_per_block and decoder_inject_noise need {n_dec + 1} entries (up blocks + mid).")
+        if self.timestep_conditioning:
+            # diffusers hands a channel-changing up block's conv_in resnet the raw timestep (not an embedding),
+            # which fails there too; released timestep-conditioned VAEs never change width inside an up block.
+            widths = tuple(reversed(self.decoder_block_out_channels))
+            factors = tuple(reversed(self.upsample_factor))
+            width = widths[0]
+            for i in range(n_dec):
+                if width // factors[i] != widths[i] // factors[i]:
+                    raise ValueError(
+                        "timestep_conditioning=True with an up block that changes width (a conv_in resnet) is not a "
+                        "working diffusers configuration."
+                    )
+                width = widths[i] // factors[i]
+
+    @property
+    def is_095_encoder(self) -> bool:
+        """0.9.5+ encoder layout (diffusers decides by the last down block type)."""
+        return self.down_block_types[-1] == "LTXVideo095DownBlock3D"
+
+    @property
+    def spatial_ratio(self) -> int:
+        """Pixels per latent along height and width (diffusers' ``spatial_compression_ratio``)."""
+        if self.spatial_compression_ratio is not None:
+            return self.spatial_compression_ratio
+        return self.patch_size * 2 ** sum(self.spatio_temporal_scaling)
+
+    @property
+    def temporal_ratio(self) -> int:
+        """Frames per latent frame after the first (diffusers' ``temporal_compression_ratio``)."""
+        if self.temporal_compression_ratio is not None:
+            return self.temporal_compression_ratio
+        return self.patch_size_t * 2 ** sum(self.spatio_temporal_scaling)
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "VAEConfig":
+        return _dataclass_from_dict(cls, config)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "VAEConfig":
+        return cls.from_dict(read_json(path))
+
+    def to_dict(self) -> dict:
+        return {"_class_name": "AutoencoderKLLTXVideo", **dataclasses.asdict(self)}
+
+    def replace(self, **changes) -> "VAEConfig":
+        return dataclasses.replace(self, **changes)
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # LTX-Video 0.9.0: plain strided-conv downsamplers, unconditioned decoder.
+    "ltx-video-0.9.0": VAEConfig(),
+    # 0.9.1: wider, timestep-conditioned decoder with noise injection and residual depth-to-space upsamplers.
+    "ltx-video-0.9.1": VAEConfig(
+        decoder_block_out_channels=(256, 512, 1024),
+        decoder_layers_per_block=(5, 6, 7, 8),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(True, True, True, False),
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=True,
+    ),
+    # 0.9.5 and later (0.9.6, 0.9.7, 0.9.8 share it): space-to-depth encoder up to 2048 channels.
+    "ltx-video-0.9.5": VAEConfig(
+        block_out_channels=(128, 256, 512, 1024, 2048),
+        down_block_types=("LTXVideo095DownBlock3D",) * 4,
+        decoder_block_out_channels=(256, 512, 1024),
+        layers_per_block=(4, 6, 6, 2, 2),
+        decoder_layers_per_block=(5, 5, 5, 5),
+        spatio_temporal_scaling=(True, True, True, True),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(False, False, False, False),
+        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=True,
+        spatial_compression_ratio=32,
+        temporal_compression_ratio=8,
+    ),
+}

@@ -4,6 +4,14 @@ Nothing is unpickled: only ``.safetensors`` files and Orbax directories are read
 """
 
 from weight_conversion.safetensors_io import CheckpointError, open_safetensors
+from weight_conversion.t5 import load_text_encoder, save_text_encoder_orbax
 from weight_conversion.transformer import load_transformer, save_transformer_orbax
 
-__all__ = ["CheckpointError", "load_transformer", "open_safetensors", "save_transformer_orbax"]
+__all__ = [
+    "CheckpointError",
+    "load_text_encoder",
+    "load_transformer",
+    "open_safetensors",
+    "save_text_encoder_orbax",
+    "save_transformer_orbax",
+]

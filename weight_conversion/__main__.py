@@ -14,9 +14,12 @@ import jax.numpy as jnp
 
 
 def _convert(args) -> int:
-    from weight_conversion import transformer
+    from weight_conversion import t5, transformer
 
-    loaders = {"transformer": (transformer.load_transformer, transformer.save_transformer_orbax)}
+    loaders = {
+        "transformer": (transformer.load_transformer, transformer.save_transformer_orbax),
+        "text_encoder": (t5.load_text_encoder, t5.save_text_encoder_orbax),
+    }
     load, save = loaders[args.component]
     start = time.perf_counter()
     module, params = load(args.src, dtype=jnp.dtype(args.dtype))
@@ -33,7 +36,7 @@ def main(argv=None) -> int:
     convert = sub.add_parser("convert", help="safetensors checkpoint -> Orbax checkpoint")
     convert.add_argument("src", help="diffusers folder or Lightricks single .safetensors file")
     convert.add_argument("dst", help="new directory for the Orbax checkpoint")
-    convert.add_argument("--component", default="transformer", choices=["transformer"])
+    convert.add_argument("--component", default="transformer", choices=["transformer", "text_encoder"])
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args(argv)
     return _convert(args)

@@ -1,0 +1,163 @@
+"""Prompts -> T5 embeddings and mask, tokenized exactly as diffusers' LTX-Video pipelines tokenize them.
+
+    >>> encoder = PromptEncoder.from_pretrained("LTX-Video", dtype=jnp.bfloat16)   # tokenizer/ + text_encoder/
+    >>> embeds, mask = encoder.encode_prompt(["a red fox in the snow"])           # [1, 128, 4096] bf16, [1, 128] bool
+
+What diffusers does (``LTXPipeline._get_t5_prompt_embeds``), and so what we do:
+  * tokenize with ``padding="max_length"``, ``max_length=max_sequence_length``, ``truncation=True``,
+    ``add_special_tokens=True``: every prompt becomes exactly ``max_sequence_length`` ids, right-padded with the pad
+    id (0), ending in the end-of-sequence token (1) even when truncated; the mask is True on the real tokens;
+  * a prompt longer than the limit loses its tail (diffusers logs the dropped text; we warn with the count too);
+  * ``LTXPipeline`` and ``LTXImageToVideoPipeline`` run the text encoder WITHOUT the mask (padding tokens are
+    attended to); ``LTXConditionPipeline`` passes the mask. ``mask_encoder_padding`` picks between the two.
+The mask is returned in both cases: the transformer's cross-attention uses it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltx_jax.models.t5 import T5EncoderModel
+
+DEFAULT_MAX_SEQUENCE_LENGTH = 128
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The T5 tokenizer of a diffusers pipeline root (``tokenizer/`` inside it) or of a tokenizer folder.
+
+    Loaded with transformers' ``AutoTokenizer`` from local files only (a folder with ``spiece.model`` or
+    ``tokenizer.json`` and ``tokenizer_config.json``); nothing is downloaded.
+    """
+    from transformers import AutoTokenizer
+
+    path = os.fspath(path)
+    folder = os.path.join(path, "tokenizer") if os.path.isdir(os.path.join(path, "tokenizer")) else path
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Tokenizer folder {folder} does not exist; pass a pipeline root or its tokenizer/ folder.")
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def _as_list(prompts: str | Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}.")
+    return prompts
+
+
+def _warn_if_truncated(tokenizer, prompts: list[str], max_sequence_length: int) -> None:
+    # Untruncated ids, as diffusers computes them to find what was cut (it decodes them; we also count).
+    full = tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]
+    for i, ids in enumerate(full):
+        dropped = len(ids) - max_sequence_length  # ids end with </s>, which truncation keeps
+        if dropped > 0:
+            removed = tokenizer.decode(ids[max_sequence_length - 1 : -1])
+            warnings.warn(
+                f"Prompt {i} is {len(ids)} tokens long (with the end-of-sequence token) and max_sequence_length is "
+                f"{max_sequence_length}: {dropped} tokens were dropped from its end: {removed!r}",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def tokenize(
+    tokenizer, prompts: str | Sequence[str], max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and mask as diffusers' LTX pipelines make them.
+
+    Returns:
+      input_ids [B, max_sequence_length] int32 and mask [B, max_sequence_length] bool (True on real tokens).
+    """
+    prompts = _as_list(prompts)
+    inputs = tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=max_sequence_length,
+        truncation=True,
+        add_special_tokens=True,
+        return_tensors="np",
+    )
+    _warn_if_truncated(tokenizer, prompts, max_sequence_length)
+    return inputs["input_ids"].astype(np.int32), inputs["attention_mask"].astype(bool)
+
+
+@functools.partial(jax.jit, static_argnames=("module", "mask_encoder_padding"))
+def _encode(module: T5EncoderModel, params, input_ids, mask, mask_encoder_padding: bool):
+    return module.apply({"params": params}, input_ids, mask if mask_encoder_padding else None)
+
+
+def encode_prompt(
+    prompts: str | Sequence[str],
+    tokenizer,
+    module: T5EncoderModel,
+    params,
+    max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
+    *,
+    mask_encoder_padding: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """Prompt embeddings and mask, as diffusers' ``LTXPipeline.encode_prompt`` computes them for one prompt list.
+
+    Args:
+      prompts: a prompt or a list of B prompts.
+      tokenizer: the pipeline's T5 tokenizer (``load_tokenizer``).
+      module, params: the T5 encoder (``weight_conversion.load_text_encoder``).
+      max_sequence_length: every prompt is padded or truncated to this many tokens (diffusers' default 128).
+      mask_encoder_padding: False runs the encoder over padding unmasked, as ``LTXPipeline`` and
+        ``LTXImageToVideoPipeline`` do; True masks it, as ``LTXConditionPipeline`` does.
+    Returns:
+      embeddings [B, T, D] in the module's dtype and mask [B, T] bool, T = max_sequence_length. The encoder is
+      jit-compiled once per (module, B, T); later calls with the same shapes reuse the compiled code.
+    """
+    input_ids, mask = tokenize(tokenizer, prompts, max_sequence_length)
+    embeddings = _encode(module, params, jnp.asarray(input_ids), jnp.asarray(mask), mask_encoder_padding)
+    return embeddings, jnp.asarray(mask)
+
+
+class PromptEncoder:
+    """A tokenizer and a T5 encoder with its params: ``encode_prompt(prompts) -> (embeddings, mask)``.
+
+    The forward pass is jit-compiled and cached per (batch size, sequence length): a second call with the same
+    shapes does not recompile.
+    """
+
+    def __init__(self, tokenizer, module: T5EncoderModel, params: Any, *, mask_encoder_padding: bool = False):
+        self.tokenizer = tokenizer
+        self.module = module
+        self.params = params
+        self.mask_encoder_padding = mask_encoder_padding
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | os.PathLike, dtype: Any = jnp.float32, *, mask_encoder_padding: bool = False
+    ) -> "PromptEncoder":
+        """From a diffusers pipeline root holding ``tokenizer/`` and ``text_encoder/`` (safetensors or Orbax)."""
+        from weight_conversion.t5 import load_text_encoder  # weight_conversion depends on ltx_jax, not the reverse
+
+        path = os.fspath(path)
+        module, params = load_text_encoder(os.path.join(path, "text_encoder"), dtype)
+        return cls(load_tokenizer(path), module, params, mask_encoder_padding=mask_encoder_padding)
+
+    def tokenize(
+        self, prompts: str | Sequence[str], max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """input_ids [B, T] int32 and mask [B, T] bool, as diffusers' pipelines tokenize."""
+        return tokenize(self.tokenizer, prompts, max_sequence_length)
+
+    def encode_prompt(
+        self, prompts: str | Sequence[str], max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH
+    ) -> tuple[jax.Array, jax.Array]:
+        """embeddings [B, T, D] in the module's dtype and mask [B, T] bool (see the module-level ``encode_prompt``)."""
+        return encode_prompt(
+            prompts, self.tokenizer, self.module, self.params, max_sequence_length,
+            mask_encoder_padding=self.mask_encoder_padding,
+        )
+
+    __call__ = encode_prompt
