@@ -11,7 +11,6 @@ Usage: python benchmarks/bench_scheduler.py [--repeats 50] [--warmup 5] [--steps
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -20,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 from ltx_jax.scheduler import (  # noqa: E402
     LTX_DISTILLED_TIMESTEPS,
@@ -41,15 +42,6 @@ except ImportError:  # the JAX numbers are still useful without diffusers
     torch = None
 
 
-def median_time(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def fmt(seconds):

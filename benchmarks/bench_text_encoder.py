@@ -15,7 +15,6 @@ Usage: python benchmarks/bench_text_encoder.py [--repeats 20] [--warmup 3] [--ba
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -28,17 +27,9 @@ import numpy as np  # noqa: E402
 
 from ltx_jax.configs import T5_PRESETS, T5Config  # noqa: E402
 from ltx_jax.models.t5 import T5EncoderModel, init_params  # noqa: E402
+from timing import median_time  # noqa: E402  (benchmarks/timing.py)
 
 
-def median_time(fn, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def fmt(seconds):

@@ -22,6 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import sample_times  # benchmarks/timing.py
 
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
 from ltx_jax.models.transformer import abstract_params, count_params
@@ -51,17 +52,6 @@ def forward_flops(cfg: TransformerConfig, batch: int, tokens: int, text_tokens: 
         + 2 * (256 * d + d * d + 6 * d * d)  # timestep embedding (per sample)
     )
     return batch * (cfg.num_layers * per_layer + outside)
-
-
-def timed(fn, repeats: int, warmup: int, block) -> list[float]:
-    for _ in range(warmup):
-        block(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        block(fn())
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def make_inputs(cfg: TransformerConfig, batch: int, shape, text_tokens: int, seed: int = 0):
@@ -214,7 +204,7 @@ def main(argv=None) -> int:
         out.block_until_ready()
         if not bool(jnp.all(jnp.isfinite(out))):
             raise RuntimeError(f"non-finite output at {shape}")
-        times = timed(lambda: forward(params, *dev_inputs), args.repeats, args.warmup, lambda o: o.block_until_ready())
+        times = sample_times(lambda: forward(params, *dev_inputs).block_until_ready(), args.repeats, args.warmup)
         tokens = shape[0] * shape[1] * shape[2]
         flops = forward_flops(cfg, args.batch, tokens, args.text_tokens)
         ours = statistics.median(times)
@@ -225,7 +215,7 @@ def main(argv=None) -> int:
             run = torch_side.forward_fn(inputs, shape)
             ref = run()
             torch_side.block(ref)
-            ttimes = timed(run, args.repeats, args.warmup, torch_side.block)
+            ttimes = sample_times(lambda: torch_side.block(run()), args.repeats, args.warmup)
             theirs = statistics.median(ttimes)
             ref = ref.float().cpu().numpy()
             diff = float(np.max(np.abs(np.asarray(out, np.float32) - ref)) / np.max(np.abs(ref)))

@@ -81,22 +81,27 @@ def transformer_checkpoints(torch_transformer, tmp_path_factory) -> dict[str, st
     return {"diffusers": folder, "sharded": sharded, "single_file": single}
 
 
-_MEASURED: list[tuple[str, float, float]] = []
+_MEASURED: list[tuple[str, float, float, bool]] = []
 
 
-def report(name: str, measured: float, tolerance: float) -> None:
-    """Prints a measured error (shown with -s) and lists it in the end-of-run parity table (always shown)."""
-    print(f"\n[{name}] measured {measured:.3e} (tolerance {tolerance:.0e})")
-    _MEASURED.append((name, float(measured), float(tolerance)))
+def report(name: str, measured: float, tolerance: float, *, at_least: bool = False) -> None:
+    """Prints a measured error (shown with -s) and lists it in the end-of-run parity table (always shown).
+
+    ``at_least=True`` is for figures where higher is better (PSNR): the bound is then a minimum.
+    """
+    bound = "minimum" if at_least else "tolerance"
+    print(f"\n[{name}] measured {measured:.3e} ({bound} {tolerance:.3g})")
+    _MEASURED.append((name, float(measured), float(tolerance), at_least))
 
 
 def pytest_terminal_summary(terminalreporter):
     if not _MEASURED:
         return
     terminalreporter.section("measured parity errors")
-    for name, measured, tol in _MEASURED:
-        verdict = "ok" if measured <= tol else "OVER"
-        terminalreporter.write_line(f"{name:<60} {measured:10.3e}  tol {tol:7.0e}  {verdict}")
+    for name, measured, bound, at_least in _MEASURED:
+        ok = measured >= bound if at_least else measured <= bound
+        relation = ">=" if at_least else "<="
+        terminalreporter.write_line(f"{name:<62} {measured:10.3e}  {relation} {bound:7.3g}  {'ok' if ok else 'FAILED'}")
 
 
 def rel_err(ours, ref) -> float:

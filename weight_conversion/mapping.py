@@ -164,7 +164,7 @@ def convert(
             for i, key in enumerate(rule.sources):
                 host[i] = rule.transform.apply(source[key]).astype(dtype)
         else:
-            host = np.ascontiguousarray(rule.transform.apply(source[rule.sources[0]]).astype(dtype))
+            host = np.array(rule.transform.apply(source[rule.sources[0]]), dtype=dtype, order="C")  # keeps 0-d params 0-d
         flat_params[rule.target] = jax.device_put(host)
         del host
     return unflatten(flat_params)
