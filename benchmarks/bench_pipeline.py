@@ -1,0 +1,209 @@
+"""Stage-by-stage time of a full text-to-video generation, and start-up with the persistent compilation cache.
+
+    python benchmarks/bench_pipeline.py                 # CPU default: tiny components, against diffusers, same run
+    python benchmarks/bench_pipeline.py --size 2b       # GPU default: 2B transformer + 0.9.5 VAE + T5-XXL, random
+                                                        # weights, bf16, 768x512x121, 8 distilled steps
+
+Reports, for our pipeline: the first call (compiles) and the median of later calls, split into text encoding,
+denoising and decoding (each stage blocks on its result); with the tiny size, diffusers' pipeline on the same weights
+and inputs in the same run (median total) and the ratio. ``--startup`` runs two fresh processes that share an empty
+compilation cache and reports each one's time from process start to finished frames: the second should skip
+compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROCESS_START = time.perf_counter()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+PROMPT = "A red fox trots through fresh snow in a pine forest, morning light, the camera tracking alongside."
+
+
+def build_tiny(dtype: str, with_torch: bool):
+    """Our tiny-random pipeline; with_torch: diffusers' pipeline over the same weights (saved and reloaded)."""
+    from ltx_jax.tiny_random import tiny_random_pipeline
+
+    if not with_torch:
+        return tiny_random_pipeline(dtype=dtype, progress=False), None
+    import torch
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline as TorchPipeline
+    from diffusers import LTXVideoTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    from ltx_jax.pipeline import LTXPipeline, write_model_index
+    from ltx_jax.scheduler import LTX_SCHEDULER
+    from ltx_jax.text_encoding import load_tokenizer
+    from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE, write_tiny_tokenizer
+
+    def kwargs(cfg):
+        return {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in ("architectures", "model_type")}
+
+    torch.manual_seed(0)
+    folder = tempfile.mkdtemp(prefix="ltx_bench_")
+    transformer = LTXVideoTransformer3DModel(**kwargs(TINY_TRANSFORMER)).eval()
+    vae = AutoencoderKLLTXVideo(**kwargs(TINY_VAE)).eval()
+    t5 = T5EncoderModel(T5Config(**kwargs(TINY_T5))).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(**kwargs(LTX_SCHEDULER))
+    for name, part in (("transformer", transformer), ("vae", vae), ("text_encoder", t5), ("scheduler", scheduler)):
+        part.save_pretrained(os.path.join(folder, name))
+    write_tiny_tokenizer(os.path.join(folder, "tokenizer"))
+    write_model_index(folder)
+    ours = LTXPipeline.from_pretrained(folder, dtype=dtype, compilation_cache=False, progress=False)
+    theirs = TorchPipeline(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=load_tokenizer(folder),
+                           transformer=transformer)
+    theirs.set_progress_bar_config(disable=True)
+    return ours, theirs
+
+
+def build_2b(dtype: str):
+    """2B transformer + 0.9.5 VAE + T5-XXL with random weights made on the device (no host copy)."""
+    from ltx_jax import TRANSFORMER_PRESETS, T5_PRESETS
+    from ltx_jax.configs import VAE_PRESETS
+    from ltx_jax.models import t5 as t5_lib
+    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+    from ltx_jax.models.vae import AutoencoderKLLTXVideo
+    from ltx_jax.pipeline import LTXPipeline
+    from ltx_jax.presets import PIPELINE_PRESETS
+    from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
+    from ltx_jax.tiny_random import write_tiny_tokenizer
+
+    dt = jnp.dtype(dtype)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    tcfg = TRANSFORMER_PRESETS["ltx-video-2b"]
+    transformer = LTXVideoTransformer3DModel(tcfg, dtype=dt, param_dtype=dt)
+    tparams = jax.jit(lambda k: transformer.init(k, jnp.zeros((1, 1, 128), dt), jnp.zeros((1, 1, 4096), dt),
+                                                 jnp.zeros((1,), jnp.float32), None, num_frames=1, height=1,
+                                                 width=1)["params"])(keys[0])
+    vae = AutoencoderKLLTXVideo(VAE_PRESETS["ltx-video-0.9.5"], dtype=dt, param_dtype=dt)
+    vparams = jax.jit(lambda k: vae.init(k, jnp.zeros((1, 1, 32, 32, 3), dt), jnp.zeros((1,), jnp.float32))["params"])(keys[1])
+    t5 = t5_lib.T5EncoderModel(T5_PRESETS["t5-v1_1-xxl"], dtype=dt, param_dtype=dt)
+    t5_params = t5_lib.init_params(t5, keys[2])
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = load_tokenizer(write_tiny_tokenizer(folder))
+    return LTXPipeline(transformer, tparams, vae, vparams, PromptEncoder(tokenizer, t5, t5_params),
+                       preset=PIPELINE_PRESETS["ltx-video-0.9.8-2b-distilled"], progress=False)
+
+
+def run_ours(pipe, args, seed):
+    return pipe(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.num_frames,
+                num_inference_steps=None if args.distilled else args.steps, seed=seed,
+                guidance_scale=1.0 if args.distilled else args.guidance)
+
+
+def startup_child(args) -> int:
+    """One process: build, generate once, print the seconds since process start as JSON."""
+    from ltx_jax.pipeline import enable_compilation_cache
+
+    enable_compilation_cache(args.cache_dir)
+    pipe = build_2b(args.dtype) if args.size == "2b" else build_tiny(args.dtype, with_torch=False)[0]
+    frames = run_ours(pipe, args, seed=0)
+    assert np.isfinite(frames).all()
+    print(json.dumps({"startup_to_frames_s": time.perf_counter() - PROCESS_START,
+                      "stages": vars(pipe.last_timings)}))
+    return 0
+
+
+def main(argv=None) -> int:
+    on_gpu = jax.default_backend() == "gpu"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="2b" if on_gpu else "tiny", choices=["tiny", "2b"])
+    parser.add_argument("--dtype", default="bfloat16" if on_gpu else "float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--height", type=int, default=None)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--num-frames", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--distilled", action=argparse.BooleanOptionalAction, default=None,
+                        help="distilled timesteps without guidance (default for --size 2b)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compare-torch", action=argparse.BooleanOptionalAction, default=None,
+                        help="diffusers on the same weights (default on for --size tiny)")
+    parser.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--startup-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    big = args.size == "2b"
+    args.height = args.height or (512 if big else 64)
+    args.width = args.width or (768 if big else 96)
+    args.num_frames = args.num_frames or (121 if big else 17)
+    args.distilled = big if args.distilled is None else args.distilled
+    if args.startup_child:
+        return startup_child(args)
+    compare = (not big) if args.compare_torch is None else args.compare_torch
+    if compare and big:
+        raise SystemExit("--compare-torch is implemented for --size tiny (diffusers on the same tiny weights).")
+
+    device = jax.devices()[0].device_kind
+    print(f"device: {device} ({jax.default_backend()}), jax {jax.__version__}; size {args.size}, {args.dtype}, "
+          f"{args.width}x{args.height}x{args.num_frames}, "
+          f"{'distilled timesteps, no guidance' if args.distilled else f'{args.steps} steps, guidance {args.guidance}'}")
+    ours, theirs = (build_2b(args.dtype), None) if big else build_tiny(args.dtype, with_torch=compare)
+
+    t = time.perf_counter()
+    frames = run_ours(ours, args, seed=0)
+    first = time.perf_counter() - t
+    if not np.isfinite(frames).all():
+        raise RuntimeError("non-finite frames")
+    first_stages = vars(ours.last_timings).copy()
+    stages = []
+    for i in range(args.repeats):
+        run_ours(ours, args, seed=i + 1)
+        stages.append(vars(ours.last_timings).copy())
+    median = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    results = {"device": device, "size": args.size, "dtype": args.dtype, "video": [args.num_frames, args.height, args.width],
+               "first_call_s": first, "first_call_stages": first_stages, "median_stages": median}
+    print(f"{'stage':<16} {'first call s':>13} {'median s':>10}")
+    for k in ("text_encoding", "denoising", "decoding", "total"):
+        print(f"{k:<16} {first_stages[k]:>13.3f} {median[k]:>10.3f}")
+
+    if theirs is not None:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        kw = dict(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.num_frames,
+                  num_inference_steps=args.steps, guidance_scale=args.guidance, decode_timestep=0.05, output_type="np")
+        with torch.no_grad():
+            theirs(**kw)  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                theirs(**kw)
+                times.append(time.perf_counter() - t)
+        torch_total = statistics.median(times)
+        results.update({"torch_total_s": torch_total, "ratio": median["total"] / torch_total})
+        print(f"diffusers total (median) {torch_total:.3f} s; ours / diffusers = {median['total'] / torch_total:.2f}")
+
+    if args.startup:
+        cache = tempfile.mkdtemp(prefix="ltx_jax_cache_")
+        child = [sys.executable, os.path.abspath(__file__), "--startup-child", "--cache-dir", cache, "--size", args.size,
+                 "--dtype", args.dtype, "--height", str(args.height), "--width", str(args.width),
+                 "--num-frames", str(args.num_frames), "--steps", str(args.steps), "--guidance", str(args.guidance),
+                 "--distilled" if args.distilled else "--no-distilled"]
+        runs = []
+        for _ in range(2):
+            out = subprocess.run(child, capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1])["startup_to_frames_s"])
+        results["startup_s"] = {"first_process": runs[0], "second_process": runs[1]}
+        print(f"process start -> frames: first process {runs[0]:.2f} s, second process (warm compilation cache) "
+              f"{runs[1]:.2f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

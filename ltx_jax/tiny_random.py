@@ -1,0 +1,92 @@
+"""A whole LTX-Video pipeline with tiny random weights: an installation check and a test fixture.
+
+Every component keeps the real architecture and the real compression ratios (32x spatial, 8x temporal), only the
+widths are tiny, so a 9-frame 96x64 video runs end to end on a CPU in seconds. The output is noise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ltx_jax.configs import T5Config, TransformerConfig, VAEConfig
+
+# Sentences the tiny sentencepiece tokenizer is trained on.
+TOKENIZER_CORPUS = (
+    "A red fox jumps over the lazy dog in a snowy forest.",
+    "The camera slowly pans across a city skyline at sunset.",
+    "A woman with long brown hair walks along the beach, waves crashing.",
+    "Close-up of a cat's face, its green eyes blinking in soft light.",
+)
+
+TINY_T5 = T5Config(vocab_size=128, d_model=24, d_kv=6, d_ff=40, num_layers=2, num_heads=4,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16, feed_forward_proj="gated-gelu")
+TINY_TRANSFORMER = TransformerConfig(in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=8,
+                                     cross_attention_dim=16, num_layers=2, caption_channels=TINY_T5.d_model)
+# A 0.9.1-style VAE (timestep-conditioned decoder, residual upsamplers) with tiny widths.
+TINY_VAE = VAEConfig(
+    latent_channels=8,
+    block_out_channels=(8, 12, 16, 16),
+    layers_per_block=(1, 1, 1, 1, 1),
+    decoder_block_out_channels=(8, 16, 32),
+    decoder_layers_per_block=(1, 1, 1, 1),
+    decoder_spatio_temporal_scaling=(True, True, True),
+    decoder_inject_noise=(False, False, False, False),
+    upsample_residual=(True, True, True),
+    upsample_factor=(2, 2, 2),
+    timestep_conditioning=True,
+)
+
+
+def write_tiny_tokenizer(folder: str | os.PathLike) -> str:
+    """Trains a ~100-piece sentencepiece unigram model and saves it as a T5 tokenizer folder (pad 0, eos 1, unk 2)."""
+    import sentencepiece as spm
+
+    os.makedirs(folder, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(TOKENIZER_CORPUS * 20), model_writer=model, vocab_size=100, model_type="unigram",
+        hard_vocab_limit=False, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
+        unk_piece="<unk>", minloglevel=2,
+    )
+    with open(os.path.join(folder, "spiece.model"), "wb") as f:
+        f.write(model.getvalue())
+    with open(os.path.join(folder, "tokenizer_config.json"), "w") as f:
+        json.dump({"tokenizer_class": "T5Tokenizer", "extra_ids": 3, "model_max_length": 128, "eos_token": "</s>",
+                   "pad_token": "<pad>", "unk_token": "<unk>"}, f)
+    return os.fspath(folder)
+
+
+def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True):
+    """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included)."""
+    from ltx_jax.models import t5 as t5_lib
+    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+    from ltx_jax.models.vae import AutoencoderKLLTXVideo
+    from ltx_jax.pipeline import LTXPipeline
+    from ltx_jax.presets import PIPELINE_PRESETS
+    from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
+
+    dtype = jnp.dtype(dtype)
+    k_t5, k_tr, k_vae = jax.random.split(jax.random.PRNGKey(seed), 3)
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = load_tokenizer(write_tiny_tokenizer(folder))
+    t5 = t5_lib.T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
+    t5_params = t5_lib.init_params(t5, k_t5)
+
+    transformer = LTXVideoTransformer3DModel(TINY_TRANSFORMER, dtype=dtype, param_dtype=dtype)
+    transformer_params = jax.jit(lambda k: transformer.init(
+        k, jnp.zeros((1, 1, TINY_TRANSFORMER.in_channels), dtype), jnp.zeros((1, 1, TINY_T5.d_model), dtype),
+        jnp.zeros((1,), jnp.float32), None, num_frames=1, height=1, width=1)["params"])(k_tr)
+
+    vae = AutoencoderKLLTXVideo(TINY_VAE, dtype=dtype, param_dtype=dtype)
+    vae_params = jax.jit(lambda k: vae.init(
+        k, jnp.zeros((1, 1, 32, 32, 3), dtype), jnp.zeros((1,), jnp.float32))["params"])(k_vae)
+
+    return LTXPipeline(transformer, transformer_params, vae, vae_params, PromptEncoder(tokenizer, t5, t5_params),
+                       preset=PIPELINE_PRESETS["ltx-video-0.9.1"], progress=progress)

@@ -1,0 +1,215 @@
+"""End-to-end text-to-video against diffusers' LTXPipeline (fp32, tiny random components), compile counting,
+input validation and the command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_, report
+from diffusers import AutoencoderKLLTXVideo as TorchVAE
+from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline as TorchLTXPipeline
+from diffusers import LTXVideoTransformer3DModel as TorchTransformer
+from transformers import T5Config as TorchT5Config
+from transformers import T5EncoderModel as TorchT5
+
+from ltx_jax.pipeline import LTXPipeline, write_model_index
+from ltx_jax.scheduler import LTX_DISTILLED_TIMESTEPS, LTX_SCHEDULER, LTX_SCHEDULER_STATIC
+from ltx_jax.text_encoding import load_tokenizer
+from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE, write_tiny_tokenizer
+from ltx_jax.video import read_video
+
+PSNR_MIN_DB = 50.0
+HEIGHT, WIDTH, FRAMES = 64, 96, 9  # latent 2 x 2 x 3 = 12 tokens
+LAT_F, LAT_H, LAT_W = 2, 2, 3
+N_TOKENS = LAT_F * LAT_H * LAT_W
+T_TEXT = 16
+
+
+def psnr(ours, ref) -> float:
+    mse = float(np.mean((np.asarray(ours, np.float64) - np.asarray(ref, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def _kwargs(config) -> dict:
+    return {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in ("architectures", "model_type")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """Tiny random diffusers components saved as a diffusers-layout folder, plus the torch pipeline over them."""
+    torch.manual_seed(0)
+    transformer = randomize_(TorchTransformer(**_kwargs(TINY_TRANSFORMER)), seed=11)
+    vae = randomize_(TorchVAE(**_kwargs(TINY_VAE)), seed=12, scale=0.05)
+    with torch.no_grad():  # non-trivial latent statistics, so denormalisation is exercised
+        vae.latents_mean.copy_(torch.linspace(-0.2, 0.3, TINY_VAE.latent_channels))
+        vae.latents_std.copy_(torch.linspace(0.8, 1.3, TINY_VAE.latent_channels))
+    t5 = TorchT5(TorchT5Config(**_kwargs(TINY_T5))).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(**_kwargs(LTX_SCHEDULER))
+    root = tmp_path_factory.mktemp("tiny_ltx")
+    transformer.save_pretrained(root / "transformer")
+    vae.save_pretrained(root / "vae")
+    t5.save_pretrained(root / "text_encoder")
+    write_tiny_tokenizer(root / "tokenizer")
+    scheduler.save_pretrained(root / "scheduler")
+    write_model_index(str(root))
+    tokenizer = load_tokenizer(root / "tokenizer")
+    pipe = TorchLTXPipeline(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=tokenizer, transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return {"root": str(root), "pipe": pipe}
+
+
+@pytest.fixture(scope="module")
+def ours(reference):
+    return LTXPipeline.from_pretrained(reference["root"], dtype="float32", compilation_cache=False, progress=False)
+
+
+def make_embeddings(seed: int = 0, batch: int = 2):
+    gen = torch.Generator().manual_seed(seed)
+    embeds = torch.randn(batch, T_TEXT, TINY_T5.d_model, generator=gen)
+    neg = torch.randn(batch, T_TEXT, TINY_T5.d_model, generator=gen)
+    mask = torch.zeros(batch, T_TEXT, dtype=torch.long)
+    neg_mask = torch.zeros(batch, T_TEXT, dtype=torch.long)
+    for b in range(batch):
+        mask[b, : T_TEXT - 5 * b] = 1
+        neg_mask[b, : 3 + b] = 1
+    latents = torch.randn(batch, N_TOKENS, TINY_TRANSFORMER.in_channels, generator=gen)
+    return embeds, mask, neg, neg_mask, latents
+
+
+def test_end_to_end_cfg_rescale_matches_diffusers(reference, ours):
+    embeds, mask, neg, neg_mask, latents = make_embeddings()
+    common = dict(height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=4, guidance_scale=3.0,
+                  guidance_rescale=0.7, decode_timestep=0.05, decode_noise_scale=0.0, frame_rate=25)
+    with torch.no_grad():
+        ref = reference["pipe"](prompt_embeds=embeds, prompt_attention_mask=mask, negative_prompt_embeds=neg,
+                                negative_prompt_attention_mask=neg_mask, latents=latents, output_type="np",
+                                **common).frames
+    frames = ours(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), negative_prompt_embeds=neg.numpy(),
+                  negative_prompt_attention_mask=neg_mask.numpy(), latents=latents.numpy(), **common)
+    assert frames.shape == ref.shape == (2, FRAMES, HEIGHT, WIDTH, 3)
+    value = psnr(frames, ref)
+    report("pipeline fp32 CFG 3 + rescale 0.7, 4 steps: PSNR dB", value, PSNR_MIN_DB, at_least=True)
+    assert value >= PSNR_MIN_DB
+    assert ours.preset is not None and ours.scheduler_config == LTX_SCHEDULER
+
+
+def test_distilled_timesteps_without_guidance_match_reference_loop(reference, ours):
+    """diffusers' LTXPipeline rejects explicit timesteps, so the reference loop is built from its scheduler and models."""
+    pipe = reference["pipe"]
+    embeds, mask, _, _, latents = make_embeddings(seed=1, batch=1)
+    scheduler = FlowMatchEulerDiscreteScheduler(**_kwargs(LTX_SCHEDULER_STATIC))
+    scheduler.set_timesteps(timesteps=list(LTX_DISTILLED_TIMESTEPS))
+    x = latents.clone()
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            v = pipe.transformer(x, embeds, t.expand(1), mask, num_frames=LAT_F, height=LAT_H, width=LAT_W,
+                                 rope_interpolation_scale=(8 / 24, 32, 32), return_dict=False)[0]
+            x = scheduler.step(v.float(), t, x, return_dict=False)[0]
+        z = pipe._unpack_latents(x, LAT_F, LAT_H, LAT_W, 1, 1)
+        z = pipe._denormalize_latents(z, pipe.vae.latents_mean, pipe.vae.latents_std, pipe.vae.config.scaling_factor)
+        video = pipe.vae.decode(z, torch.tensor([0.05]), return_dict=False)[0]
+    ref = pipe.video_processor.postprocess_video(video, output_type="np")
+    original = ours.scheduler_config
+    ours.scheduler_config = LTX_SCHEDULER_STATIC
+    try:
+        frames = ours(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), latents=latents.numpy(),
+                      height=HEIGHT, width=WIDTH, num_frames=FRAMES, frame_rate=24, timesteps=LTX_DISTILLED_TIMESTEPS,
+                      guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.0)
+    finally:
+        ours.scheduler_config = original
+    value = psnr(frames, ref)
+    report("pipeline fp32 distilled timesteps, guidance 1: PSNR dB", value, PSNR_MIN_DB, at_least=True)
+    assert value >= PSNR_MIN_DB
+
+
+def test_prompts_through_t5_match_diffusers(reference, ours):
+    prompts = ["A red fox walks along the beach at sunset.", "Close-up of a cat's face"]
+    gen = torch.Generator().manual_seed(5)
+    latents = torch.randn(2, N_TOKENS, TINY_TRANSFORMER.in_channels, generator=gen)
+    common = dict(height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=2, guidance_scale=2.0,
+                  decode_timestep=0.05, decode_noise_scale=0.0, max_sequence_length=T_TEXT)
+    with torch.no_grad():
+        ref = reference["pipe"](prompt=prompts, negative_prompt="blurry", latents=latents, output_type="np",
+                                **common).frames
+    frames = ours(prompt=prompts, negative_prompt="blurry", latents=latents.numpy(), **common)
+    value = psnr(frames, ref)
+    report("pipeline fp32 prompts through T5 + tokenizer: PSNR dB", value, PSNR_MIN_DB, at_least=True)
+    assert value >= PSNR_MIN_DB
+
+
+def test_second_call_compiles_nothing(ours):
+    embeds, mask, neg, neg_mask, _ = make_embeddings(seed=2)
+    kwargs = dict(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), negative_prompt_embeds=neg.numpy(),
+                  negative_prompt_attention_mask=neg_mask.numpy(), height=HEIGHT, width=WIDTH, num_frames=FRAMES,
+                  num_inference_steps=3, guidance_scale=3.0, decode_timestep=0.05)
+    first = ours(seed=1, **kwargs)
+    compiles = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        second = ours(seed=2, guidance_rescale=0.0, **{**kwargs, "guidance_scale": 4.5})  # new values, same shapes
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    print(f"\n[pipeline] backend compiles during the second call: {len(compiles)}")
+    assert compiles == []
+    assert not np.allclose(first, second)
+    assert ours.last_timings.denoising > 0 and ours.last_timings.decoding > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(height=70), "multiples of 32.*nearest valid: 64x96"),
+    (dict(width=100), "multiples of 32.*nearest valid: 64x96"),
+    (dict(num_frames=10), "8k \\+ 1.*nearest valid: 9"),
+    (dict(num_inference_steps=0), "positive integer"),
+    (dict(prompt_attention_mask=np.ones((2, 5))), "prompt_attention_mask has shape"),
+    (dict(negative_prompt_embeds=np.zeros((2, 3, TINY_T5.d_model)), negative_prompt_attention_mask=np.ones((2, 3))),
+     "negative_prompt_embeds has shape"),
+    (dict(output_type="pil"), "output_type"),
+])
+def test_validation_errors(ours, change, message):
+    embeds, mask, _, _, _ = make_embeddings(seed=3)
+    kwargs = dict(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), height=HEIGHT, width=WIDTH,
+                  num_frames=FRAMES, num_inference_steps=2, guidance_scale=1.0)
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=message):
+        ours(**kwargs)
+
+
+def test_prompt_list_lengths_must_agree(ours):
+    with pytest.raises(ValueError, match="negative_prompt has 1 entries but prompt has 2"):
+        ours(prompt=["a", "b"], negative_prompt=["c"], height=HEIGHT, width=WIDTH, num_frames=FRAMES,
+             num_inference_steps=1)
+
+
+def _cli(args, tmp_path):
+    env = {**os.environ, "LTX_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    return subprocess.run([sys.executable, "-m", "ltx_jax", "generate", "--model", "tiny-random", "--noprogress",
+                           *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_writes_playable_mp4(tmp_path):
+    out = tmp_path / "video.mp4"
+    result = _cli(["--prompt", "a red fox in the snow", "--output", str(out), "--steps", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the output is noise" in result.stdout and f"wrote {out}" in result.stdout and "timings:" in result.stdout
+    frames = read_video(out)
+    assert frames.shape == (9, 64, 96, 3)
+
+
+def test_cli_failure_leaves_no_file(tmp_path):
+    out = tmp_path / "bad.mp4"
+    result = _cli(["--prompt", "x", "--output", str(out), "--num_frames", "10", "--steps", "1"], tmp_path)
+    assert result.returncode != 0
+    assert "8k + 1" in result.stderr
+    assert not out.exists() and not any(p.name.startswith(".partial-") for p in tmp_path.iterdir())
