@@ -213,3 +213,21 @@ def test_cli_failure_leaves_no_file(tmp_path):
     assert result.returncode != 0
     assert "8k + 1" in result.stderr
     assert not out.exists() and not any(p.name.startswith(".partial-") for p in tmp_path.iterdir())
+
+
+def test_from_pretrained_orbax_layout_gives_identical_frames(reference, ours, tmp_path):
+    """Each component converted to Orbax (``python -m weight_conversion convert``) in the diffusers folder layout."""
+    import shutil
+
+    from weight_conversion.__main__ import main as convert_main
+
+    root, dst = reference["root"], tmp_path / "orbax_pipeline"
+    dst.mkdir()
+    for component, folder in (("transformer", "transformer"), ("vae", "vae"), ("text_encoder", "text_encoder")):
+        assert convert_main(["convert", os.path.join(root, folder), str(dst / folder), "--component", component]) == 0
+    for folder in ("tokenizer", "scheduler"):
+        shutil.copytree(os.path.join(root, folder), dst / folder)
+    orbax_pipe = LTXPipeline.from_pretrained(dst, dtype="float32", compilation_cache=False, progress=False)
+    kwargs = dict(prompt="a red fox", height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=2,
+                  guidance_scale=3.0, decode_timestep=0.05, max_sequence_length=T_TEXT, seed=3)
+    np.testing.assert_array_equal(orbax_pipe(**kwargs), ours(**kwargs))
