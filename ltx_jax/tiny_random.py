@@ -63,6 +63,39 @@ def write_tiny_tokenizer(folder: str | os.PathLike) -> str:
     return os.fspath(folder)
 
 
+def word_level_tokenizer(max_length: int = 128):
+    """A T5-like word-level tokenizer (pad 0, eos 1, unk 2, ``</s>`` appended) from ``tokenizers`` alone.
+
+    Used when sentencepiece is not installed (e.g. GPU machines provisioned without it): transformers always brings
+    ``tokenizers``, and both our pipeline and diffusers' call it like a T5 tokenizer.
+    """
+    import re
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", " ".join(TOKENIZER_CORPUS).lower())))
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=max_length)
+
+
+def tiny_tokenizer():
+    """The tiny sentencepiece T5 tokenizer, or a word-level one when sentencepiece is missing."""
+    from ltx_jax.text_encoding import load_tokenizer
+
+    try:
+        import sentencepiece  # noqa: F401
+    except ImportError:
+        return word_level_tokenizer()
+    with tempfile.TemporaryDirectory() as folder:
+        return load_tokenizer(write_tiny_tokenizer(folder))
+
+
 def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True):
     """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included)."""
     from ltx_jax.models import t5 as t5_lib
@@ -70,12 +103,11 @@ def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool =
     from ltx_jax.models.vae import AutoencoderKLLTXVideo
     from ltx_jax.pipeline import LTXPipeline
     from ltx_jax.presets import PIPELINE_PRESETS
-    from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
+    from ltx_jax.text_encoding import PromptEncoder
 
     dtype = jnp.dtype(dtype)
     k_t5, k_tr, k_vae = jax.random.split(jax.random.PRNGKey(seed), 3)
-    with tempfile.TemporaryDirectory() as folder:
-        tokenizer = load_tokenizer(write_tiny_tokenizer(folder))
+    tokenizer = tiny_tokenizer()
     t5 = t5_lib.T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
     t5_params = t5_lib.init_params(t5, k_t5)
 
