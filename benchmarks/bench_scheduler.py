@@ -12,7 +12,7 @@ Usage: python benchmarks/bench_scheduler.py [--repeats 50] [--warmup 5] [--steps
 import argparse
 import os
 import sys
-import time
+
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
+
 import numpy as np
 import pytest
 import torch

@@ -17,6 +17,7 @@ import numpy as np
 from ltx_jax.configs import T5Config
 from ltx_jax.models.t5 import T5EncoderModel, abstract_params
 from weight_conversion import orbax_io
+from weight_conversion.common import component_folder, folder_config, restore_orbax
 from weight_conversion.mapping import IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -50,13 +51,6 @@ def text_encoder_rules(config: T5Config, abstract: Any, embed_key: str = SHARED_
         return LINEAR if path[-1] == "kernel" else IDENTITY  # Embedding tables are [rows, features] in both
 
     return rules_from_tree(abstract, lambda p: torch_key(p, embed_key), transform_for, {"block": config.num_layers})
-
-
-def _resolve_folder(path: str) -> str:
-    """Accepts a pipeline root (with ``text_encoder/``) or the ``text_encoder/`` folder itself."""
-    if os.path.isdir(os.path.join(path, "text_encoder")) and not os.path.exists(os.path.join(path, "config.json")):
-        return os.path.join(path, "text_encoder")
-    return path
 
 
 def _tied_tables_equal(source: TensorSource, rows_per_chunk: int = 4096) -> bool:
@@ -110,25 +104,17 @@ def load_text_encoder(
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, input_ids, attention_mask)``.
     """
-    path = os.fspath(path)
+    path = component_folder(os.fspath(path), COMPONENT)
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
-        marker = orbax_io.read_marker(path)
-        config = config or T5Config.from_dict(marker["config"])
-        module = T5EncoderModel(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
-        return module, orbax_io.restore(path, COMPONENT, abstract_params(module), dtype)
+        return restore_orbax(path, COMPONENT, T5Config, config,
+                             lambda c: T5EncoderModel(c, dtype=dtype, param_dtype=dtype, **module_kwargs),
+                             abstract_params, dtype)
 
     if not os.path.exists(path):
         raise CheckpointError(f"Text encoder checkpoint {path} does not exist.")
-    folder = _resolve_folder(path) if os.path.isdir(path) else os.path.dirname(path)
-    if config is None:
-        config_path = os.path.join(folder, "config.json")
-        if not os.path.exists(config_path):
-            raise CheckpointError(f"{folder} has no config.json; pass a transformers text_encoder folder or config=.")
-        try:
-            config = T5Config.from_json(config_path)
-        except ValueError as e:
-            raise CheckpointError(f"{config_path}: {e}") from e
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    config = config or folder_config(folder, T5Config, "transformers text_encoder")
     source = open_safetensors(path if not os.path.isdir(path) else folder)
 
     ignore = []

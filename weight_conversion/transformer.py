@@ -9,9 +9,10 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from ltx_jax.configs import TransformerConfig, read_json
+from ltx_jax.configs import TransformerConfig
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, abstract_params
 from weight_conversion import orbax_io
+from weight_conversion.common import component_folder, folder_config, restore_orbax
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -105,13 +106,6 @@ def _make_module(config: TransformerConfig, dtype: Any, **module_kwargs) -> LTXV
     return LTXVideoTransformer3DModel(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
 
 
-def _resolve_diffusers_folder(path: str) -> str:
-    """Accepts a pipeline root (with ``transformer/``) or the ``transformer/`` folder itself."""
-    if os.path.isdir(os.path.join(path, "transformer")) and not os.path.exists(os.path.join(path, "config.json")):
-        return os.path.join(path, "transformer")
-    return path
-
-
 def read_single_file_config(source: TensorSource) -> dict | None:
     raw = source.metadata.get("config")
     if raw is None:
@@ -142,21 +136,15 @@ def load_transformer(
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, ...)``.
     """
-    path = os.fspath(path)
+    path = component_folder(os.fspath(path), "transformer")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
-        marker = orbax_io.read_marker(path)
-        config = config or TransformerConfig.from_dict(marker["config"])
-        module = _make_module(config, dtype, **module_kwargs)
-        return module, orbax_io.restore(path, "transformer", abstract_params(module), dtype)
+        return restore_orbax(path, "transformer", TransformerConfig, config,
+                             lambda c: _make_module(c, dtype, **module_kwargs), abstract_params, dtype)
 
     if os.path.isdir(path):
-        folder = _resolve_diffusers_folder(path)
-        if config is None:
-            config_path = os.path.join(folder, "config.json")
-            if not os.path.exists(config_path):
-                raise CheckpointError(f"{folder} has no config.json; pass a diffusers transformer folder or config=.")
-            config = TransformerConfig.from_json(config_path)
+        folder = path
+        config = config or folder_config(folder, TransformerConfig, "diffusers transformer")
         source = open_safetensors(folder)
         keys = {k: k for k in source}
     else:

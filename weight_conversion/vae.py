@@ -16,13 +16,13 @@ import os
 import re
 from typing import Any, Callable, Iterable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.configs import VAEConfig
 from ltx_jax.models.vae import AutoencoderKLLTXVideo, abstract_params, decoder_specs, encoder_specs
 from weight_conversion import orbax_io
+from weight_conversion.common import component_folder, folder_config, restore_orbax
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, Transform, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -363,13 +363,6 @@ def _make_module(config: VAEConfig, dtype: Any, **module_kwargs) -> AutoencoderK
     return AutoencoderKLLTXVideo(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
 
 
-def _resolve_diffusers_folder(path: str) -> str:
-    """Accepts a pipeline root (with ``vae/``) or the ``vae/`` folder itself."""
-    if os.path.isdir(os.path.join(path, "vae")) and not os.path.exists(os.path.join(path, "config.json")):
-        return os.path.join(path, "vae")
-    return path
-
-
 def _single_file_config(source: TensorSource, native_keys: list[str]) -> VAEConfig:
     raw = source.metadata.get("config")
     if raw is not None:
@@ -405,21 +398,15 @@ def load_vae(
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, latents, timestep, method="decode")``.
     """
-    path = os.fspath(path)
+    path = component_folder(os.fspath(path), "vae")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
-        marker = orbax_io.read_marker(path)
-        config = config or VAEConfig.from_dict(marker["config"])
-        module = _make_module(config, dtype, **module_kwargs)
-        return module, orbax_io.restore(path, "vae", abstract_params(module), dtype)
+        return restore_orbax(path, "vae", VAEConfig, config, lambda c: _make_module(c, dtype, **module_kwargs),
+                             abstract_params, dtype)
 
     if os.path.isdir(path):
-        folder = _resolve_diffusers_folder(path)
-        if config is None:
-            config_path = os.path.join(folder, "config.json")
-            if not os.path.exists(config_path):
-                raise CheckpointError(f"{folder} has no config.json; pass a diffusers vae folder or config=.")
-            config = VAEConfig.from_json(config_path)
+        folder = path
+        config = config or folder_config(folder, VAEConfig, "diffusers vae")
         source = open_safetensors(folder)
         module = _make_module(config, dtype, **module_kwargs)
         abstract = abstract_params(module)

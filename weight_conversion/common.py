@@ -1,0 +1,37 @@
+"""What every component loader does the same way: find the component's folder, read its config, restore Orbax."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from weight_conversion import orbax_io
+from weight_conversion.safetensors_io import CheckpointError
+
+
+def component_folder(path: str, name: str) -> str:
+    """A pipeline root holding ``name/`` -> that sub-folder (safetensors or Orbax); any other path unchanged."""
+    sub = os.path.join(path, name)
+    if (os.path.isdir(path) and os.path.isdir(sub) and not os.path.exists(os.path.join(path, "config.json"))
+            and not orbax_io.is_orbax_dir(path)):
+        return sub
+    return path
+
+
+def folder_config(folder: str, config_cls, what: str):
+    """``config_cls.from_json(folder/config.json)``, with errors that name the file."""
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{folder} has no config.json; pass a {what} folder or config=.")
+    try:
+        return config_cls.from_json(config_path)
+    except ValueError as e:
+        raise CheckpointError(f"{config_path}: {e}") from e
+
+
+def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any],
+                  abstract_params: Callable[[Any], Any], dtype: Any):
+    """(module, params) from an Orbax directory written by ``python -m weight_conversion convert``."""
+    config = config or config_cls.from_dict(orbax_io.read_marker(path)["config"])
+    module = make_module(config)
+    return module, orbax_io.restore(path, component, abstract_params(module), dtype)
