@@ -32,7 +32,7 @@ TINY_TRANSFORMER = TransformerConfig(in_channels=8, out_channels=8, num_attentio
 # A 0.9.1-style VAE (timestep-conditioned decoder, residual upsamplers) with tiny widths.
 TINY_VAE = VAEConfig(
     latent_channels=8,
-    block_out_channels=(8, 12, 16, 16),
+    block_out_channels=(8, 16, 32, 32),  # widths double per block, as in the released VAEs
     layers_per_block=(1, 1, 1, 1, 1),
     decoder_block_out_channels=(8, 16, 32),
     decoder_layers_per_block=(1, 1, 1, 1),

@@ -231,3 +231,34 @@ def test_from_pretrained_orbax_layout_gives_identical_frames(reference, ours, tm
     kwargs = dict(prompt="a red fox", height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=2,
                   guidance_scale=3.0, decode_timestep=0.05, max_sequence_length=T_TEXT, seed=3)
     np.testing.assert_array_equal(orbax_pipe(**kwargs), ours(**kwargs))
+
+
+def test_from_pretrained_single_file_with_text_encoder_folder(reference, ours, tmp_path):
+    """A Lightricks-style single file (native transformer and VAE names, configs inferred from the tensors' shapes;
+    transformer config from the metadata) plus a folder holding text_encoder/ and tokenizer/."""
+    import json
+
+    from conftest import to_native_key
+    from safetensors.torch import save_file
+
+    from weight_conversion.vae import native_key_function
+
+    pipe = reference["pipe"]
+    to_native_vae = native_key_function(TINY_VAE)
+    tensors = {to_native_key(k): v.contiguous() for k, v in pipe.transformer.state_dict().items()}
+    tensors.update({to_native_vae(k): v.contiguous() for k, v in pipe.vae.state_dict().items()})
+    tensors = {k.replace("latents_mean", "per_channel_statistics.mean-of-means")
+                .replace("latents_std", "per_channel_statistics.std-of-means"): v for k, v in tensors.items()}
+    cfg = TINY_TRANSFORMER
+    native = {"num_layers": cfg.num_layers, "num_attention_heads": cfg.num_attention_heads,
+              "attention_head_dim": cfg.attention_head_dim, "in_channels": cfg.in_channels,
+              "out_channels": cfg.out_channels, "caption_channels": cfg.caption_channels, "qk_norm": "rms_norm"}
+    path = tmp_path / "ltxv-tiny-0.9.1.safetensors"
+    save_file(tensors, str(path), metadata={"config": json.dumps({"transformer": native})})
+    single = LTXPipeline.from_pretrained(path, dtype="float32", text_encoder_path=reference["root"],
+                                         compilation_cache=False, progress=False)
+    assert single.vae.config == ours.vae.config
+    assert single.preset.name == "ltx-video-0.9.1"  # from the file name
+    kwargs = dict(prompt="a red fox", height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=2,
+                  guidance_scale=3.0, decode_timestep=0.05, decode_noise_scale=0.0, max_sequence_length=T_TEXT, seed=4)
+    np.testing.assert_array_equal(single(**kwargs), ours(**kwargs))
