@@ -76,8 +76,8 @@ def build_2b(dtype: str):
     from ltx_jax.models.vae import AutoencoderKLLTXVideo
     from ltx_jax.pipeline import LTXPipeline
     from ltx_jax.presets import PIPELINE_PRESETS
-    from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
-    from ltx_jax.tiny_random import write_tiny_tokenizer
+    from ltx_jax.text_encoding import PromptEncoder
+    from ltx_jax.tiny_random import tiny_tokenizer
 
     dt = jnp.dtype(dtype)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
@@ -90,9 +90,7 @@ def build_2b(dtype: str):
     vparams = jax.jit(lambda k: vae.init(k, jnp.zeros((1, 1, 32, 32, 3), dt), jnp.zeros((1,), jnp.float32))["params"])(keys[1])
     t5 = t5_lib.T5EncoderModel(T5_PRESETS["t5-v1_1-xxl"], dtype=dt, param_dtype=dt)
     t5_params = t5_lib.init_params(t5, keys[2])
-    with tempfile.TemporaryDirectory() as folder:
-        tokenizer = load_tokenizer(write_tiny_tokenizer(folder))
-    return LTXPipeline(transformer, tparams, vae, vparams, PromptEncoder(tokenizer, t5, t5_params),
+    return LTXPipeline(transformer, tparams, vae, vparams, PromptEncoder(tiny_tokenizer(), t5, t5_params),
                        preset=PIPELINE_PRESETS["ltx-video-0.9.8-2b-distilled"], progress=False)
 
 

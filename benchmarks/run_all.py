@@ -266,8 +266,8 @@ def read_json(path: str) -> dict | None:
 
 
 def timed(fn: Callable[[], Any], warmup: int, repeats: int, block: Callable[[Any], Any]) -> list[float]:
-    """Seconds of each of ``repeats`` calls after ``warmup`` calls; every call blocks on its result (``block``)."""
-    from timing import sample_times  # benchmarks/timing.py, shared by the bench_* scripts
+    """Seconds of each of ``repeats`` blocked calls after ``warmup`` (benchmarks/timing.py)."""
+    from timing import sample_times
 
     return sample_times(lambda: block(fn()), repeats, warmup)
 
@@ -372,22 +372,11 @@ def load_bench(name: str):
 
 
 def word_tokenizer(max_length: int = 128):
-    """A T5-like word-level tokenizer (pad 0, eos 1, unk 2, ``</s>`` appended) built with ``tokenizers`` alone.
+    """A T5-like word-level tokenizer over this run's prompts, from ``tokenizers`` alone (the GPU machines have no
+    sentencepiece): ``ltx_jax.tiny_random.word_level_tokenizer``."""
+    from ltx_jax.tiny_random import word_level_tokenizer
 
-    Random-weight pipelines need some tokenizer; T5's sentencepiece model needs the sentencepiece package, which the
-    GPU machines do not have. transformers depends on tokenizers, so this one is always there; diffusers' pipeline
-    and ours both call it like a T5 tokenizer (padding="max_length", truncation, return_tensors)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = sorted(set(re.findall(r"\w+|[^\w\s]", (PROMPT + " " + NEGATIVE_PROMPT).lower())))
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=max_length)
+    return word_level_tokenizer(max_length, texts=(PROMPT, NEGATIVE_PROMPT))
 
 
 def config_kwargs(cfg) -> dict:

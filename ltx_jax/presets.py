@@ -13,9 +13,6 @@ import re
 
 from ltx_jax import scheduler as sched
 
-# Timesteps of the 0.9.7 / 0.9.8 distilled models (first pass of their multi-scale recipe).
-DISTILLED_TIMESTEPS = sched.LTX_DISTILLED_TIMESTEPS
-
 
 @dataclasses.dataclass(frozen=True)
 class PipelinePreset:
@@ -31,7 +28,8 @@ class PipelinePreset:
     scheduler: sched.FlowMatchSchedulerConfig | None = None  # used when the checkpoint ships no scheduler config
 
 
-_DISTILLED = dict(num_inference_steps=len(DISTILLED_TIMESTEPS), timesteps=tuple(DISTILLED_TIMESTEPS), guidance_scale=1.0,
+# The 0.9.7 / 0.9.8 distilled models: first pass of their multi-scale recipe, no guidance.
+_DISTILLED = dict(num_inference_steps=len(sched.LTX_DISTILLED_TIMESTEPS), timesteps=tuple(sched.LTX_DISTILLED_TIMESTEPS), guidance_scale=1.0,
                   decode_timestep=0.05, decode_noise_scale=0.025, scheduler=sched.LTX_SCHEDULER_STATIC)
 _DEV_095 = dict(num_inference_steps=40, guidance_scale=3.0, decode_timestep=0.05, decode_noise_scale=0.025,
                 scheduler=sched.LTX_SCHEDULER_STATIC)

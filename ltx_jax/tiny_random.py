@@ -63,7 +63,7 @@ def write_tiny_tokenizer(folder: str | os.PathLike) -> str:
     return os.fspath(folder)
 
 
-def word_level_tokenizer(max_length: int = 128):
+def word_level_tokenizer(max_length: int = 128, texts=TOKENIZER_CORPUS):
     """A T5-like word-level tokenizer (pad 0, eos 1, unk 2, ``</s>`` appended) from ``tokenizers`` alone.
 
     Used when sentencepiece is not installed (e.g. GPU machines provisioned without it): transformers always brings
@@ -74,7 +74,7 @@ def word_level_tokenizer(max_length: int = 128):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    words = sorted(set(re.findall(r"\w+|[^\w\s]", " ".join(TOKENIZER_CORPUS).lower())))
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", " ".join(texts).lower())))
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()

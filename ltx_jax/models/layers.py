@@ -158,7 +158,3 @@ def attention(
         )
     mask = key_mask[:, None, None, :]  # [B, 1, 1, S]
     return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
-
-
-def gelu(x: jax.Array, approximate: bool) -> jax.Array:
-    return jax.nn.gelu(x, approximate=approximate)

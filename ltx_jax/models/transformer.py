@@ -221,7 +221,7 @@ class FeedForward(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
         h = dense(4 * self.features, name="net_0_proj")(x)  # [B, N, 4D]
-        return dense(self.features, name="net_2")(layers.gelu(h, self.approximate))
+        return dense(self.features, name="net_2")(jax.nn.gelu(h, approximate=self.approximate))
 
 
 class TransformerBlock(nn.Module):
