@@ -14,6 +14,7 @@ compilation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -47,15 +48,12 @@ def build_tiny(dtype: str, with_torch: bool):
     from ltx_jax.text_encoding import load_tokenizer
     from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE, write_tiny_tokenizer
 
-    def kwargs(cfg):
-        return {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in ("architectures", "model_type")}
-
     torch.manual_seed(0)
     folder = tempfile.mkdtemp(prefix="ltx_bench_")
-    transformer = LTXVideoTransformer3DModel(**kwargs(TINY_TRANSFORMER)).eval()
-    vae = AutoencoderKLLTXVideo(**kwargs(TINY_VAE)).eval()
-    t5 = T5EncoderModel(T5Config(**kwargs(TINY_T5))).eval()
-    scheduler = FlowMatchEulerDiscreteScheduler(**kwargs(LTX_SCHEDULER))
+    transformer = LTXVideoTransformer3DModel(**dataclasses.asdict(TINY_TRANSFORMER)).eval()
+    vae = AutoencoderKLLTXVideo(**dataclasses.asdict(TINY_VAE)).eval()
+    t5 = T5EncoderModel(T5Config(**dataclasses.asdict(TINY_T5))).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(**dataclasses.asdict(LTX_SCHEDULER))
     for name, part in (("transformer", transformer), ("vae", vae), ("text_encoder", t5), ("scheduler", scheduler)):
         part.save_pretrained(os.path.join(folder, name))
     write_tiny_tokenizer(os.path.join(folder, "tokenizer"))

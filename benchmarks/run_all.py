@@ -380,9 +380,8 @@ def word_tokenizer(max_length: int = 128):
 
 
 def config_kwargs(cfg) -> dict:
-    """A config dataclass as constructor keyword arguments of its diffusers / transformers class."""
-    skip = ("architectures", "model_type")
-    return {k: v for k, v in cfg.to_dict().items() if not k.startswith("_") and k not in skip}
+    """A config dataclass as constructor keyword arguments of its diffusers / transformers class (same field names)."""
+    return dataclasses.asdict(cfg)
 
 
 # ==================================================================================================== context

@@ -3,6 +3,7 @@ input validation and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -37,21 +38,17 @@ def psnr(ours, ref) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
-def _kwargs(config) -> dict:
-    return {k: v for k, v in config.to_dict().items() if not k.startswith("_") and k not in ("architectures", "model_type")}
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Tiny random diffusers components saved as a diffusers-layout folder, plus the torch pipeline over them."""
     torch.manual_seed(0)
-    transformer = randomize_(TorchTransformer(**_kwargs(TINY_TRANSFORMER)), seed=11)
-    vae = randomize_(TorchVAE(**_kwargs(TINY_VAE)), seed=12, scale=0.05)
+    transformer = randomize_(TorchTransformer(**dataclasses.asdict(TINY_TRANSFORMER)), seed=11)
+    vae = randomize_(TorchVAE(**dataclasses.asdict(TINY_VAE)), seed=12, scale=0.05)
     with torch.no_grad():  # non-trivial latent statistics, so denormalisation is exercised
         vae.latents_mean.copy_(torch.linspace(-0.2, 0.3, TINY_VAE.latent_channels))
         vae.latents_std.copy_(torch.linspace(0.8, 1.3, TINY_VAE.latent_channels))
-    t5 = TorchT5(TorchT5Config(**_kwargs(TINY_T5))).eval()
-    scheduler = FlowMatchEulerDiscreteScheduler(**_kwargs(LTX_SCHEDULER))
+    t5 = TorchT5(TorchT5Config(**dataclasses.asdict(TINY_T5))).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(**dataclasses.asdict(LTX_SCHEDULER))
     root = tmp_path_factory.mktemp("tiny_ltx")
     transformer.save_pretrained(root / "transformer")
     vae.save_pretrained(root / "vae")
@@ -104,7 +101,7 @@ def test_distilled_timesteps_without_guidance_match_reference_loop(reference, ou
     """diffusers' LTXPipeline rejects explicit timesteps, so the reference loop is built from its scheduler and models."""
     pipe = reference["pipe"]
     embeds, mask, _, _, latents = make_embeddings(seed=1, batch=1)
-    scheduler = FlowMatchEulerDiscreteScheduler(**_kwargs(LTX_SCHEDULER_STATIC))
+    scheduler = FlowMatchEulerDiscreteScheduler(**dataclasses.asdict(LTX_SCHEDULER_STATIC))
     scheduler.set_timesteps(timesteps=list(LTX_DISTILLED_TIMESTEPS))
     x = latents.clone()
     with torch.no_grad():
