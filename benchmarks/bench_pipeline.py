@@ -1,8 +1,10 @@
 """Stage-by-stage time of a full text-to-video generation, and start-up with the persistent compilation cache.
 
-    python benchmarks/bench_pipeline.py                 # CPU default: tiny components, against diffusers, same run
-    python benchmarks/bench_pipeline.py --size 2b       # GPU default: 2B transformer + 0.9.5 VAE + T5-XXL, random
+    python -m benchmarks.bench_pipeline                 # CPU default: tiny components, against diffusers, same run
+    python -m benchmarks.bench_pipeline --size 2b       # GPU default: 2B transformer + 0.9.5 VAE + T5-XXL, random
                                                         # weights, bf16, 768x512x121, 8 distilled steps
+
+(from the repository root)
 
 Reports, for our pipeline: the first call (compiles) and the median of later calls, split into text encoding,
 denoising and decoding (each stage blocks on its result); with the tiny size, diffusers' pipeline on the same weights
@@ -29,6 +31,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # --startup children run from here, with -m
 PROMPT = "A red fox trots through fresh snow in a pine forest, morning light, the camera tracking alongside."
 
 
@@ -184,13 +187,13 @@ def main(argv=None) -> int:
 
     if args.startup:
         cache = tempfile.mkdtemp(prefix="ltx_jax_cache_")
-        child = [sys.executable, os.path.abspath(__file__), "--startup-child", "--cache-dir", cache, "--size", args.size,
-                 "--dtype", args.dtype, "--height", str(args.height), "--width", str(args.width),
+        child = [sys.executable, "-m", "benchmarks.bench_pipeline", "--startup-child", "--cache-dir", cache,
+                 "--size", args.size, "--dtype", args.dtype, "--height", str(args.height), "--width", str(args.width),
                  "--num-frames", str(args.num_frames), "--steps", str(args.steps), "--guidance", str(args.guidance),
                  "--distilled" if args.distilled else "--no-distilled"]
         runs = []
         for _ in range(2):
-            out = subprocess.run(child, capture_output=True, text=True, check=True)
+            out = subprocess.run(child, capture_output=True, text=True, check=True, cwd=ROOT)
             runs.append(json.loads(out.stdout.strip().splitlines()[-1])["startup_to_frames_s"])
         results["startup_s"] = {"first_process": runs[0], "second_process": runs[1]}
         print(f"process start -> frames: first process {runs[0]:.2f} s, second process (warm compilation cache) "

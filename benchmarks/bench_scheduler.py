@@ -6,23 +6,18 @@ Times (median wall clock over --repeats, after warm-up, JAX results block_until_
   * schedule      -- sigmas_and_timesteps vs diffusers set_timesteps (host side)
 and the diffusers/torch time on the same shapes, with the ratio diffusers / ours.
 
-Usage: python benchmarks/bench_scheduler.py [--repeats 50] [--warmup 5] [--steps 40]
+Usage, from the repository root:
+    python -m benchmarks.bench_scheduler [--repeats 50] [--warmup 5] [--steps 40]
 """
 
 import argparse
-import os
-import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from timing import median_time  # noqa: E402  (benchmarks/timing.py)
-
-from ltx_jax.scheduler import (  # noqa: E402
+from benchmarks.timing import median_time
+from ltx_jax.scheduler import (
     LTX_DISTILLED_TIMESTEPS,
     LTX_SCHEDULER,
     LTX_SCHEDULER_STATIC,

@@ -9,27 +9,23 @@ CPU (default): a small random T5 (default 4 layers, d_model 512, 8 heads x 64, d
   device (no float32 host copy), encoding --batch x --tokens (default 2 x 128, as the LTX pipelines do).
   Reported: median time, compile time and achieved TFLOP/s of the matmuls.
 
-Usage: python benchmarks/bench_text_encoder.py [--repeats 20] [--warmup 3] [--batch 2] [--tokens 128]
-       python benchmarks/bench_text_encoder.py --gpu [--layers 24] [--no-mask]
+Usage, from the repository root:
+    python -m benchmarks.bench_text_encoder [--repeats 20] [--warmup 3] [--batch 2] [--tokens 128]
+    python -m benchmarks.bench_text_encoder --gpu [--layers 24] [--no-mask]
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ltx_jax.configs import T5_PRESETS, T5Config  # noqa: E402
-from ltx_jax.models.t5 import T5EncoderModel, init_params  # noqa: E402
-from timing import median_time  # noqa: E402  (benchmarks/timing.py)
-
-
+from benchmarks.timing import median_time
+from ltx_jax.configs import T5_PRESETS, T5Config
+from ltx_jax.models.t5 import T5EncoderModel, init_params
 
 
 def fmt(seconds):

@@ -1,8 +1,10 @@
 """Forward-pass benchmark of the LTX-Video transformer (2B width, cut to a few layers), optionally against diffusers.
 
-    python benchmarks/bench_transformer.py                      # GPU: bf16 at 9x32x32, 9x64x64, 17x64x64 latents
-    python benchmarks/bench_transformer.py --compare-torch      # + diffusers (torch SDPA) on the same shapes and card
-    python benchmarks/bench_transformer.py --shapes 2x8x8,3x8x16  # CPU-sized shapes (fp32 is the CPU default)
+    python -m benchmarks.bench_transformer                      # GPU: bf16 at 9x32x32, 9x64x64, 17x64x64 latents
+    python -m benchmarks.bench_transformer --compare-torch      # + diffusers (torch SDPA) on the same shapes and card
+    python -m benchmarks.bench_transformer --shapes 2x8x8,3x8x16  # CPU-sized shapes (fp32 is the CPU default)
+
+(from the repository root)
 
 What it reports per shape: median wall time over ``--repeats`` runs after warm-up (every run blocks on its result),
 the analytic FLOP count of one forward pass (2 per multiply-add, attention included), the achieved TFLOP/s, and
@@ -22,8 +24,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from timing import sample_times  # benchmarks/timing.py
 
+from benchmarks.timing import sample_times
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
 from ltx_jax.models.transformer import abstract_params, count_params
 

@@ -9,25 +9,23 @@ CPU (default, fp32):
 GPU (--gpu, bf16): decode time at 768x512x121 (latent 16x16x24) tiled and untiled with peak device memory, the
   tiled-memory ratio for 16 and 32 latent frames, and diffusers on CUDA when torch has it.
 
-Usage: python benchmarks/bench_vae.py [--gpu] [--repeats 3] [--no-diffusers] [--memory-frames 8]
+Usage, from the repository root:
+    python -m benchmarks.bench_vae [--gpu] [--repeats 3] [--no-diffusers] [--memory-frames 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ltx_jax.configs import VAE_PRESETS  # noqa: E402
-from ltx_jax.models.vae import AutoencoderKLLTXVideo, Decoder3d, VAETiling  # noqa: E402
-from timing import median_time  # noqa: E402  (benchmarks/timing.py)
+from benchmarks.timing import median_time
+from ltx_jax.configs import VAE_PRESETS
+from ltx_jax.models.vae import AutoencoderKLLTXVideo, Decoder3d, VAETiling
 
 CONFIG = VAE_PRESETS["ltx-video-0.9.5"]
 TIMESTEP = 0.05

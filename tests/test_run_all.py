@@ -1,4 +1,4 @@
-"""benchmarks/run_all.py at CPU sizes: every section runs and passes, the JSON and the markdown are complete.
+"""benchmarks.run_all at CPU sizes: every section runs and passes, the JSON and the markdown are complete.
 
 This is the CPU rehearsal of the GPU run (same code, small sizes, float32): what could fail for a trivial reason on
 the GPU machine fails here first. The markdown goes to a temporary file, never to benchmarks/RESULTS.md.
@@ -6,26 +6,15 @@ the GPU machine fails here first. The markdown goes to a temporary file, never t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import time
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN_ALL = os.path.join(ROOT, "benchmarks", "run_all.py")
 REAL_RESULTS_MD = os.path.join(ROOT, "benchmarks", "RESULTS.md")
 TIME_LIMIT_S = 240  # the whole CPU run, on 2 shared cores (it takes about 110 s)
-
-
-def load_run_all():
-    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_all"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
 
 
 def results_md_state():
@@ -34,7 +23,9 @@ def results_md_state():
 
 @pytest.fixture(scope="module")
 def run_all():
-    return load_run_all()
+    from benchmarks import run_all
+
+    return run_all
 
 
 def test_cpu_run_all_sections(run_all, tmp_path, capsys):

@@ -1,0 +1,143 @@
+"""One command that checks the GPU-only paths and times every component against diffusers, in one run.
+
+    python -m benchmarks.run_all                         # backend detected: CUDA -> bf16 at full sizes, CPU -> small
+    python -m benchmarks.run_all --sections transformer,vae --out /tmp/run.json
+    python -m benchmarks.run_all --list                  # the sections and the sizes each backend uses
+    benchmarks/run_all.sh [--wheels DIR] [ARGS...]       # on a fresh GPU machine (offline wheel install, env)
+
+Sections, run in this order, each a function of one ``Sizes`` (every size and dtype of a CPU or GPU run is in
+``CPU_SIZES`` / ``GPU_SIZES`` of sizes.py, so a GPU run changes only sizes and dtypes, never code):
+
+  matmul_peak             the card's measured matmul rate in the run dtype (every TFLOP/s is also given as a
+                          fraction of it), and torch's on the same card
+  attention_cudnn_vs_xla  transformer (2B width, 4 layers, 9x32x32 tokens, right-padded text masks of real prompt
+                          lengths): the default attention path (cuDNN flash attention on CUDA in bf16) against the
+                          XLA path and a float32 XLA reference; the compiled HLO must hold cuDNN's fused attention
+                          custom call (``__cudnn$fmha*``) on GPU and none on CPU (there the cuDNN part is skipped)
+  pipeline_vs_cpu_fp32    a small-width pipeline (text encoder, 8-step CFG denoising loop, VAE decode): bf16 (and
+                          float32) on the accelerator against float32 on the CPU backend with the same params (PSNR)
+  transformer             forward pass at each latent shape, against diffusers (same weights), analytic FLOPs;
+                          compile time with 4 and 28 layers (blocks are scanned)
+  text_encoder            T5 (XXL on GPU) encode, masked and unmasked, against transformers on the same card
+  scheduler               Euler step and per-token step, against diffusers' FlowMatchEulerDiscreteScheduler
+  vae                     0.9.5 VAE decode tiled and untiled against diffusers (same weights), per-case peak memory
+                          (out-of-memory is caught per case), compiled memory of tiled decode for F and 2F frames
+  pipeline                2B + 0.9.5 VAE + T5-XXL with random weights (GPU), 768x512x121, 8 distilled steps: stage
+                          times (first call and later calls), FLOPs, against diffusers' LTXPipeline
+
+Every section runs in its own process (``--isolate process``, the default): per-section peak device memory is that
+process's, an out-of-memory or a crash ends one section only, and a section that overruns its share of the time
+budget is stopped with what it measured so far. A failing section records its traceback and the run goes on.
+The JSON (``--out``) is rewritten atomically after every change; the markdown table is appended to
+``--results-md`` at the end (also on Ctrl-C / SIGTERM / budget exhaustion), and a short summary table is printed
+last. torch, diffusers and transformers are imported lazily per section: when one is missing, only the comparisons
+that need it are marked skipped, with the reason.
+
+This module is the command line (``parse_args``, ``main``); the package's other modules, one concern each, are listed
+in benchmarks/run_all/__init__.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+from .hardware import environment
+from .results import json_safe, read_json
+from .runner import BENCHMARKS, ROOT, Run, child_command, child_env, child_main, probe_main, stop
+from .sections import SECTIONS
+from .sizes import GPU_SIZES, SIZES, resolve_sizes
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.splitlines()[0],
+                                epilog="Sections: " + ", ".join(SECTIONS),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", default="all", help="comma-separated section names, or 'all' (default)")
+    p.add_argument("--out", default=None, help="JSON path (default benchmarks/run_all_<sizes>.json)")
+    p.add_argument("--results-md", default=os.path.join(BENCHMARKS, "RESULTS.md"),
+                   help="markdown file the table is appended to (default benchmarks/RESULTS.md; '' for none)")
+    p.add_argument("--sizes", default="auto", choices=["auto", "cpu", "gpu"], help="auto: gpu on a CUDA backend")
+    p.add_argument("--no-torch", action="store_true", help="skip every torch / diffusers comparison")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help=f"wall-clock budget of the run from its start (default: the sizes' own, "
+                        f"{GPU_SIZES.budget_s:.0f} s on GPU, none on CPU); each section gets a share of what is "
+                        f"left, in proportion to its estimate, and is stopped past it")
+    p.add_argument("--isolate", default="process", choices=["process", "none"],
+                   help="process (default): each section in a fresh process; none: all in this one (debugging)")
+    p.add_argument("--list", action="store_true", help="print the sections and sizes and exit")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
+    return args
+
+
+def main(argv=None) -> int:
+    start = time.time()
+    args = parse_args(argv)
+    if args.probe:
+        return probe_main(args)
+    if args.child:
+        return child_main(args)
+    if args.list:
+        for name, fn in SECTIONS.items():
+            print(f"{name:24s} {fn.__doc__.splitlines()[0]}")
+        for sizes in SIZES.values():
+            print(json.dumps(json_safe(dataclasses.asdict(sizes))))
+        return 0
+    sections = list(SECTIONS) if args.sections == "all" else [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
+    sections = [n for n in SECTIONS if n in sections]  # matmul_peak first: later sections are fractions of it
+
+    # The environment (and so the backend) from a short child process: this process never touches the GPU.
+    if args.isolate == "process":
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = os.path.join(tmp, "env.json")
+            proc = subprocess.run(child_command("--probe", "--child-out", probe), capture_output=True, text=True,
+                                  cwd=ROOT, env=child_env())
+            env = read_json(probe)
+            if env is None:
+                raise SystemExit(f"could not start JAX in a child process:\n{proc.stdout[-3000:]}\n"
+                                 f"{proc.stderr[-3000:]}")
+    else:
+        env = environment()
+    sizes = resolve_sizes(args.sizes, env["backend"])
+    if args.out is None:
+        args.out = os.path.join(BENCHMARKS, f"run_all_{sizes.name}.json")
+    run = Run(args, env, sizes, sections, start)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, on_term) if threading_is_main() else None
+    try:
+        run.run()
+        run.finalize()
+    except KeyboardInterrupt as e:
+        child = getattr(run, "child", None)
+        if child is not None:
+            stop(child)
+        run.finalize(reason=f"interrupted ({e or 'Ctrl-C'})")
+        return 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+    return 1 if run.data.get("failed_sections") else 0
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+

@@ -1,0 +1,96 @@
+"""Section transformer: the forward pass per latent shape against diffusers (same weights), and compile time with
+few and many layers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..builders import count_params, init_transformer, rng_key, transformer_module, tree_bytes
+from ..context import Context, add_timing, jax_block, load_bench, rel_diff, timed
+from ..hardware import (compiled_memory, device_peak_bytes, is_oom, short_error, torch_free, torch_peak,
+                        torch_reset_peak)
+from ..sizes import transformer_config
+
+
+def section_transformer(ctx: Context) -> None:
+    """Forward pass per latent shape against diffusers on the same card with the same weights; compile times."""
+    import jax
+    import jax.numpy as jnp
+
+    bt = load_bench("bench_transformer")
+    s, rec = ctx.sizes, ctx.rec
+    cfg = transformer_config(s.transformer, s.transformer_layers)
+    dt = jnp.dtype(s.dtype)
+    batch = 1
+    module = transformer_module(cfg, dt)
+    torch = ctx.torch("diffusers transformer")
+    side = None
+    if torch is not None:
+        side = bt.TorchSide(cfg, s.dtype, None)  # builds diffusers' model; our params are converted from it
+        params = side.jax_params(module)
+    else:
+        params = init_transformer(module, rng_key(0))
+    params = jax.block_until_ready(params)
+    rec.info(config=cfg.to_dict(), params=count_params(params), param_bytes=tree_bytes(params), dtype=s.dtype,
+             attention=module.resolved_attention_implementation, text_tokens=s.text_tokens, batch=batch,
+             weights="shared with diffusers" if side else "random")
+
+    for shape in s.transformer_shapes:
+        f, h, w = shape
+        tokens = f * h * w
+        flops = bt.forward_flops(cfg, batch, tokens, s.text_tokens)
+        inputs = bt.make_inputs(cfg, batch, shape, s.text_tokens)
+        row = rec.case(f"transformer {cfg.num_layers} layers {f}x{h}x{w}", tokens=tokens, flops=flops)
+        ref = None
+        if side is not None:
+            try:
+                torch_reset_peak(torch)
+                run = side.forward_fn(inputs, shape)
+                ref = run()
+                side.block(ref)
+                tmed = add_timing(row, "torch", timed(run, s.warmup, s.repeats, side.block))
+                ref = ref.float().cpu().numpy()
+                rec.update(row, torch_tflops=flops / tmed / 1e12, torch_peak_bytes=torch_peak(torch))
+            except Exception as e:  # noqa: BLE001
+                rec.update(row, torch_error=short_error(e))
+                ref = None
+            torch_free(torch)
+        try:
+            dev_inputs = tuple(jnp.asarray(x) for x in inputs)
+            lowered = bt.jax_forward_fn(module, shape).lower(params, *dev_inputs)
+            start = time.perf_counter()
+            compiled = lowered.compile()
+            compile_s = time.perf_counter() - start
+            out = jax_block(compiled(params, *dev_inputs))
+            med = add_timing(row, "ours", timed(lambda: compiled(params, *dev_inputs), s.warmup, s.repeats, jax_block))
+            out = np.asarray(out.astype(jnp.float32))
+            rec.update(row, compile_s=compile_s, tflops=flops / med / 1e12, peak_bytes=device_peak_bytes(),
+                       compiled_memory=compiled_memory(compiled), finite=bool(np.isfinite(out).all()))
+            if ref is not None:
+                rec.update(row, ratio=med / (row["torch_ms"] / 1e3), max_rel_diff=rel_diff(out, ref))
+            ctx.log(f"{row['name']}: ours {row['ours_ms']:.2f} ms, torch {row.get('torch_ms')} ms")
+        except Exception as e:  # noqa: BLE001
+            rec.update(row, error=short_error(e))
+            if not is_oom(e):
+                raise
+    rows = [r for r in rec.data["cases"] if "ours_ms" in r]
+    rec.check("every shape ran", len(rows) == len(s.transformer_shapes), value=len(rows),
+              limit=len(s.transformer_shapes))
+    rec.check("outputs finite", all(r.get("finite") for r in rows))
+    for r in rows:
+        if "ratio" in r:
+            rec.goal(f"{r['name']}: ours / diffusers", r["ratio"], 0.9 if ctx.on_gpu else 0.8)
+    if ctx.on_gpu and cfg.inner_dim == 2048 and cfg.num_layers == 4:
+        for r, target in zip(rows, (14.0, 130.0, 420.0)):
+            rec.goal(f"{r['name']}: ms (DESIGN.md)", r["ours_ms"], target)
+
+    lo, hi = s.transformer_compile_layers
+    if ctx.has_time(s.estimates["transformer_compile"], "compile time 4 vs 28 layers"):
+        c_lo = bt.compile_seconds(cfg, lo, dt, None, batch, s.transformer_shapes[0], s.text_tokens)
+        c_hi = bt.compile_seconds(cfg, hi, dt, None, batch, s.transformer_shapes[0], s.text_tokens)
+        f, h, w = s.transformer_shapes[0]
+        rec.case(f"compile {hi} vs {lo} layers at {f}x{h}x{w}", compile_s=c_hi, compile_lo_s=c_lo, ratio=c_hi / c_lo)
+        rec.goal(f"compile time {hi} / {lo} layers", c_hi / c_lo, 1.3)
+

@@ -1,0 +1,189 @@
+"""Sizes of a run: the ``Sizes`` dataclass, its CPU and GPU values, the prompts, and the configs a size names.
+
+A CPU run and a GPU run differ only here, in values, never in code. The config helpers resolve a (source, overrides)
+spec against ltx_jax's presets: with builders.py, the only place that knows where ltx_jax keeps them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+PROMPT = "A red fox trots through fresh snow in a pine forest, morning light, the camera tracking alongside."
+NEGATIVE_PROMPT = "blurry, low quality, distorted"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Every size, dtype and repeat count of one kind of run. CPU_SIZES and GPU_SIZES differ only in values.
+
+    Component configs are (source, overrides): source is a preset name of ltx_jax.configs (or "tiny" for
+    ltx_jax.tiny_random's), overrides are field replacements.
+    """
+
+    name: str
+    dtype: str  # compute and parameter dtype of every timed section
+    warmup: int
+    repeats: int
+    budget_s: float | None  # default wall-clock budget of the whole run (None: unbounded)
+    # matmul_peak
+    matmul_n: int
+    matmul_inner: int  # back-to-back calls per timed sample (keeps the GPU busy between host syncs)
+    matmul_repeats: int
+    # transformer (attention check and benchmark)
+    transformer: tuple[str, dict]
+    transformer_layers: int
+    transformer_shapes: tuple[tuple[int, int, int], ...]
+    transformer_compile_layers: tuple[int, int]
+    text_tokens: int
+    attention_shape: tuple[int, int, int]
+    attention_text_lengths: tuple[int, ...]  # valid tokens per batch row (right padded), as real prompts give
+    # VAE
+    vae: tuple[str, dict]
+    vae_latent: tuple[int, int, int]  # latent frames, height, width
+    vae_tiling: dict  # VAETiling fields ({} = diffusers' enable_tiling defaults)
+    vae_warmup: int
+    vae_repeats: int
+    # text encoder
+    t5: tuple[str, dict]
+    t5_batch: int
+    t5_tokens: int
+    # scheduler
+    scheduler_shapes: tuple[tuple[int, int, int], ...]
+    # pipeline
+    pipe_transformer: tuple[str, dict]
+    pipe_vae: tuple[str, dict]
+    pipe_t5: tuple[str, dict]
+    pipe_preset: str
+    pipe_video: tuple[int, int, int]  # height, width, frames
+    pipe_warmup: int
+    pipe_repeats: int
+    # pipeline_vs_cpu_fp32
+    pvc_transformer: tuple[str, dict]
+    pvc_vae: tuple[str, dict]
+    pvc_t5: tuple[str, dict]
+    pvc_video: tuple[int, int, int]
+    pvc_steps: int
+    pvc_guidance: float
+    # checks: (limit, what it bounds)
+    attention_rel_limit: float  # max |cudnn - xla| / max |xla|, both in the run dtype
+    pvc_psnr_min: float  # bfloat16 on the accelerator vs float32 on the CPU backend
+    pvc_psnr_min_fp32: float  # float32 on the accelerator vs float32 on the CPU backend (TF32 matmuls on GPU)
+    # rough seconds each section takes with these sizes: splits the budget, decides optional parts
+    estimates: dict
+
+
+# A CPU run: small widths and shapes (2 shared cores, the test suite runs it), float32.
+_SMALL_TRANSFORMER = ("ltx-video-2b", dict(num_attention_heads=4, attention_head_dim=32, cross_attention_dim=128,
+                                           caption_channels=64))
+CPU_SIZES = Sizes(
+    name="cpu", dtype="float32", warmup=1, repeats=3, budget_s=None,
+    matmul_n=512, matmul_inner=1, matmul_repeats=5,
+    transformer=_SMALL_TRANSFORMER, transformer_layers=4, transformer_shapes=((2, 8, 8), (3, 8, 16)),
+    transformer_compile_layers=(4, 28), text_tokens=32,
+    attention_shape=(2, 8, 8), attention_text_lengths=(9, 27),
+    vae=("ltx-video-0.9.5", dict(decoder_block_out_channels=(16, 32, 64), decoder_layers_per_block=(1, 1, 1, 1),
+                                 block_out_channels=(16, 32, 64, 64, 64), layers_per_block=(1, 1, 1, 1, 1))),
+    vae_latent=(3, 4, 4),
+    # Temporal tiles only (one spatial tile covers the 4x4 latent): spatial tile shapes multiply compile time, and
+    # spatial tiling is checked against diffusers in tests/test_vae.py.
+    vae_tiling=dict(tile_sample_min_height=128, tile_sample_min_width=128, tile_sample_stride_height=96,
+                    tile_sample_stride_width=96, tile_sample_min_num_frames=16, tile_sample_stride_num_frames=8),
+    vae_warmup=1, vae_repeats=2,
+    t5=("custom", dict(vocab_size=512, d_model=128, d_kv=32, d_ff=256, num_layers=2, num_heads=4,
+                       feed_forward_proj="gated-gelu")),
+    t5_batch=2, t5_tokens=32,
+    scheduler_shapes=((2, 4096, 128), (1, 256, 128)),
+    pipe_transformer=("tiny", {}), pipe_vae=("tiny", {}), pipe_t5=("tiny", {}),
+    pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(64, 96, 17), pipe_warmup=0, pipe_repeats=2,
+    pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
+    pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
+    attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
+    estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
+                   text_encoder=15, scheduler=10, vae=30, pipeline=30,
+                   transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5),
+)
+
+# A GPU run: the shapes of the earlier issues' GPU benchmarks, bf16, everything in at most 560 s (from process start,
+# compile time included) on one H100.
+GPU_SIZES = Sizes(
+    name="gpu", dtype="bfloat16", warmup=2, repeats=5, budget_s=560.0,
+    matmul_n=8192, matmul_inner=10, matmul_repeats=10,
+    transformer=("ltx-video-2b", {}), transformer_layers=4,
+    transformer_shapes=((9, 32, 32), (9, 64, 64), (17, 64, 64)), transformer_compile_layers=(4, 28), text_tokens=128,
+    attention_shape=(9, 32, 32), attention_text_lengths=(23, 97),
+    vae=("ltx-video-0.9.5", {}), vae_latent=(16, 16, 24), vae_tiling={}, vae_warmup=1, vae_repeats=2,
+    t5=("t5-v1_1-xxl", {}), t5_batch=2, t5_tokens=128,
+    scheduler_shapes=((2, 4096, 128), (1, 256, 128)),
+    pipe_transformer=("ltx-video-2b", {}), pipe_vae=("ltx-video-0.9.5", {}), pipe_t5=("t5-v1_1-xxl", {}),
+    pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(512, 768, 121), pipe_warmup=0, pipe_repeats=2,
+    pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
+    pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(256, 384, 25), pvc_steps=8, pvc_guidance=3.0,
+    attention_rel_limit=2e-2, pvc_psnr_min=30.0, pvc_psnr_min_fp32=35.0,
+    # Seconds per section (they split the budget) and per optional part (run only when this much is left). First
+    # guesses for an H100: rerun with the measured "seconds" of each section in the JSON if they are far off.
+    estimates=dict(matmul_peak=15, attention_cudnn_vs_xla=45, pipeline_vs_cpu_fp32=35, transformer=85,
+                   text_encoder=55, scheduler=12, vae=150, pipeline=165,
+                   transformer_compile=45, vae_torch=35, vae_ours=100, vae_compile_2F=30, pipeline_torch=40),
+)
+SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
+
+
+def transformer_config(spec: tuple[str, dict], layers: int | None = None):
+    from ltx_jax.configs import TRANSFORMER_PRESETS
+    from ltx_jax.tiny_random import TINY_TRANSFORMER
+
+    source, overrides = spec
+    cfg = TINY_TRANSFORMER if source == "tiny" else TRANSFORMER_PRESETS[source]
+    cfg = cfg.replace(**overrides)
+    return cfg.replace(num_layers=layers) if layers else cfg
+
+
+def vae_config(spec: tuple[str, dict]):
+    from ltx_jax.configs import VAE_PRESETS
+    from ltx_jax.tiny_random import TINY_VAE
+
+    source, overrides = spec
+    return (TINY_VAE if source == "tiny" else VAE_PRESETS[source]).replace(**overrides)
+
+
+def t5_config(spec: tuple[str, dict]):
+    from ltx_jax.configs import T5_PRESETS, T5Config
+    from ltx_jax.tiny_random import TINY_T5
+
+    source, overrides = spec
+    if source == "custom":
+        return T5Config(**overrides)
+    return (TINY_T5 if source == "tiny" else T5_PRESETS[source]).replace(**overrides)
+
+
+def vae_tiling(fields: dict):
+    """``VAETiling`` from a Sizes' ``vae_tiling`` fields ({} = diffusers' enable_tiling defaults)."""
+    from ltx_jax.models.vae import VAETiling
+
+    return VAETiling(**fields)
+
+
+def pipeline_preset(name: str):
+    """A pipeline preset of ltx_jax (steps or distilled timesteps, guidance, decode timestep and noise) by name."""
+    from ltx_jax.presets import PIPELINE_PRESETS
+
+    return PIPELINE_PRESETS[name]
+
+
+def scheduler_config():
+    """The LTX-Video flow-matching scheduler config (ours, and diffusers' constructor arguments via ``to_dict``)."""
+    from ltx_jax.scheduler import LTX_SCHEDULER
+
+    return LTX_SCHEDULER
+
+
+def config_kwargs(cfg) -> dict:
+    """A config dataclass as constructor keyword arguments of its diffusers / transformers class (same field names)."""
+    return dataclasses.asdict(cfg)
+
+
+def resolve_sizes(name: str, backend: str | None = None) -> Sizes:
+    if name == "auto":
+        name = "gpu" if backend == "gpu" else "cpu"
+    return SIZES[name]
+
