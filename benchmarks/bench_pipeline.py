@@ -46,8 +46,8 @@ def build_tiny(dtype: str, with_torch: bool):
     from diffusers import LTXVideoTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from ltx_jax.pipeline import LTXPipeline, write_model_index
-    from ltx_jax.scheduler import LTX_SCHEDULER
+    from ltx_jax.pipelines import LTXPipeline, write_model_index
+    from ltx_jax.releases import LTX_SCHEDULER
     from ltx_jax.text_encoding import load_tokenizer
     from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE, write_tiny_tokenizer
 
@@ -70,29 +70,24 @@ def build_tiny(dtype: str, with_torch: bool):
 
 def build_2b(dtype: str):
     """2B transformer + 0.9.5 VAE + T5-XXL with random weights made on the device (no host copy)."""
-    from ltx_jax import TRANSFORMER_PRESETS, T5_PRESETS
-    from ltx_jax.configs import VAE_PRESETS
-    from ltx_jax.models import t5 as t5_lib
+    from ltx_jax.models import init_params
+    from ltx_jax.models.t5 import T5EncoderModel
     from ltx_jax.models.transformer import LTXVideoTransformer3DModel
     from ltx_jax.models.vae import AutoencoderKLLTXVideo
-    from ltx_jax.pipeline import LTXPipeline
-    from ltx_jax.presets import PIPELINE_PRESETS
+    from ltx_jax.pipelines import LTXPipeline
+    from ltx_jax.releases import RELEASES, T5_PRESETS
     from ltx_jax.text_encoding import PromptEncoder
     from ltx_jax.tiny_random import tiny_tokenizer
 
     dt = jnp.dtype(dtype)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    tcfg = TRANSFORMER_PRESETS["ltx-video-2b"]
-    transformer = LTXVideoTransformer3DModel(tcfg, dtype=dt, param_dtype=dt)
-    tparams = jax.jit(lambda k: transformer.init(k, jnp.zeros((1, 1, 128), dt), jnp.zeros((1, 1, 4096), dt),
-                                                 jnp.zeros((1,), jnp.float32), None, num_frames=1, height=1,
-                                                 width=1)["params"])(keys[0])
-    vae = AutoencoderKLLTXVideo(VAE_PRESETS["ltx-video-0.9.5"], dtype=dt, param_dtype=dt)
-    vparams = jax.jit(lambda k: vae.init(k, jnp.zeros((1, 1, 32, 32, 3), dt), jnp.zeros((1,), jnp.float32))["params"])(keys[1])
-    t5 = t5_lib.T5EncoderModel(T5_PRESETS["t5-v1_1-xxl"], dtype=dt, param_dtype=dt)
-    t5_params = t5_lib.init_params(t5, keys[2])
-    return LTXPipeline(transformer, tparams, vae, vparams, PromptEncoder(tiny_tokenizer(), t5, t5_params),
-                       preset=PIPELINE_PRESETS["ltx-video-0.9.8-2b-distilled"], progress=False)
+    release = RELEASES["ltx-video-0.9.8-2b-distilled"]
+    transformer = LTXVideoTransformer3DModel(release.transformer, dtype=dt, param_dtype=dt)
+    vae = AutoencoderKLLTXVideo(release.vae, dtype=dt, param_dtype=dt)
+    t5 = T5EncoderModel(T5_PRESETS["t5-v1_1-xxl"], dtype=dt, param_dtype=dt)
+    prompt_encoder = PromptEncoder(tiny_tokenizer(), t5, init_params(t5, keys[2]))
+    return LTXPipeline(transformer, init_params(transformer, keys[0]), vae, init_params(vae, keys[1]), prompt_encoder,
+                       release=release, progress=False)
 
 
 def run_ours(pipe, args, seed):
@@ -103,14 +98,14 @@ def run_ours(pipe, args, seed):
 
 def startup_child(args) -> int:
     """One process: build, generate once, print the seconds since process start as JSON."""
-    from ltx_jax.pipeline import enable_compilation_cache
+    from ltx_jax.pipelines import enable_compilation_cache
 
     enable_compilation_cache(args.cache_dir)
     pipe = build_2b(args.dtype) if args.size == "2b" else build_tiny(args.dtype, with_torch=False)[0]
     frames = run_ours(pipe, args, seed=0)
     assert np.isfinite(frames).all()
     print(json.dumps({"startup_to_frames_s": time.perf_counter() - PROCESS_START,
-                      "stages": vars(pipe.last_timings)}))
+                      "stages": pipe.last_timings.as_dict()}))
     return 0
 
 
@@ -156,11 +151,11 @@ def main(argv=None) -> int:
     first = time.perf_counter() - t
     if not np.isfinite(frames).all():
         raise RuntimeError("non-finite frames")
-    first_stages = vars(ours.last_timings).copy()
+    first_stages = ours.last_timings.as_dict()
     stages = []
     for i in range(args.repeats):
         run_ours(ours, args, seed=i + 1)
-        stages.append(vars(ours.last_timings).copy())
+        stages.append(ours.last_timings.as_dict())
     median = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
     results = {"device": device, "size": args.size, "dtype": args.dtype, "video": [args.num_frames, args.height, args.width],
                "first_call_s": first, "first_call_stages": first_stages, "median_stages": median}

@@ -24,8 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.timing import median_time
-from ltx_jax.configs import T5_PRESETS, T5Config
-from ltx_jax.models.t5 import T5EncoderModel, init_params
+from ltx_jax.configs import T5Config
+from ltx_jax.models import init_params
+from ltx_jax.models.t5 import T5EncoderModel
+from ltx_jax.releases import T5_PRESETS
 
 
 def fmt(seconds):

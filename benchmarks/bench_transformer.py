@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmarks.timing import sample_times
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
-from ltx_jax.models.transformer import abstract_params, count_params
+from ltx_jax.models import abstract_params, count_params
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.timing import median_time
-from ltx_jax.configs import VAE_PRESETS
+from ltx_jax.models import abstract_params, init_params
+from ltx_jax.releases import VAE_PRESETS
 from ltx_jax.models.vae import AutoencoderKLLTXVideo, Decoder3d, VAETiling
 
 CONFIG = VAE_PRESETS["ltx-video-0.9.5"]
@@ -61,19 +62,14 @@ def decoder_params_from_torch(model) -> dict:
     from weight_conversion.mapping import convert
     from weight_conversion.vae import vae_rules
 
-    module = Decoder3d(CONFIG)
-    abstract = jax.eval_shape(
-        lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, 1, 1, 1, CONFIG.latent_channels)), jnp.zeros((1,)))["params"]
-    )
+    abstract = abstract_params(Decoder3d(CONFIG))
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     params = convert(state, vae_rules(abstract), abstract, jnp.float32, what="vae decoder")
     return jax.tree_util.tree_map(lambda p, a: p.reshape(a.shape), params, abstract)
 
 
 def random_decoder_params(dtype) -> dict:
-    module = Decoder3d(CONFIG, dtype=dtype, param_dtype=dtype)
-    z = jnp.zeros((1, 1, 1, 1, CONFIG.latent_channels), dtype)
-    return jax.jit(lambda k: module.init(k, z, jnp.zeros((1,)))["params"])(jax.random.PRNGKey(0))
+    return init_params(Decoder3d(CONFIG, dtype=dtype, param_dtype=dtype), jax.random.PRNGKey(0))
 
 
 def decode_fn(dtype, tiling):

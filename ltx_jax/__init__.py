@@ -1,28 +1,46 @@
-"""ltx_jax: LTX-Video (Lightricks' DiT text-to-video model) in JAX/Flax, numerically faithful to diffusers."""
+"""ltx_jax: LTX-Video (Lightricks' DiT text-to-video model) in JAX/Flax, numerically faithful to diffusers.
 
-from ltx_jax.configs import T5_PRESETS, TRANSFORMER_PRESETS, VAE_PRESETS, T5Config, TransformerConfig, VAEConfig
-from ltx_jax.models.t5 import T5EncoderModel
-from ltx_jax.models.transformer import LTXVideoTransformer3DModel
-from ltx_jax.models.vae import AutoencoderKLLTXVideo, VAETiling
-from ltx_jax.pipeline import LTXPipeline
-from ltx_jax.text_encoding import PromptEncoder, encode_prompt, load_tokenizer
+Names are imported on first use, so ``import ltx_jax`` (and ``import weight_conversion``, which needs the models)
+costs nothing beyond what is used: the pipelines are not imported until one is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AutoencoderKLLTXVideo",
-    "LTXPipeline",
-    "LTXVideoTransformer3DModel",
-    "PromptEncoder",
-    "T5Config",
-    "T5EncoderModel",
-    "T5_PRESETS",
-    "TRANSFORMER_PRESETS",
-    "TransformerConfig",
-    "VAEConfig",
-    "VAETiling",
-    "VAE_PRESETS",
-    "__version__",
-    "encode_prompt",
-    "load_tokenizer",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "LTXPipeline": "ltx_jax.pipelines",
+    "T5Config": "ltx_jax.configs",
+    "TransformerConfig": "ltx_jax.configs",
+    "VAEConfig": "ltx_jax.configs",
+    "RELEASES": "ltx_jax.releases",
+    "Release": "ltx_jax.releases",
+    "detect_release": "ltx_jax.releases",
+    "T5_PRESETS": "ltx_jax.releases",
+    "TRANSFORMER_PRESETS": "ltx_jax.releases",
+    "VAE_PRESETS": "ltx_jax.releases",
+    "T5EncoderModel": "ltx_jax.models.t5",
+    "LTXVideoTransformer3DModel": "ltx_jax.models.transformer",
+    "AutoencoderKLLTXVideo": "ltx_jax.models.vae",
+    "VAETiling": "ltx_jax.models.vae",
+    "PromptEncoder": "ltx_jax.text_encoding",
+    "encode_prompt": "ltx_jax.text_encoding",
+    "load_tokenizer": "ltx_jax.text_encoding",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ltx_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return __all__

@@ -26,7 +26,7 @@ flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (default: t
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (default: bfloat16 on GPU, float32 on CPU).")
 flags.DEFINE_enum("tiling", "auto", ["auto", "on", "off"], "VAE tiled decoding.")
-flags.DEFINE_string("preset", None, "Preset name from ltx_jax.presets.PIPELINE_PRESETS (default: detected).")
+flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES (default: detected).")
 flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache.")
 flags.DEFINE_bool("progress", True, "Show a step progress bar.")
 
@@ -36,7 +36,7 @@ COMMANDS = ("generate",)
 def generate() -> int:
     import jax
 
-    from ltx_jax.pipeline import LTXPipeline, enable_compilation_cache
+    from ltx_jax.pipelines import LTXPipeline, enable_compilation_cache
     from ltx_jax.video import VIDEO_EXTENSIONS, write_video
 
     if not FLAGS.model:

@@ -4,7 +4,8 @@ A config holds only what defines the architecture (and therefore the checkpoint 
 choices (compute dtype, attention backend, rematerialisation) are fields of the modules instead.
 
     >>> cfg = TransformerConfig.from_json("LTX-Video/transformer/config.json")
-    >>> cfg = TRANSFORMER_PRESETS["ltx-video-2b"]
+
+The released architectures are in ``ltx_jax.releases`` (``TRANSFORMER_PRESETS``, ``VAE_PRESETS``, ``T5_PRESETS``).
 """
 
 from __future__ import annotations
@@ -95,14 +96,6 @@ class TransformerConfig:
         return dataclasses.replace(self, **changes)
 
 
-TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {
-    # 0.9.0 - 0.9.6 and 0.9.8 2B: 28 layers, 32 heads x 64, width 2048.
-    "ltx-video-2b": TransformerConfig(),
-    # 0.9.7 / 0.9.8 13B: 48 layers, 32 heads x 128, width 4096.
-    "ltx-video-13b": TransformerConfig(num_layers=48, attention_head_dim=128, cross_attention_dim=4096),
-}
-
-
 # ------------------------------------------------------------------------------------------------- T5 text encoder
 
 # Keys of a transformers T5 ``config.json`` that do not change the encoder's computation or weights: bookkeeping,
@@ -138,7 +131,7 @@ class T5Config:
 
     ``dense_act_fn`` and ``is_gated_act`` are derived from ``feed_forward_proj`` as transformers derives them
     ("gated-gelu" -> gated, "gelu_new") unless given, and then, as in transformers, the given value wins.
-    LTX-Video uses ``T5_PRESETS["t5-v1_1-xxl"]``.
+    LTX-Video uses ``ltx_jax.releases.T5_PRESETS["t5-v1_1-xxl"]``.
     """
 
     vocab_size: int = 32128
@@ -190,14 +183,6 @@ class T5Config:
 
     def replace(self, **changes) -> "T5Config":
         return dataclasses.replace(self, **changes)
-
-
-T5_PRESETS: dict[str, T5Config] = {
-    # google/t5-v1_1-xxl, the text encoder of every LTX-Video release (encoder: 4.76B parameters).
-    "t5-v1_1-xxl": T5Config(
-        vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu"
-    ),
-}
 
 
 _VAE_DOWN_BLOCK_TYPES = ("LTXVideoDownBlock3D", "LTXVideo095DownBlock3D")
@@ -298,36 +283,3 @@ class VAEConfig:
 
     def replace(self, **changes) -> "VAEConfig":
         return dataclasses.replace(self, **changes)
-
-
-VAE_PRESETS: dict[str, VAEConfig] = {
-    # LTX-Video 0.9.0: plain strided-conv downsamplers, unconditioned decoder.
-    "ltx-video-0.9.0": VAEConfig(),
-    # 0.9.1: wider, timestep-conditioned decoder with noise injection and residual depth-to-space upsamplers.
-    "ltx-video-0.9.1": VAEConfig(
-        decoder_block_out_channels=(256, 512, 1024),
-        decoder_layers_per_block=(5, 6, 7, 8),
-        decoder_spatio_temporal_scaling=(True, True, True),
-        decoder_inject_noise=(True, True, True, False),
-        upsample_residual=(True, True, True),
-        upsample_factor=(2, 2, 2),
-        timestep_conditioning=True,
-    ),
-    # 0.9.5 and later (0.9.6, 0.9.7, 0.9.8 share it): space-to-depth encoder up to 2048 channels.
-    "ltx-video-0.9.5": VAEConfig(
-        block_out_channels=(128, 256, 512, 1024, 2048),
-        down_block_types=("LTXVideo095DownBlock3D",) * 4,
-        decoder_block_out_channels=(256, 512, 1024),
-        layers_per_block=(4, 6, 6, 2, 2),
-        decoder_layers_per_block=(5, 5, 5, 5),
-        spatio_temporal_scaling=(True, True, True, True),
-        decoder_spatio_temporal_scaling=(True, True, True),
-        decoder_inject_noise=(False, False, False, False),
-        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-        upsample_residual=(True, True, True),
-        upsample_factor=(2, 2, 2),
-        timestep_conditioning=True,
-        spatial_compression_ratio=32,
-        temporal_compression_ratio=8,
-    ),
-}

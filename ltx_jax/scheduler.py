@@ -32,7 +32,8 @@ Here the split is:
       x = jax.lax.fori_loop(0, len(timesteps), body, x)
 
 The config is a frozen (hashable) dataclass, so it can also be a static jit argument.
-This module imports only numpy, jax and the standard library.
+The configs and timestep lists of the released checkpoints are in ``ltx_jax.releases`` (``LTX_SCHEDULER``,
+``LTX_DISTILLED_TIMESTEPS``...). This module imports only numpy, jax and the standard library.
 """
 
 from __future__ import annotations
@@ -49,10 +50,6 @@ import numpy as np
 
 __all__ = [
     "FlowMatchSchedulerConfig",
-    "LTX_SCHEDULER",
-    "LTX_SCHEDULER_STATIC",
-    "LTX_DISTILLED_TIMESTEPS",
-    "LTX_DISTILLED_REFINE_TIMESTEPS",
     "calculate_shift",
     "mu_for_tokens",
     "sigmas_and_timesteps",
@@ -200,37 +197,6 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-#: scheduler_config.json of Lightricks' LTX-Video 0.9.x diffusers checkpoints (as written by
-#: diffusers' ``scripts/convert_ltx_to_diffusers.py``): resolution-dependent exponential shift
-#: between mu=0.95 at 1024 tokens and mu=2.05 at 4096 tokens, stretched to end at 0.1.
-#: Used by diffusers' ``LTXPipeline``/``LTXImageToVideoPipeline`` with
-#: ``sigmas=np.linspace(1, 1/N, N)`` and ``mu=calculate_shift(num_tokens, ...)``.
-LTX_SCHEDULER = FlowMatchSchedulerConfig(
-    num_train_timesteps=1000,
-    shift=1.0,
-    use_dynamic_shifting=True,
-    base_shift=0.95,
-    max_shift=2.05,
-    base_image_seq_len=1024,
-    max_image_seq_len=4096,
-    invert_sigmas=False,
-    shift_terminal=0.1,
-    time_shift_type="exponential",
-    stochastic_sampling=False,
-)
-
-#: LTX_SCHEDULER without dynamic shifting.  diffusers' ``LTXConditionPipeline`` (0.9.5+ and the
-#: distilled 0.9.7/0.9.8 checkpoints) calls ``set_timesteps(timesteps=...)`` without ``mu``,
-#: which is only valid with ``use_dynamic_shifting=False``; prefer loading the checkpoint's own
-#: scheduler_config.json with :meth:`FlowMatchSchedulerConfig.from_json` when you have it.
-LTX_SCHEDULER_STATIC = LTX_SCHEDULER.replace(use_dynamic_shifting=False)
-
-#: Timesteps recommended by diffusers' docs for the LTX-Video 0.9.7/0.9.8 distilled checkpoints
-#: (first pass) and for the refine pass after latent upsampling.
-LTX_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
-LTX_DISTILLED_REFINE_TIMESTEPS = (1000.0, 909.0, 725.0, 421.0, 0.0)
-
-
 # --------------------------------------------------------------------------- shift helpers
 def calculate_shift(
     image_seq_len: float,
@@ -339,7 +305,7 @@ def sigmas_and_timesteps(
     """
     if not isinstance(config, FlowMatchSchedulerConfig):
         raise _err(f"`config` must be a FlowMatchSchedulerConfig, got {type(config).__name__}.",
-                   "use FlowMatchSchedulerConfig.from_dict(...) / from_json(...) or LTX_SCHEDULER.")
+                   "use FlowMatchSchedulerConfig.from_dict(...) / from_json(...) or ltx_jax.releases.LTX_SCHEDULER.")
     T = config.num_train_timesteps
     if config.use_dynamic_shifting:
         if mu is None:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.models.t5 import T5EncoderModel
+from weight_conversion.safetensors_io import CheckpointError
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 
@@ -40,7 +41,7 @@ def load_tokenizer(path: str | os.PathLike):
     path = os.fspath(path)
     folder = os.path.join(path, "tokenizer") if os.path.isdir(os.path.join(path, "tokenizer")) else path
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"Tokenizer folder {folder} does not exist; pass a pipeline root or its tokenizer/ folder.")
+        raise CheckpointError(f"Tokenizer folder {folder} does not exist; pass a pipeline root or its tokenizer/ folder.")
     return AutoTokenizer.from_pretrained(folder, local_files_only=True)
 
 
@@ -49,7 +50,7 @@ def _as_list(prompts: str | Sequence[str]) -> list[str]:
         return [prompts]
     prompts = list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise TypeError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}.")
+        raise ValueError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}.")
     return prompts
 
 

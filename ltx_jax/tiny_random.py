@@ -97,28 +97,22 @@ def tiny_tokenizer():
 
 
 def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True):
-    """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included)."""
-    from ltx_jax.models import t5 as t5_lib
+    """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included) and the 0.9.1 release's
+    generation defaults (its VAE kind: a timestep-conditioned decoder)."""
+    from ltx_jax.models import init_params
+    from ltx_jax.models.t5 import T5EncoderModel
     from ltx_jax.models.transformer import LTXVideoTransformer3DModel
     from ltx_jax.models.vae import AutoencoderKLLTXVideo
-    from ltx_jax.pipeline import LTXPipeline
-    from ltx_jax.presets import PIPELINE_PRESETS
+    from ltx_jax.pipelines import LTXPipeline
+    from ltx_jax.releases import RELEASES
     from ltx_jax.text_encoding import PromptEncoder
 
     dtype = jnp.dtype(dtype)
     k_t5, k_tr, k_vae = jax.random.split(jax.random.PRNGKey(seed), 3)
-    tokenizer = tiny_tokenizer()
-    t5 = t5_lib.T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
-    t5_params = t5_lib.init_params(t5, k_t5)
-
+    t5 = T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
     transformer = LTXVideoTransformer3DModel(TINY_TRANSFORMER, dtype=dtype, param_dtype=dtype)
-    transformer_params = jax.jit(lambda k: transformer.init(
-        k, jnp.zeros((1, 1, TINY_TRANSFORMER.in_channels), dtype), jnp.zeros((1, 1, TINY_T5.d_model), dtype),
-        jnp.zeros((1,), jnp.float32), None, num_frames=1, height=1, width=1)["params"])(k_tr)
-
     vae = AutoencoderKLLTXVideo(TINY_VAE, dtype=dtype, param_dtype=dtype)
-    vae_params = jax.jit(lambda k: vae.init(
-        k, jnp.zeros((1, 1, 32, 32, 3), dtype), jnp.zeros((1,), jnp.float32))["params"])(k_vae)
-
-    return LTXPipeline(transformer, transformer_params, vae, vae_params, PromptEncoder(tokenizer, t5, t5_params),
-                       preset=PIPELINE_PRESETS["ltx-video-0.9.1"], progress=progress)
+    prompt_encoder = PromptEncoder(tiny_tokenizer(), t5, init_params(t5, k_t5))
+    return LTXPipeline(transformer, init_params(transformer, k_tr), vae, init_params(vae, k_vae), prompt_encoder,
+                       scheduler_config=RELEASES["ltx-video-0.9.1"].scheduler, release=RELEASES["ltx-video-0.9.1"],
+                       progress=progress)

@@ -6,14 +6,20 @@ numbers saved from an earlier run of our own code.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
+from diffusers import AutoencoderKLLTXVideo as TorchVAE
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers import LTXPipeline as TorchLTXPipeline
 from diffusers import LTXVideoTransformer3DModel as TorchTransformer
 from safetensors.torch import save_file
+from transformers import T5Config as TorchT5Config
+from transformers import T5EncoderModel as TorchT5
 
 # Odd sizes on purpose: width 16 (2 heads x 8) is not a multiple of 6, so the RoPE padding path runs.
 TINY_TRANSFORMER = dict(
@@ -79,6 +85,48 @@ def transformer_checkpoints(torch_transformer, tmp_path_factory) -> dict[str, st
     torch_transformer.save_pretrained(sharded, max_shard_size="20KB")
     single = write_single_file(torch_transformer, os.path.join(root, "ltxv-tiny.safetensors"))
     return {"diffusers": folder, "sharded": sharded, "single_file": single}
+
+
+def build_tiny_reference(root, vae_config=None) -> dict:
+    """Tiny random diffusers components (ltx_jax.tiny_random's configs; ``vae_config`` replaces the VAE's) saved as a
+    diffusers-layout folder under ``root``, plus the torch ``LTXPipeline`` over them: {"root", "pipe"}."""
+    from ltx_jax.pipelines import write_model_index
+    from ltx_jax.releases import LTX_SCHEDULER
+    from ltx_jax.text_encoding import load_tokenizer
+    from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE, write_tiny_tokenizer
+
+    vae_config = vae_config or TINY_VAE
+    torch.manual_seed(0)
+    transformer = randomize_(TorchTransformer(**dataclasses.asdict(TINY_TRANSFORMER)), seed=11)
+    vae = randomize_(TorchVAE(**dataclasses.asdict(vae_config)), seed=12, scale=0.05)
+    with torch.no_grad():  # non-trivial latent statistics, so denormalisation is exercised
+        vae.latents_mean.copy_(torch.linspace(-0.2, 0.3, vae_config.latent_channels))
+        vae.latents_std.copy_(torch.linspace(0.8, 1.3, vae_config.latent_channels))
+    t5 = TorchT5(TorchT5Config(**dataclasses.asdict(TINY_T5))).eval()
+    scheduler = FlowMatchEulerDiscreteScheduler(**dataclasses.asdict(LTX_SCHEDULER))
+    root = os.fspath(root)
+    transformer.save_pretrained(os.path.join(root, "transformer"))
+    vae.save_pretrained(os.path.join(root, "vae"))
+    t5.save_pretrained(os.path.join(root, "text_encoder"))
+    write_tiny_tokenizer(os.path.join(root, "tokenizer"))
+    scheduler.save_pretrained(os.path.join(root, "scheduler"))
+    write_model_index(root)
+    tokenizer = load_tokenizer(os.path.join(root, "tokenizer"))
+    pipe = TorchLTXPipeline(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=tokenizer, transformer=transformer)
+    pipe.set_progress_bar_config(disable=True)
+    return {"root": root, "pipe": pipe}
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory) -> dict:
+    """The tiny random pipeline (32x VAE) as a diffusers folder and as diffusers' LTXPipeline."""
+    return build_tiny_reference(tmp_path_factory.mktemp("tiny_ltx"))
+
+
+def psnr(ours, ref) -> float:
+    """PSNR in dB of frames in [0, 1]."""
+    mse = float(np.mean((np.asarray(ours, np.float64) - np.asarray(ref, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 _MEASURED: list[tuple[str, float, float, bool]] = []

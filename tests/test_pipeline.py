@@ -13,17 +13,12 @@ import jax
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_, report
-from diffusers import AutoencoderKLLTXVideo as TorchVAE
-from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline as TorchLTXPipeline
-from diffusers import LTXVideoTransformer3DModel as TorchTransformer
-from transformers import T5Config as TorchT5Config
-from transformers import T5EncoderModel as TorchT5
+from conftest import build_tiny_reference, psnr, report
+from diffusers import FlowMatchEulerDiscreteScheduler
 
-from ltx_jax.pipeline import LTXPipeline, write_model_index
-from ltx_jax.scheduler import LTX_DISTILLED_TIMESTEPS, LTX_SCHEDULER, LTX_SCHEDULER_STATIC
-from ltx_jax.text_encoding import load_tokenizer
-from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE, write_tiny_tokenizer
+from ltx_jax.pipelines import LTXPipeline
+from ltx_jax.releases import LTX_DISTILLED_TIMESTEPS, LTX_SCHEDULER, LTX_SCHEDULER_STATIC
+from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE
 from ltx_jax.video import read_video
 
 PSNR_MIN_DB = 50.0
@@ -33,33 +28,9 @@ N_TOKENS = LAT_F * LAT_H * LAT_W
 T_TEXT = 16
 
 
-def psnr(ours, ref) -> float:
-    mse = float(np.mean((np.asarray(ours, np.float64) - np.asarray(ref, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """Tiny random diffusers components saved as a diffusers-layout folder, plus the torch pipeline over them."""
-    torch.manual_seed(0)
-    transformer = randomize_(TorchTransformer(**dataclasses.asdict(TINY_TRANSFORMER)), seed=11)
-    vae = randomize_(TorchVAE(**dataclasses.asdict(TINY_VAE)), seed=12, scale=0.05)
-    with torch.no_grad():  # non-trivial latent statistics, so denormalisation is exercised
-        vae.latents_mean.copy_(torch.linspace(-0.2, 0.3, TINY_VAE.latent_channels))
-        vae.latents_std.copy_(torch.linspace(0.8, 1.3, TINY_VAE.latent_channels))
-    t5 = TorchT5(TorchT5Config(**dataclasses.asdict(TINY_T5))).eval()
-    scheduler = FlowMatchEulerDiscreteScheduler(**dataclasses.asdict(LTX_SCHEDULER))
-    root = tmp_path_factory.mktemp("tiny_ltx")
-    transformer.save_pretrained(root / "transformer")
-    vae.save_pretrained(root / "vae")
-    t5.save_pretrained(root / "text_encoder")
-    write_tiny_tokenizer(root / "tokenizer")
-    scheduler.save_pretrained(root / "scheduler")
-    write_model_index(str(root))
-    tokenizer = load_tokenizer(root / "tokenizer")
-    pipe = TorchLTXPipeline(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=tokenizer, transformer=transformer)
-    pipe.set_progress_bar_config(disable=True)
-    return {"root": str(root), "pipe": pipe}
+def reference(tiny_reference):
+    return tiny_reference
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +38,7 @@ def ours(reference):
     return LTXPipeline.from_pretrained(reference["root"], dtype="float32", compilation_cache=False, progress=False)
 
 
-def make_embeddings(seed: int = 0, batch: int = 2):
+def make_embeddings(seed: int = 0, batch: int = 2, num_tokens: int = N_TOKENS):
     gen = torch.Generator().manual_seed(seed)
     embeds = torch.randn(batch, T_TEXT, TINY_T5.d_model, generator=gen)
     neg = torch.randn(batch, T_TEXT, TINY_T5.d_model, generator=gen)
@@ -76,25 +47,54 @@ def make_embeddings(seed: int = 0, batch: int = 2):
     for b in range(batch):
         mask[b, : T_TEXT - 5 * b] = 1
         neg_mask[b, : 3 + b] = 1
-    latents = torch.randn(batch, N_TOKENS, TINY_TRANSFORMER.in_channels, generator=gen)
+    latents = torch.randn(batch, num_tokens, TINY_TRANSFORMER.in_channels, generator=gen)
     return embeds, mask, neg, neg_mask, latents
 
 
-def test_end_to_end_cfg_rescale_matches_diffusers(reference, ours):
-    embeds, mask, neg, neg_mask, latents = make_embeddings()
+# Three up blocks and no patching: the VAE compresses 8x in space (and time), where the released ones compress 32x.
+TINY_VAE_8X = TINY_VAE.replace(patch_size=1)
+
+
+@pytest.fixture(scope="module")
+def by_ratio(tmp_path_factory, reference, ours):
+    """{spatial ratio: (diffusers reference, our pipeline)} for the 32x tiny VAE and an 8x one."""
+    small = build_tiny_reference(tmp_path_factory.mktemp("tiny_8x"), TINY_VAE_8X)
+    return {32: (reference, ours), 8: (small, LTXPipeline.from_pretrained(
+        small["root"], dtype="float32", compilation_cache=False, progress=False))}
+
+
+@pytest.mark.parametrize("spatial", [32, 8])
+def test_end_to_end_cfg_rescale_matches_diffusers(by_ratio, spatial):
+    """Latent sizes and the RoPE scale follow the VAE's own ratios, as diffusers reads them from the VAE."""
+    reference, pipe = by_ratio[spatial]
+    assert pipe.vae_spatial_compression_ratio == reference["pipe"].vae_spatial_compression_ratio == spatial
+    assert pipe.vae_temporal_compression_ratio == reference["pipe"].vae_temporal_compression_ratio == 8
+    num_tokens = LAT_F * (HEIGHT // spatial) * (WIDTH // spatial)
+    embeds, mask, neg, neg_mask, latents = make_embeddings(num_tokens=num_tokens)
     common = dict(height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=4, guidance_scale=3.0,
                   guidance_rescale=0.7, decode_timestep=0.05, decode_noise_scale=0.0, frame_rate=25)
     with torch.no_grad():
         ref = reference["pipe"](prompt_embeds=embeds, prompt_attention_mask=mask, negative_prompt_embeds=neg,
                                 negative_prompt_attention_mask=neg_mask, latents=latents, output_type="np",
                                 **common).frames
-    frames = ours(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), negative_prompt_embeds=neg.numpy(),
+    frames = pipe(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), negative_prompt_embeds=neg.numpy(),
                   negative_prompt_attention_mask=neg_mask.numpy(), latents=latents.numpy(), **common)
     assert frames.shape == ref.shape == (2, FRAMES, HEIGHT, WIDTH, 3)
     value = psnr(frames, ref)
-    report("pipeline fp32 CFG 3 + rescale 0.7, 4 steps: PSNR dB", value, PSNR_MIN_DB, at_least=True)
+    report(f"pipeline fp32 CFG 3 + rescale 0.7, 4 steps, {spatial}x VAE ({num_tokens} tokens): PSNR dB", value,
+           PSNR_MIN_DB, at_least=True)
     assert value >= PSNR_MIN_DB
-    assert ours.preset is not None and ours.scheduler_config == LTX_SCHEDULER
+    assert pipe.scheduler_config == LTX_SCHEDULER
+
+
+@pytest.mark.parametrize("spatial", [32, 8])
+def test_size_errors_name_the_vae_ratio(by_ratio, spatial):
+    pipe = by_ratio[spatial][1]
+    embeds, mask, _, _, _ = make_embeddings(seed=3)
+    with pytest.raises(ValueError, match=f"positive multiples of {spatial} \\(the VAE compresses {spatial}x\\), "
+                                         f"got {HEIGHT + spatial // 2}x{WIDTH}; nearest valid"):
+        pipe(prompt_embeds=embeds.numpy(), prompt_attention_mask=mask.numpy(), height=HEIGHT + spatial // 2,
+             width=WIDTH, num_frames=FRAMES, num_inference_steps=1, guidance_scale=1.0)
 
 
 def test_distilled_timesteps_without_guidance_match_reference_loop(reference, ours):
@@ -155,7 +155,8 @@ def test_second_call_compiles_nothing(ours):
 
     jax.monitoring.register_event_duration_secs_listener(listener)
     try:
-        second = ours(seed=2, guidance_rescale=0.0, **{**kwargs, "guidance_scale": 4.5})  # new values, same shapes
+        # New values, same shapes: a scale per step, and the rescale turned on.
+        second = ours(seed=2, guidance_rescale=[0.0, 0.7, 0.3], **{**kwargs, "guidance_scale": [4.5, 2.0, 3.5]})
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
     print(f"\n[pipeline] backend compiles during the second call: {len(compiles)}")
@@ -255,7 +256,7 @@ def test_from_pretrained_single_file_with_text_encoder_folder(reference, ours, t
     single = LTXPipeline.from_pretrained(path, dtype="float32", text_encoder_path=reference["root"],
                                          compilation_cache=False, progress=False)
     assert single.vae.config == ours.vae.config
-    assert single.preset.name == "ltx-video-0.9.1"  # from the file name
+    assert single.release.name == "ltx-video-0.9.1"  # from the file name
     kwargs = dict(prompt="a red fox", height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=2,
                   guidance_scale=3.0, decode_timestep=0.05, decode_noise_scale=0.0, max_sequence_length=T_TEXT, seed=4)
     np.testing.assert_array_equal(single(**kwargs), ours(**kwargs))

@@ -135,7 +135,7 @@ def test_gpu_sizes_are_consistent(run_all):
     import jax
 
     from ltx_jax.models.vae import VAETiling
-    from ltx_jax.presets import PIPELINE_PRESETS
+    from ltx_jax.releases import RELEASES
 
     cpu, gpu = run_all.CPU_SIZES, run_all.GPU_SIZES
     assert set(cpu.estimates) == set(gpu.estimates) >= set(run_all.SECTIONS)
@@ -146,7 +146,7 @@ def test_gpu_sizes_are_consistent(run_all):
         vcfg = run_all.vae_config(sizes.vae)
         VAETiling(**sizes.vae_tiling).check(vcfg.spatial_ratio, vcfg.temporal_ratio)
         run_all.t5_config(sizes.t5)
-        assert PIPELINE_PRESETS[sizes.pipe_preset].timesteps
+        assert RELEASES[sizes.pipe_preset].defaults.timesteps
         for spec_t, spec_v, spec_5, (height, width, frames) in (
                 (sizes.pipe_transformer, sizes.pipe_vae, sizes.pipe_t5, sizes.pipe_video),
                 (sizes.pvc_transformer, sizes.pvc_vae, sizes.pvc_t5, sizes.pvc_video)):
@@ -155,12 +155,13 @@ def test_gpu_sizes_are_consistent(run_all):
             assert tcfg.in_channels == vcfg.latent_channels and tcfg.caption_channels == t5cfg.d_model
             assert height % 32 == 0 and width % 32 == 0 and (frames - 1) % 8 == 0
     # The GPU models at full size, from shapes alone (no memory): the 2B transformer, T5-XXL, the 0.9.5 decoder.
-    from ltx_jax.models.t5 import T5EncoderModel, abstract_params as t5_abstract
-    from ltx_jax.models.transformer import LTXVideoTransformer3DModel, abstract_params, count_params
+    from ltx_jax.models import abstract_params, count_params
+    from ltx_jax.models.t5 import T5EncoderModel
+    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 
     two_b = LTXVideoTransformer3DModel(run_all.transformer_config(gpu.pipe_transformer), dtype="bfloat16")
     assert 1.8e9 < count_params(abstract_params(two_b)) < 2.2e9
-    assert 4.6e9 < count_params(t5_abstract(T5EncoderModel(run_all.t5_config(gpu.pipe_t5)))) < 4.9e9
+    assert 4.6e9 < count_params(abstract_params(T5EncoderModel(run_all.t5_config(gpu.pipe_t5)))) < 4.9e9
     vcfg = run_all.vae_config(gpu.vae)
     decoder = jax.eval_shape(lambda: run_all.init_vae_decoder(vcfg, "bfloat16", run_all.rng_key(0)))
     assert 4e8 < count_params(decoder) < 7e8

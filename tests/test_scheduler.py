@@ -18,11 +18,8 @@ from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift as diffusers_ca
 from diffusers.pipelines.ltx.pipeline_ltx_condition import linear_quadratic_schedule
 from diffusers.utils import logging as diffusers_logging
 
+from ltx_jax.releases import LTX_DISTILLED_REFINE_TIMESTEPS, LTX_DISTILLED_TIMESTEPS, LTX_SCHEDULER, LTX_SCHEDULER_STATIC
 from ltx_jax.scheduler import (
-    LTX_DISTILLED_REFINE_TIMESTEPS,
-    LTX_DISTILLED_TIMESTEPS,
-    LTX_SCHEDULER,
-    LTX_SCHEDULER_STATIC,
     FlowMatchSchedulerConfig,
     calculate_shift,
     mu_for_tokens,

@@ -24,9 +24,10 @@ from transformers import T5Config as TorchT5Config
 from transformers import T5EncoderModel as TorchT5EncoderModel
 from transformers.models.t5.modeling_t5 import T5Attention as TorchT5Attention
 
-from ltx_jax.configs import T5_PRESETS, T5Config
-from ltx_jax.models.t5 import T5EncoderModel, abstract_params, relative_position_buckets
-from ltx_jax.models.transformer import count_params
+from ltx_jax.configs import T5Config
+from ltx_jax.models import abstract_params, count_params
+from ltx_jax.models.t5 import T5EncoderModel, relative_position_buckets
+from ltx_jax.releases import T5_PRESETS
 from ltx_jax.text_encoding import PromptEncoder, _encode, encode_prompt, load_tokenizer, tokenize
 from weight_conversion import CheckpointError
 from weight_conversion.t5 import load_text_encoder, save_text_encoder_orbax

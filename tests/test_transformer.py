@@ -11,7 +11,7 @@ from conftest import TINY_TRANSFORMER, rel_err, report
 from diffusers import LTXVideoTransformer3DModel as TorchTransformer
 
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
-from ltx_jax.models.transformer import abstract_params, count_params
+from ltx_jax.models import abstract_params, count_params
 from weight_conversion import load_transformer
 
 TOL_FP32 = 1e-5  # max |ours - ref| / max |ref|

@@ -65,7 +65,7 @@ def test_orbax_roundtrip_through_cli(transformer_checkpoints, reference_output, 
     assert cli_main(["convert", transformer_checkpoints[src], str(dst16), "--dtype", "bfloat16"]) == 0
     module16, params16 = load_transformer(dst16, dtype=jnp.bfloat16)
     assert {x.dtype for x in jax.tree_util.tree_leaves(params16)} == {jnp.dtype(jnp.bfloat16)}
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ValueError, match="already exists"):
         cli_main(["convert", transformer_checkpoints[src], str(dst)])
 
 

@@ -3,6 +3,7 @@
 Nothing is unpickled: only ``.safetensors`` files and Orbax directories are read.
 """
 
+from weight_conversion.common import component_folder, read_single_file_config
 from weight_conversion.safetensors_io import CheckpointError, open_safetensors
 from weight_conversion.t5 import load_text_encoder, save_text_encoder_orbax
 from weight_conversion.transformer import load_transformer, save_transformer_orbax
@@ -10,10 +11,12 @@ from weight_conversion.vae import load_vae, save_vae_orbax
 
 __all__ = [
     "CheckpointError",
+    "component_folder",
     "load_text_encoder",
     "load_transformer",
     "load_vae",
     "open_safetensors",
+    "read_single_file_config",
     "save_text_encoder_orbax",
     "save_transformer_orbax",
     "save_vae_orbax",

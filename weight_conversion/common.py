@@ -1,12 +1,15 @@
-"""What every component loader does the same way: find the component's folder, read its config, restore Orbax."""
+"""What every component loader (and the pipelines) do the same way: find a component's folder, read its config or a
+single file's metadata config, restore Orbax."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Callable
 
+from ltx_jax.models import abstract_params
 from weight_conversion import orbax_io
-from weight_conversion.safetensors_io import CheckpointError
+from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
 
 def component_folder(path: str, name: str) -> str:
@@ -29,8 +32,22 @@ def folder_config(folder: str, config_cls, what: str):
         raise CheckpointError(f"{config_path}: {e}") from e
 
 
-def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any],
-                  abstract_params: Callable[[Any], Any], dtype: Any):
+def read_single_file_config(source: TensorSource | str | os.PathLike) -> dict | None:
+    """The JSON ``config`` entry of a Lightricks single file's metadata (``{"transformer": ..., "vae": ...,
+    "allowed_inference_steps": ...}``), or None when the file has none."""
+    if not isinstance(source, TensorSource):
+        source = open_safetensors(source)
+    raw = source.metadata.get("config")
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"The 'config' metadata entry of the single file is not JSON: {e}") from e
+    return config if isinstance(config, dict) else None
+
+
+def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], dtype: Any):
     """(module, params) from an Orbax directory written by ``python -m weight_conversion convert``."""
     config = config or config_cls.from_dict(orbax_io.read_marker(path)["config"])
     module = make_module(config)

@@ -39,7 +39,7 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
 
     path = os.path.abspath(os.fspath(path))
     if os.path.exists(path):
-        raise FileExistsError(f"{path} already exists; choose a new destination or remove it first.")
+        raise ValueError(f"{path} already exists; choose a new destination or remove it first.")
     os.makedirs(path)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(path, "params"), params)

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.configs import T5Config
-from ltx_jax.models.t5 import T5EncoderModel, abstract_params
+from ltx_jax.models import abstract_params
+from ltx_jax.models.t5 import T5EncoderModel
 from weight_conversion import orbax_io
 from weight_conversion.common import component_folder, folder_config, restore_orbax
 from weight_conversion.mapping import IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
@@ -108,8 +109,7 @@ def load_text_encoder(
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
         return restore_orbax(path, COMPONENT, T5Config, config,
-                             lambda c: T5EncoderModel(c, dtype=dtype, param_dtype=dtype, **module_kwargs),
-                             abstract_params, dtype)
+                             lambda c: T5EncoderModel(c, dtype=dtype, param_dtype=dtype, **module_kwargs), dtype)
 
     if not os.path.exists(path):
         raise CheckpointError(f"Text encoder checkpoint {path} does not exist.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any
@@ -10,9 +9,10 @@ from typing import Any
 import jax.numpy as jnp
 
 from ltx_jax.configs import TransformerConfig
-from ltx_jax.models.transformer import LTXVideoTransformer3DModel, abstract_params
+from ltx_jax.models import abstract_params
+from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from weight_conversion import orbax_io
-from weight_conversion.common import component_folder, folder_config, restore_orbax
+from weight_conversion.common import component_folder, folder_config, read_single_file_config, restore_orbax
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -106,17 +106,6 @@ def _make_module(config: TransformerConfig, dtype: Any, **module_kwargs) -> LTXV
     return LTXVideoTransformer3DModel(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
 
 
-def read_single_file_config(source: TensorSource) -> dict | None:
-    raw = source.metadata.get("config")
-    if raw is None:
-        return None
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"The 'config' metadata entry of the single file is not JSON: {e}") from e
-    return config
-
-
 def load_transformer(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
@@ -140,7 +129,7 @@ def load_transformer(
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
         return restore_orbax(path, "transformer", TransformerConfig, config,
-                             lambda c: _make_module(c, dtype, **module_kwargs), abstract_params, dtype)
+                             lambda c: _make_module(c, dtype, **module_kwargs), dtype)
 
     if os.path.isdir(path):
         folder = path
@@ -157,7 +146,7 @@ def load_transformer(
             keys = {native_to_diffusers_key(k): k for k in source if not k.startswith(other_prefixes)}
         if config is None:
             file_config = read_single_file_config(source)
-            if file_config is not None and isinstance(file_config.get("transformer"), dict):
+            if isinstance((file_config or {}).get("transformer"), dict):
                 config = config_from_native(file_config["transformer"])
             else:
                 config = infer_config(source, keys)

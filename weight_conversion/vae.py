@@ -11,7 +11,6 @@ and tensor shapes.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Callable, Iterable
@@ -20,9 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.configs import VAEConfig
-from ltx_jax.models.vae import AutoencoderKLLTXVideo, abstract_params, decoder_specs, encoder_specs
+from ltx_jax.models import abstract_params
+from ltx_jax.models.vae import AutoencoderKLLTXVideo, decoder_specs, encoder_specs
 from weight_conversion import orbax_io
-from weight_conversion.common import component_folder, folder_config, restore_orbax
+from weight_conversion.common import component_folder, folder_config, read_single_file_config, restore_orbax
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, Transform, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -364,17 +364,11 @@ def _make_module(config: VAEConfig, dtype: Any, **module_kwargs) -> AutoencoderK
 
 
 def _single_file_config(source: TensorSource, native_keys: list[str]) -> VAEConfig:
-    raw = source.metadata.get("config")
-    if raw is not None:
-        try:
-            file_config = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"The 'config' metadata entry of the single file is not JSON: {e}") from e
-        native = file_config.get("vae") if isinstance(file_config, dict) else None
-        if isinstance(native, dict):
-            config = config_from_native(native)
-            if config is not None:
-                return config
+    native = (read_single_file_config(source) or {}).get("vae")
+    if isinstance(native, dict):
+        config = config_from_native(native)
+        if config is not None:
+            return config
     shapes = {k[len(NATIVE_PREFIX):]: source.shape(k) for k in native_keys}
     return config_from_native(infer_native_config(shapes))
 
@@ -401,8 +395,7 @@ def load_vae(
     path = component_folder(os.fspath(path), "vae")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
-        return restore_orbax(path, "vae", VAEConfig, config, lambda c: _make_module(c, dtype, **module_kwargs),
-                             abstract_params, dtype)
+        return restore_orbax(path, "vae", VAEConfig, config, lambda c: _make_module(c, dtype, **module_kwargs), dtype)
 
     if os.path.isdir(path):
         folder = path

@@ -23,7 +23,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.92")
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from .builders import init_transformer, init_vae_decoder, rng_key  # noqa: E402
+from .builders import init_params, init_vae_decoder, rng_key  # noqa: E402
 from .cli import main, parse_args  # noqa: E402
 from .context import Context  # noqa: E402
 from .hardware import cudnn_attention_calls, cudnn_calls  # noqa: E402
@@ -36,6 +36,6 @@ from .sizes import (CPU_SIZES, GPU_SIZES, SIZES, Sizes, resolve_sizes, t5_config
 
 __all__ = [
     "CPU_SIZES", "GPU_SIZES", "SCHEMA", "SECTIONS", "SIZES", "Context", "Recorder", "Run", "Sizes",
-    "cudnn_attention_calls", "cudnn_calls", "init_transformer", "init_vae_decoder", "main", "markdown", "parse_args",
+    "cudnn_attention_calls", "cudnn_calls", "init_params", "init_vae_decoder", "main", "markdown", "parse_args",
     "resolve_sizes", "rng_key", "run_section", "summary_text", "t5_config", "transformer_config", "vae_config",
 ]

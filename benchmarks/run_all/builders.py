@@ -8,7 +8,7 @@ parent of the section processes) never loads it or JAX.
 
 from __future__ import annotations
 
-from .sizes import NEGATIVE_PROMPT, PROMPT, pipeline_preset
+from .sizes import NEGATIVE_PROMPT, PROMPT
 
 
 # ------------------------------------------------------------------------------------------------- modules
@@ -55,37 +55,22 @@ def rng_key(seed: int = 0):
     return jax.random.key(seed, impl="rbg")
 
 
-def init_transformer(module, key):
-    """Random params made under jit on the default device (never a float32 host copy). Initialised through the XLA
-    attention path (the params do not depend on it), so the init program never needs cuDNN."""
-    import jax
-    import jax.numpy as jnp
+def init_params(module, key):
+    """Random params of any of our models, made under jit on the default device (never a float32 host copy;
+    ``ltx_jax.models.init_params``)."""
+    from ltx_jax.models import init_params as init
 
-    cfg = module.config
-    init_module = module.clone(attention_implementation="xla")
-    return jax.jit(lambda k: init_module.init(
-        k, jnp.zeros((1, 1, cfg.in_channels), module.dtype), jnp.zeros((1, 1, cfg.caption_channels), module.dtype),
-        jnp.zeros((1,), jnp.float32), None, num_frames=1, height=1, width=1)["params"])(key)
-
-
-def init_t5(module, key):
-    """Random T5 params (transformers' init distributions) made under jit on the default device."""
-    from ltx_jax.models.t5 import init_params
-
-    return init_params(module, key)
+    return init(module, key)
 
 
 def init_vae_decoder(cfg, dtype, key):
     """Params of ``AutoencoderKLLTXVideo.decode`` only (decoder + latent statistics), made on the device."""
-    import jax
     import jax.numpy as jnp
 
     from ltx_jax.models.vae import Decoder3d
 
-    module = Decoder3d(cfg, dtype=dtype, param_dtype=dtype)
-    z = jnp.zeros((1, 1, 1, 1, cfg.latent_channels), dtype)
-    decoder = jax.jit(lambda k: module.init(k, z, jnp.zeros((1,), jnp.float32))["params"])(key)
-    return vae_decode_params(decoder, cfg, dtype)
+    dt = jnp.dtype(dtype)
+    return vae_decode_params(init_params(Decoder3d(cfg, dtype=dt, param_dtype=dt), key), cfg, dt)
 
 
 def vae_decode_params(decoder_params, cfg, dtype) -> dict:
@@ -101,13 +86,12 @@ def vae_decoder_params_from_torch(torch_decoder, cfg, dtype) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from ltx_jax.models import abstract_params
     from ltx_jax.models.vae import Decoder3d
     from weight_conversion.mapping import convert
     from weight_conversion.vae import vae_rules
 
-    module = Decoder3d(cfg)
-    abstract = jax.eval_shape(lambda: module.init(
-        jax.random.PRNGKey(0), jnp.zeros((1, 1, 1, 1, cfg.latent_channels)), jnp.zeros((1,)))["params"])
+    abstract = abstract_params(Decoder3d(cfg))
     state = torch_decoder.state_dict()
 
     class Source(dict):  # one tensor at a time to the host, as the conversion asks for it
@@ -131,12 +115,14 @@ def vae_decode_fn(cfg, dtype, tiling):
 
 
 def build_pipeline(tcfg, vcfg, t5cfg, dtype, preset: str, tokenizer, params: dict | None = None, key=None):
-    """Our LTXPipeline over the given configs; random params made on the default device unless ``params`` is given
-    ({"transformer", "vae", "text_encoder"}). Returns (pipeline, params)."""
+    """Our LTXPipeline over the given configs with the defaults of the release named ``preset``; random params made
+    on the default device unless ``params`` is given ({"transformer", "vae", "text_encoder"}). Returns
+    (pipeline, params)."""
     import jax
     import jax.numpy as jnp
 
-    from ltx_jax.pipeline import LTXPipeline
+    from ltx_jax.pipelines import LTXPipeline
+    from ltx_jax.releases import get_release
     from ltx_jax.text_encoding import PromptEncoder
 
     dt = jnp.dtype(dtype)
@@ -144,11 +130,11 @@ def build_pipeline(tcfg, vcfg, t5cfg, dtype, preset: str, tokenizer, params: dic
     if params is None:
         k_tr, k_vae, k_t5 = jax.random.split(rng_key(0) if key is None else key, 3)
         # The VAE's decoder only (and the latent statistics): text-to-video never encodes.
-        params = {"text_encoder": init_t5(t5, k_t5), "transformer": init_transformer(transformer, k_tr),
+        params = {"text_encoder": init_params(t5, k_t5), "transformer": init_params(transformer, k_tr),
                   "vae": init_vae_decoder(vcfg, dt, k_vae)}
         params = jax.block_until_ready(params)
     pipe = LTXPipeline(transformer, params["transformer"], vae, params["vae"],
-                       PromptEncoder(tokenizer, t5, params["text_encoder"]), preset=pipeline_preset(preset),
+                       PromptEncoder(tokenizer, t5, params["text_encoder"]), release=get_release(preset),
                        progress=False)
     return pipe, params
 
@@ -163,7 +149,7 @@ def word_tokenizer(max_length: int = 128):
 
 def pipeline_tiles_vae(frames: int, height: int, width: int) -> bool:
     """Whether our pipeline decodes a video of this size tiled (it does above ``AUTO_TILING_PIXELS``)."""
-    from ltx_jax.pipeline import AUTO_TILING_PIXELS
+    from ltx_jax.pipelines import AUTO_TILING_PIXELS
 
     return frames * height * width > AUTO_TILING_PIXELS
 
@@ -173,7 +159,7 @@ def pipeline_tiles_vae(frames: int, height: int, width: int) -> bool:
 
 def count_params(tree) -> int:
     """Number of parameters in a (possibly abstract) param tree."""
-    from ltx_jax.models.transformer import count_params as count
+    from ltx_jax.models import count_params as count
 
     return count(tree)
 

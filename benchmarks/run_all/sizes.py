@@ -16,7 +16,7 @@ NEGATIVE_PROMPT = "blurry, low quality, distorted"
 class Sizes:
     """Every size, dtype and repeat count of one kind of run. CPU_SIZES and GPU_SIZES differ only in values.
 
-    Component configs are (source, overrides): source is a preset name of ltx_jax.configs (or "tiny" for
+    Component configs are (source, overrides): source is a preset name of ltx_jax.releases (or "tiny" for
     ltx_jax.tiny_random's), overrides are field replacements.
     """
 
@@ -129,7 +129,7 @@ SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
 
 
 def transformer_config(spec: tuple[str, dict], layers: int | None = None):
-    from ltx_jax.configs import TRANSFORMER_PRESETS
+    from ltx_jax.releases import TRANSFORMER_PRESETS
     from ltx_jax.tiny_random import TINY_TRANSFORMER
 
     source, overrides = spec
@@ -139,7 +139,7 @@ def transformer_config(spec: tuple[str, dict], layers: int | None = None):
 
 
 def vae_config(spec: tuple[str, dict]):
-    from ltx_jax.configs import VAE_PRESETS
+    from ltx_jax.releases import VAE_PRESETS
     from ltx_jax.tiny_random import TINY_VAE
 
     source, overrides = spec
@@ -147,7 +147,8 @@ def vae_config(spec: tuple[str, dict]):
 
 
 def t5_config(spec: tuple[str, dict]):
-    from ltx_jax.configs import T5_PRESETS, T5Config
+    from ltx_jax.configs import T5Config
+    from ltx_jax.releases import T5_PRESETS
     from ltx_jax.tiny_random import TINY_T5
 
     source, overrides = spec
@@ -163,16 +164,17 @@ def vae_tiling(fields: dict):
     return VAETiling(**fields)
 
 
-def pipeline_preset(name: str):
-    """A pipeline preset of ltx_jax (steps or distilled timesteps, guidance, decode timestep and noise) by name."""
-    from ltx_jax.presets import PIPELINE_PRESETS
+def generation_defaults(release: str):
+    """The generation defaults of a release of ltx_jax.releases (steps or distilled timesteps, guidance, decode
+    timestep and noise) by name."""
+    from ltx_jax.releases import get_release
 
-    return PIPELINE_PRESETS[name]
+    return get_release(release).defaults
 
 
 def scheduler_config():
     """The LTX-Video flow-matching scheduler config (ours, and diffusers' constructor arguments via ``to_dict``)."""
-    from ltx_jax.scheduler import LTX_SCHEDULER
+    from ltx_jax.releases import LTX_SCHEDULER
 
     return LTX_SCHEDULER
 

@@ -93,9 +93,7 @@ class T5Attention(nn.Module):
         """x: [B, T, D] in dtype; position_bias: [1, H, T, S] float32; key_mask: [B, S] bool or None -> [B, T, D]."""
         cfg = self.config
         d, inner, heads, head_dim = cfg.d_model, cfg.inner_dim, cfg.num_heads, cfg.d_kv
-        dense = functools.partial(
-            nn.Dense, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision
-        )
+        dense = functools.partial(layers.dense, self, use_bias=False)
         batch, length = x.shape[:2]
         q = dense(inner, kernel_init=_normal((d * head_dim) ** -0.5), name="q")(x).reshape(batch, length, heads, head_dim)
         k = dense(inner, kernel_init=_normal(d**-0.5), name="k")(x).reshape(batch, length, heads, head_dim)
@@ -126,9 +124,7 @@ class T5DenseReluDense(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         """x: [B, T, D] in dtype -> [B, T, D] in dtype."""
         cfg = self.config
-        dense = functools.partial(
-            nn.Dense, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision
-        )
+        dense = functools.partial(layers.dense, self, use_bias=False)
         act = _activation(cfg.dense_act_fn)
         wi_init = _normal(cfg.d_model**-0.5)
         if cfg.is_gated_act:
@@ -211,6 +207,10 @@ class T5EncoderModel(nn.Module):
     param_dtype: Dtype = jnp.float32
     precision: Any = None
 
+    def init_inputs(self):
+        """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
+        return (jnp.zeros((1, 1), jnp.int32),), {}
+
     @nn.compact
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
         """Encodes token ids.
@@ -253,18 +253,3 @@ class T5EncoderModel(nn.Module):
         x, _ = blocks(x, position_bias, key_mask)
         final_norm = layers.RMSNorm(cfg.layer_norm_epsilon, True, self.param_dtype, name="final_layer_norm")
         return final_norm(x).astype(self.dtype)
-
-
-def abstract_params(module: T5EncoderModel, *, length: int = 1):
-    """Param shapes and dtypes from ``jax.eval_shape`` of ``init`` (no memory is allocated)."""
-
-    def init():
-        return module.init(jax.random.PRNGKey(0), jnp.zeros((1, length), jnp.int32))["params"]
-
-    return jax.eval_shape(init)
-
-
-def init_params(module: T5EncoderModel, key: jax.Array, *, length: int = 1):
-    """Random params (transformers' init distributions), created under jit on the default device in
-    ``param_dtype`` (no float32 host copy of a bf16 model)."""
-    return jax.jit(lambda k: module.init(k, jnp.zeros((1, length), jnp.int32))["params"])(key)

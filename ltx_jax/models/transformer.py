@@ -6,6 +6,14 @@ Axis letters in shape comments:
 
 Parameter names follow diffusers (``proj_in``, ``time_embed``, ``to_q``, ``norm_q``, ``scale_shift_table``...) so
 that conversion is a table; the blocks sit under ``nn.scan`` and so their params carry a leading [L] axis.
+
+A forward pass is two methods, so that a denoising loop does the step-invariant half once per call:
+
+    constants = model.apply(v, text, mask, num_frames=F, height=H, width=W, rope_interpolation_scale=s,
+                            method="prepare")       # RoPE tables, caption projection, every layer's text keys/values
+    velocity = model.apply(v, latents, timestep, constants, method="predict")   # per step
+
+``__call__`` (diffusers' signature) is ``predict(prepare(...))``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,106 +32,23 @@ from ltx_jax.models import layers
 
 Dtype = Any
 
-# Fixed by diffusers' LTXVideoRotaryPosEmbed for every released checkpoint.
-ROPE_BASE_NUM_FRAMES = 20
-ROPE_BASE_HEIGHT = 2048
-ROPE_BASE_WIDTH = 2048
-ROPE_THETA = 10000.0
-TIMESTEP_FEATURES = 256
+# jax.checkpoint_policies that are policies themselves (the others are factories that need arguments).
+REMAT_POLICIES = ("everything_saveable", "nothing_saveable", "dots_saveable", "checkpoint_dots",
+                  "dots_with_no_batch_dims_saveable", "checkpoint_dots_with_no_batch_dims")
 
 
-# ----------------------------------------------------------------------------------------------------------- RoPE
+@flax.struct.dataclass
+class TransformerConstants:
+    """What a forward pass needs that does not change between denoising steps (``prepare``'s output)."""
 
-
-def video_grid(
-    batch_size: int,
-    num_frames: int,
-    height: int,
-    width: int,
-    rope_interpolation_scale: Sequence[Any] | jax.Array | None,
-    patch_size: int = 1,
-    patch_size_t: int = 1,
-) -> jax.Array:
-    """Normalised (frame, row, column) coordinates of every latent token, frame-major.
-
-    Returns:
-      [B, N, 3] float32 with N = num_frames * height * width.
-    """
-    f, h, w = jnp.meshgrid(
-        jnp.arange(num_frames, dtype=jnp.float32),
-        jnp.arange(height, dtype=jnp.float32),
-        jnp.arange(width, dtype=jnp.float32),
-        indexing="ij",
-    )
-    if rope_interpolation_scale is not None:
-        s = [jnp.asarray(rope_interpolation_scale[i], jnp.float32) for i in range(3)]
-        f = layers.exact_divide(f * s[0] * patch_size_t, ROPE_BASE_NUM_FRAMES)
-        h = layers.exact_divide(h * s[1] * patch_size, ROPE_BASE_HEIGHT)
-        w = layers.exact_divide(w * s[2] * patch_size, ROPE_BASE_WIDTH)
-    grid = jnp.stack([f.reshape(-1), h.reshape(-1), w.reshape(-1)], axis=-1)  # [N, 3]
-    return jnp.broadcast_to(grid[None], (batch_size, *grid.shape))
-
-
-def grid_from_video_coords(video_coords: jax.Array) -> jax.Array:
-    """[B, 3, N] raw (frame, row, column) coordinates -> [B, N, 3] normalised grid (diffusers' video_coords path)."""
-    video_coords = video_coords.astype(jnp.float32)
-    return jnp.stack(
-        [
-            layers.exact_divide(video_coords[:, 0], ROPE_BASE_NUM_FRAMES),
-            layers.exact_divide(video_coords[:, 1], ROPE_BASE_HEIGHT),
-            layers.exact_divide(video_coords[:, 2], ROPE_BASE_WIDTH),
-        ],
-        axis=-1,
-    )
-
-
-def rope_frequencies(grid: jax.Array, dim: int, theta: float = ROPE_THETA) -> tuple[jax.Array, jax.Array]:
-    """3D rotary cos/sin tables over the flattened model width.
-
-    Each of the dim // 6 frequencies rotates one channel pair per axis (frame, row, column, interleaved);
-    the first dim % 6 channels are left unrotated (cos 1, sin 0), as in diffusers.
-
-    Angles reach theta * pi / 2 * |2 g - 1| radians (~1e4 and more), so one float32 ulp of a frequency or a
-    coordinate moves them by ~1e-3. We reproduce torch's float32 arithmetic step by step (linspace, power,
-    true division) so that small widths match diffusers bit for bit; at full width torch's own linspace and
-    pow differ between CPU vector widths and CUDA, so no implementation can match every reference exactly.
-
-    Args:
-      grid: [B, N, 3] float32 normalised coordinates.
-    Returns:
-      cos, sin: [B, N, dim] float32.
-    """
-    num_freqs = dim // 6
-    exponents = layers.torch_linspace(0.0, 1.0, num_freqs)  # log_theta(1) .. log_theta(theta)
-    # theta ** x rounded once from float64 matches torch's float32 pow far more often than a float32 pow does.
-    base = (theta ** exponents.astype(np.float64)).astype(np.float32) * np.float32(np.pi / 2.0)
-    freqs = jnp.asarray(base)[None, None, None, :] * (grid[..., None] * 2.0 - 1.0)  # [B, N, 3, F]
-    freqs = jnp.swapaxes(freqs, -1, -2).reshape(*grid.shape[:2], 3 * num_freqs)  # [B, N, F*3], axis fastest
-    cos = jnp.repeat(jnp.cos(freqs), 2, axis=-1)
-    sin = jnp.repeat(jnp.sin(freqs), 2, axis=-1)
-    pad = dim % 6
-    if pad:
-        cos = jnp.concatenate([jnp.ones((*cos.shape[:2], pad), jnp.float32), cos], axis=-1)
-        sin = jnp.concatenate([jnp.zeros((*sin.shape[:2], pad), jnp.float32), sin], axis=-1)
-    return cos, sin
+    rope_cos: jax.Array  # [1 or B, N, D] float32
+    rope_sin: jax.Array  # [1 or B, N, D] float32
+    text_key: jax.Array  # [L, B, T, D] in dtype: every layer's cross-attention keys (after norm_k)
+    text_value: jax.Array  # [L, B, T, D] in dtype
+    text_mask: jax.Array | None  # [B, T] bool, True for real text tokens; None attends to all
 
 
 # ---------------------------------------------------------------------------------------------------- sub-modules
-
-
-class TimestepEmbedder(nn.Module):
-    """Linear -> SiLU -> Linear on sinusoidal timestep features (diffusers' ``TimestepEmbedding``)."""
-
-    features: int
-    dtype: Dtype
-    param_dtype: Dtype
-    precision: Any = None
-
-    @nn.compact
-    def __call__(self, t_features: jax.Array) -> jax.Array:
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        x = dense(self.features, name="linear_1")(t_features.astype(self.dtype))
-        return dense(self.features, name="linear_2")(nn.silu(x))
 
 
 class AdaLayerNormSingle(nn.Module):
@@ -141,13 +67,11 @@ class AdaLayerNormSingle(nn.Module):
 
     @nn.compact
     def __call__(self, timestep: jax.Array) -> tuple[jax.Array, jax.Array]:
-        t_features = layers.timestep_sinusoids(timestep, TIMESTEP_FEATURES)  # [M, 256] float32
-        embedded = TimestepEmbedder(
+        t_features = layers.timestep_sinusoids(timestep)  # [M, 256] float32
+        embedded = layers.TimestepEmbedder(
             self.features, self.dtype, self.param_dtype, self.precision, name="timestep_embedder"
         )(t_features)
-        temb = nn.Dense(
-            6 * self.features, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision, name="linear"
-        )(nn.silu(embedded))
+        temb = layers.dense(self, 6 * self.features, name="linear")(nn.silu(embedded))
         return temb, embedded
 
 
@@ -161,9 +85,8 @@ class CaptionProjection(nn.Module):
 
     @nn.compact
     def __call__(self, caption: jax.Array) -> jax.Array:
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        x = dense(self.features, name="linear_1")(caption)
-        return dense(self.features, name="linear_2")(nn.gelu(x, approximate=True))
+        x = layers.dense(self, self.features, name="linear_1")(caption)
+        return layers.dense(self, self.features, name="linear_2")(nn.gelu(x, approximate=True))
 
 
 class Attention(nn.Module):
@@ -179,23 +102,31 @@ class Attention(nn.Module):
     param_dtype: Dtype
     precision: Any = None
 
-    @nn.compact
+    def setup(self):
+        inner = self.heads * self.head_dim
+        self.to_q = layers.dense(self, inner, use_bias=self.use_bias)
+        self.to_k = layers.dense(self, inner, use_bias=self.use_bias)
+        self.to_v = layers.dense(self, inner, use_bias=self.use_bias)
+        self.norm_q = layers.RMSNorm(1e-5, True, self.param_dtype)
+        self.norm_k = layers.RMSNorm(1e-5, True, self.param_dtype)
+        self.to_out_0 = layers.dense(self, self.out_features, use_bias=self.out_bias)
+
+    def key_value(self, context: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """context [B, S, D] -> keys (after norm_k, before RoPE) and values, each [B, S, H*K]."""
+        return self.norm_k(self.to_k(context)), self.to_v(context)
+
     def __call__(
         self,
         x: jax.Array,
-        context: jax.Array | None = None,
+        key_value: tuple[jax.Array, jax.Array] | None = None,
         rope: tuple[jax.Array, jax.Array] | None = None,
         key_mask: jax.Array | None = None,
     ) -> jax.Array:
-        """x: [B, N, D]; context: [B, T, D] or None (self-attention); rope: cos, sin [B, N, H*K]; key_mask: [B, T]."""
+        """x: [B, N, D]; key_value: precomputed ``key_value(context)`` or None (self-attention over x);
+        rope: cos, sin [B or 1, N, H*K] (self-attention); key_mask: [B, S] bool."""
         inner = self.heads * self.head_dim
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        context = x if context is None else context
-        q = dense(inner, use_bias=self.use_bias, name="to_q")(x)  # [B, N, H*K]
-        k = dense(inner, use_bias=self.use_bias, name="to_k")(context)  # [B, S, H*K]
-        v = dense(inner, use_bias=self.use_bias, name="to_v")(context)  # [B, S, H*K]
-        q = layers.RMSNorm(1e-5, True, self.param_dtype, name="norm_q")(q)
-        k = layers.RMSNorm(1e-5, True, self.param_dtype, name="norm_k")(k)
+        q = self.norm_q(self.to_q(x))  # [B, N, H*K]
+        k, v = self.key_value(x) if key_value is None else key_value  # [B, S, H*K]
         if rope is not None:
             q = layers.apply_rotary_emb(q, *rope)
             k = layers.apply_rotary_emb(k, *rope)
@@ -205,7 +136,7 @@ class Attention(nn.Module):
         v = v.reshape(batch, n_kv, self.heads, self.head_dim)  # [B, S, H, K]
         out = layers.attention(q, k, v, key_mask=key_mask, implementation=self.implementation)
         out = out.reshape(batch, n_q, inner).astype(self.dtype)  # [B, N, H*K]
-        return dense(self.out_features, use_bias=self.out_bias, name="to_out_0")(out)
+        return self.to_out_0(out)
 
 
 class FeedForward(nn.Module):
@@ -219,13 +150,12 @@ class FeedForward(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        h = dense(4 * self.features, name="net_0_proj")(x)  # [B, N, 4D]
-        return dense(self.features, name="net_2")(jax.nn.gelu(h, approximate=self.approximate))
+        h = layers.dense(self, 4 * self.features, name="net_0_proj")(x)  # [B, N, 4D]
+        return layers.dense(self, self.features, name="net_2")(jax.nn.gelu(h, approximate=self.approximate))
 
 
 class TransformerBlock(nn.Module):
-    """One LTX block; written as a scan body: ``(hidden_states, *broadcast) -> (hidden_states, None)``."""
+    """One LTX block. Both methods are scan bodies over the layers (``carry, *inputs -> carry, outputs``)."""
 
     config: TransformerConfig
     implementation: layers.AttentionImplementation
@@ -233,36 +163,41 @@ class TransformerBlock(nn.Module):
     param_dtype: Dtype
     precision: Any = None
 
-    @nn.compact
-    def __call__(self, hidden_states, encoder_hidden_states, temb, rope_cos, rope_sin, text_mask):
-        """hidden_states [B, N, D]; encoder_hidden_states [B, T, D]; temb [B, 1 or N, 6D]; rope [B, N, D]; text_mask [B, T] or None."""
+    def setup(self):
         cfg = self.config
         dim = cfg.inner_dim
         attn = functools.partial(
-            Attention,
-            heads=cfg.num_attention_heads,
-            head_dim=cfg.attention_head_dim,
-            out_features=dim,
-            use_bias=cfg.attention_bias,
-            out_bias=cfg.attention_out_bias,
-            implementation=self.implementation,
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            precision=self.precision,
+            Attention, heads=cfg.num_attention_heads, head_dim=cfg.attention_head_dim, out_features=dim,
+            use_bias=cfg.attention_bias, out_bias=cfg.attention_out_bias, implementation=self.implementation,
+            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
         )
         norm = functools.partial(layers.RMSNorm, cfg.norm_eps, cfg.norm_elementwise_affine, self.param_dtype)
+        self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (6, dim),
+                                            self.param_dtype)
+        self.norm1 = norm()
+        self.attn1 = attn()
+        self.attn2 = attn()
+        self.norm2 = norm()
+        self.ff = FeedForward(dim, cfg.activation_fn == "gelu-approximate", self.dtype, self.param_dtype,
+                              self.precision)
 
-        table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (6, dim), self.param_dtype)
+    def text_key_value(self, carry, context: jax.Array):
+        """This layer's cross-attention keys and values of the projected text context [B, T, D]."""
+        return carry, self.attn2.key_value(context)
+
+    def __call__(self, hidden_states, text_key_value, temb, rope_cos, rope_sin, text_mask):
+        """hidden_states [B, N, D]; text_key_value: this layer's (k, v) [B, T, D]; temb [B, 1 or N, 6D];
+        rope [B or 1, N, D]; text_mask [B, T] or None."""
+        dim = self.config.inner_dim
         batch = hidden_states.shape[0]
-        ada = table[None, None].astype(temb.dtype) + temb.reshape(batch, temb.shape[1], 6, dim)  # [B, 1|N, 6, D]
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (ada[:, :, i] for i in range(6))
+        ada = self.scale_shift_table[None, None].astype(temb.dtype) + temb.reshape(batch, temb.shape[1], 6, dim)
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (ada[:, :, i] for i in range(6))  # [B, 1|N, D]
 
-        x = norm(name="norm1")(hidden_states) * (1 + scale_msa) + shift_msa
-        hidden_states = hidden_states + attn(name="attn1")(x, rope=(rope_cos, rope_sin)) * gate_msa
-        hidden_states = hidden_states + attn(name="attn2")(hidden_states, context=encoder_hidden_states, key_mask=text_mask)
-        x = norm(name="norm2")(hidden_states) * (1 + scale_mlp) + shift_mlp
-        ff = FeedForward(dim, cfg.activation_fn == "gelu-approximate", self.dtype, self.param_dtype, self.precision, name="ff")
-        hidden_states = hidden_states + ff(x) * gate_mlp
+        x = self.norm1(hidden_states) * (1 + scale_msa) + shift_msa
+        hidden_states = hidden_states + self.attn1(x, rope=(rope_cos, rope_sin)) * gate_msa
+        hidden_states = hidden_states + self.attn2(hidden_states, key_value=text_key_value, key_mask=text_mask)
+        x = self.norm2(hidden_states) * (1 + scale_mlp) + shift_mlp
+        hidden_states = hidden_states + self.ff(x) * gate_mlp
         return hidden_states.astype(self.dtype), None
 
 
@@ -277,6 +212,14 @@ def _concrete_or_none(x) -> np.ndarray | None:
         return None
 
 
+def _remat_policy(name: str | None):
+    if name is None:
+        return None
+    if name not in REMAT_POLICIES:
+        raise ValueError(f"remat_policy={name!r} is not a jax.checkpoint_policies policy; use one of {REMAT_POLICIES}.")
+    return getattr(jax.checkpoint_policies, name)
+
+
 class LTXVideoTransformer3DModel(nn.Module):
     """The LTX-Video DiT: diffusers' ``LTXVideoTransformer3DModel`` with the same inputs and parameter names.
 
@@ -286,6 +229,8 @@ class LTXVideoTransformer3DModel(nn.Module):
       param_dtype: dtype of the parameters created by ``init``.
       attention_implementation: "xla", "cudnn" or None (cuDNN flash attention on CUDA in bf16/fp16, XLA otherwise).
       remat: rematerialise each block in the backward pass (``nn.remat`` inside the scan).
+      remat_policy: what remat may keep: a name from ``REMAT_POLICIES`` (``jax.checkpoint_policies``), e.g.
+        "dots_with_no_batch_dims_saveable"; None recomputes everything.
       precision: matmul precision passed to every Dense (None = backend default).
     """
 
@@ -294,6 +239,7 @@ class LTXVideoTransformer3DModel(nn.Module):
     param_dtype: Dtype = jnp.float32
     attention_implementation: str | None = None
     remat: bool = False
+    remat_policy: str | None = None
     precision: Any = None
 
     @property
@@ -305,7 +251,33 @@ class LTXVideoTransformer3DModel(nn.Module):
             raise ValueError(f"attention_implementation={impl!r}; use 'xla', 'cudnn' or None (automatic).")
         return impl
 
-    @nn.compact
+    def setup(self):
+        cfg = self.config
+        dim = cfg.inner_dim
+        self.proj_in = layers.dense(self, dim)
+        self.time_embed = AdaLayerNormSingle(dim, self.dtype, self.param_dtype, self.precision)
+        self.caption_projection = CaptionProjection(dim, self.dtype, self.param_dtype, self.precision)
+        block = TransformerBlock
+        if self.remat:
+            block = nn.remat(block, prevent_cse=False, policy=_remat_policy(self.remat_policy))
+        scan = dict(variable_axes={"params": 0}, split_rngs={"params": True}, length=cfg.num_layers,
+                    metadata_params={nn.PARTITION_NAME: "layers"})
+        blocks = nn.scan(block, methods={
+            "__call__": dict(scan, in_axes=(0,) + (nn.broadcast,) * 4),  # per-layer text k/v; the rest shared
+            "text_key_value": dict(scan, in_axes=(nn.broadcast,)),
+        })
+        self.transformer_blocks = blocks(cfg, self.resolved_attention_implementation, self.dtype, self.param_dtype,
+                                         self.precision)
+        self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (2, dim),
+                                            self.param_dtype)
+        self.proj_out = layers.dense(self, cfg.out_channels)
+
+    def init_inputs(self):
+        """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
+        cfg = self.config
+        return (jnp.zeros((1, 1, cfg.in_channels), self.dtype), jnp.zeros((1, 1, cfg.caption_channels), self.dtype),
+                jnp.zeros((1,), jnp.float32), None), dict(num_frames=1, height=1, width=1)
+
     def __call__(
         self,
         hidden_states: jax.Array,
@@ -332,91 +304,105 @@ class LTXVideoTransformer3DModel(nn.Module):
         Returns:
           [B, N, out_channels] in ``dtype``.
         """
-        cfg = self.config
-        dim = cfg.inner_dim
-        impl = self.resolved_attention_implementation
-        batch, num_tokens = self._check_inputs(hidden_states, encoder_hidden_states, num_frames, height, width, video_coords)
+        self._check_tokens(hidden_states, encoder_hidden_states.shape[0], num_frames, height, width, video_coords)
+        constants = self.prepare(encoder_hidden_states, encoder_attention_mask, num_frames=num_frames, height=height,
+                                 width=width, rope_interpolation_scale=rope_interpolation_scale,
+                                 video_coords=video_coords)
+        return self.predict(hidden_states, timestep, constants)
 
-        # RoPE in float32.
+    def prepare(
+        self,
+        encoder_hidden_states: jax.Array,
+        encoder_attention_mask: jax.Array | None = None,
+        *,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        rope_interpolation_scale: Sequence[Any] | jax.Array | None = None,
+        video_coords: jax.Array | None = None,
+    ) -> TransformerConstants:
+        """The step-invariant part of a forward pass (same arguments as ``__call__`` without latents and timestep).
+
+        Returns a ``TransformerConstants``: RoPE tables of the grid (or of ``video_coords``), and every layer's
+        cross-attention keys and values of the projected text.
+        """
+        cfg = self.config
+        if encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[-1] != cfg.caption_channels:
+            raise ValueError(f"encoder_hidden_states has shape {encoder_hidden_states.shape}; expected "
+                             f"[B, T, {cfg.caption_channels}].")
         if video_coords is None:
-            grid = video_grid(batch, num_frames, height, width, rope_interpolation_scale, cfg.patch_size, cfg.patch_size_t)
+            if None in (num_frames, height, width):
+                raise ValueError("Pass num_frames, height and width (latent sizes) or video_coords [B, 3, N] for RoPE.")
+            grid = layers.video_grid(num_frames, height, width, rope_interpolation_scale, cfg.patch_size,
+                                     cfg.patch_size_t)  # [1, N, 3]
         else:
-            grid = grid_from_video_coords(video_coords)
-        rope_cos, rope_sin = rope_frequencies(grid, dim)  # [B, N, D] each
+            if video_coords.ndim != 3 or video_coords.shape[:2] != (encoder_hidden_states.shape[0], 3):
+                raise ValueError(f"video_coords has shape {video_coords.shape}; expected [B, 3, N] with "
+                                 f"B = {encoder_hidden_states.shape[0]}.")
+            grid = layers.grid_from_video_coords(video_coords)  # [B, N, 3]
+        rope_cos, rope_sin = layers.rope_frequencies(grid, cfg.inner_dim)
 
         text_mask = None
         if encoder_attention_mask is not None:
-            text_mask = self._check_text_mask(encoder_attention_mask, encoder_hidden_states, impl)
+            text_mask = self._check_text_mask(encoder_attention_mask, encoder_hidden_states)
+        context = self.caption_projection(encoder_hidden_states.astype(self.dtype))  # [B, T, D]
+        _, (text_key, text_value) = self.transformer_blocks.text_key_value(None, context)  # [L, B, T, D] each
+        return TransformerConstants(rope_cos, rope_sin, text_key, text_value, text_mask)
 
-        dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
-        x = dense(dim, name="proj_in")(hidden_states.astype(self.dtype))  # [B, N, D]
+    def predict(self, hidden_states: jax.Array, timestep: jax.Array, constants: TransformerConstants) -> jax.Array:
+        """The per-step part of a forward pass: latents [B, N, C] and timestep ([B], [B, 1] or [B, N]) with the
+        ``prepare`` output of the same batch -> [B, N, out_channels] in ``dtype``."""
+        dim = self.config.inner_dim
+        self._check_hidden_states(hidden_states)
+        batch, num_tokens = hidden_states.shape[:2]
+        if constants.text_key.shape[1] != batch or constants.rope_cos.shape[1] != num_tokens:
+            raise ValueError(f"hidden_states [B, N] = {hidden_states.shape[:2]} do not match the prepared constants "
+                             f"(text batch {constants.text_key.shape[1]}, {constants.rope_cos.shape[1]} RoPE tokens).")
+        x = self.proj_in(hidden_states.astype(self.dtype))  # [B, N, D]
 
         timestep = jnp.asarray(timestep)
         if timestep.ndim == 0:
             timestep = jnp.broadcast_to(timestep, (batch,))
         if timestep.shape[0] != batch or timestep.ndim > 2 or (timestep.ndim == 2 and timestep.shape[1] not in (1, num_tokens)):
             raise ValueError(f"timestep has shape {timestep.shape}; expected [B]={batch}, [B, 1] or [B, N]=[{batch}, {num_tokens}].")
-        temb, embedded_timestep = AdaLayerNormSingle(dim, self.dtype, self.param_dtype, self.precision, name="time_embed")(
-            timestep.reshape(-1)
-        )
+        temb, embedded_timestep = self.time_embed(timestep.reshape(-1))
         temb = temb.reshape(batch, -1, 6 * dim)  # [B, 1|N, 6D]
         embedded_timestep = embedded_timestep.reshape(batch, -1, dim)  # [B, 1|N, D]
 
-        context = CaptionProjection(dim, self.dtype, self.param_dtype, self.precision, name="caption_projection")(
-            encoder_hidden_states.astype(self.dtype)
-        )  # [B, T, D]
+        text_kv = (constants.text_key, constants.text_value)
+        x, _ = self.transformer_blocks(x, text_kv, temb, constants.rope_cos, constants.rope_sin, constants.text_mask)
 
-        block = TransformerBlock
-        if self.remat:
-            block = nn.remat(block, prevent_cse=False)
-        blocks = nn.scan(
-            block,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=(nn.broadcast,) * 5,
-            length=cfg.num_layers,
-            metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, impl, self.dtype, self.param_dtype, self.precision, name="transformer_blocks")
-        x, _ = blocks(x, context, temb, rope_cos, rope_sin, text_mask)
-
-        table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (2, dim), self.param_dtype)
-        mod = table[None, None].astype(embedded_timestep.dtype) + embedded_timestep[:, :, None]  # [B, 1|N, 2, D]
-        shift, scale = mod[:, :, 0], mod[:, :, 1]
+        mod = self.scale_shift_table[None, None].astype(embedded_timestep.dtype) + embedded_timestep[:, :, None]
+        shift, scale = mod[:, :, 0], mod[:, :, 1]  # [B, 1|N, D]
         x = layers.layer_norm_no_affine(x, 1e-6) * (1 + scale) + shift
-        return dense(cfg.out_channels, name="proj_out")(x)
+        return self.proj_out(x)
 
     # ---------------------------------------------------------------------------------------------- checks
 
-    def _check_inputs(self, hidden_states, encoder_hidden_states, num_frames, height, width, video_coords):
-        cfg = self.config
-        if hidden_states.ndim != 3 or hidden_states.shape[-1] != cfg.in_channels:
-            raise ValueError(
-                f"hidden_states has shape {hidden_states.shape}; expected [B, N, {cfg.in_channels}] packed latent tokens."
-            )
-        batch, num_tokens = hidden_states.shape[:2]
-        if encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[0] != batch or encoder_hidden_states.shape[-1] != cfg.caption_channels:
-            raise ValueError(
-                f"encoder_hidden_states has shape {encoder_hidden_states.shape}; expected [{batch}, T, {cfg.caption_channels}]."
-            )
-        if video_coords is None:
-            if None in (num_frames, height, width):
-                raise ValueError("Pass num_frames, height and width (latent sizes) or video_coords [B, 3, N] for RoPE.")
-            if num_frames * height * width != num_tokens:
-                raise ValueError(
-                    f"num_frames * height * width = {num_frames} * {height} * {width} = {num_frames * height * width} "
-                    f"but hidden_states has {num_tokens} tokens."
-                )
-        elif video_coords.shape != (batch, 3, num_tokens):
-            raise ValueError(f"video_coords has shape {video_coords.shape}; expected [B, 3, N] = [{batch}, 3, {num_tokens}].")
-        return batch, num_tokens
+    def _check_hidden_states(self, hidden_states):
+        if hidden_states.ndim != 3 or hidden_states.shape[-1] != self.config.in_channels:
+            raise ValueError(f"hidden_states has shape {hidden_states.shape}; expected [B, N, {self.config.in_channels}] "
+                             "packed latent tokens.")
 
-    @staticmethod
-    def _check_text_mask(mask, encoder_hidden_states, impl):
+    def _check_tokens(self, hidden_states, batch, num_frames, height, width, video_coords):
+        self._check_hidden_states(hidden_states)
+        if hidden_states.shape[0] != batch:
+            raise ValueError(f"encoder_hidden_states has batch {batch} but hidden_states has {hidden_states.shape[0]}.")
+        num_tokens = hidden_states.shape[1]
+        if video_coords is None and None not in (num_frames, height, width) and num_frames * height * width != num_tokens:
+            raise ValueError(
+                f"num_frames * height * width = {num_frames} * {height} * {width} = {num_frames * height * width} "
+                f"but hidden_states has {num_tokens} tokens."
+            )
+        if video_coords is not None and video_coords.shape != (batch, 3, num_tokens):
+            raise ValueError(f"video_coords has shape {video_coords.shape}; expected [B, 3, N] = [{batch}, 3, {num_tokens}].")
+
+    def _check_text_mask(self, mask, encoder_hidden_states):
         if mask.shape != encoder_hidden_states.shape[:2]:
             raise ValueError(
                 f"encoder_attention_mask has shape {mask.shape}; expected [B, T] = {tuple(encoder_hidden_states.shape[:2])}."
             )
-        if impl == "cudnn":
+        if self.resolved_attention_implementation == "cudnn":
             value = _concrete_or_none(mask)
             if value is not None:
                 valid = value.astype(bool)
@@ -428,27 +414,3 @@ class LTXVideoTransformer3DModel(nn.Module):
                         "arbitrary masks."
                     )
         return mask != 0
-
-
-def count_params(params) -> int:
-    """Total number of parameters in a (possibly abstract) param tree."""
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))
-
-
-def abstract_params(module: LTXVideoTransformer3DModel, *, batch: int = 1, text_tokens: int = 1):
-    """Param shapes and dtypes from ``jax.eval_shape`` of ``init`` (no memory is allocated)."""
-    cfg = module.config
-
-    def init():
-        return module.init(
-            jax.random.PRNGKey(0),
-            jnp.zeros((batch, 1, cfg.in_channels), module.dtype),
-            jnp.zeros((batch, text_tokens, cfg.caption_channels), module.dtype),
-            jnp.zeros((batch,), jnp.float32),
-            None,
-            num_frames=1,
-            height=1,
-            width=1,
-        )["params"]
-
-    return jax.eval_shape(init)

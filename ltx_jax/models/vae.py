@@ -24,8 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.configs import VAEConfig
+from ltx_jax.models import layers
 from ltx_jax.models import vae_blocks as blocks
-from ltx_jax.models.vae_blocks import CausalConv3d, DownBlock3D, MidBlock3d, UpBlock3d, pixel_norm
+from ltx_jax.models.layers import pixel_norm
+from ltx_jax.models.vae_blocks import CausalConv3d, DownBlock3D, MidBlock3d, UpBlock3d
 
 Dtype = Any
 
@@ -147,6 +149,10 @@ class Decoder3d(nn.Module):
     param_dtype: Dtype = jnp.float32
     precision: Any = None
 
+    def init_inputs(self):
+        """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
+        return (jnp.zeros((1, 1, 1, 1, self.config.latent_channels), self.dtype), jnp.zeros((1,), jnp.float32)), {}
+
     @nn.compact
     def __call__(self, z: jax.Array, timestep: jax.Array | None = None, noise_key: jax.Array | None = None) -> jax.Array:
         cfg = self.config
@@ -177,7 +183,7 @@ class Decoder3d(nn.Module):
 
         h = pixel_norm(x)  # float32
         if cfg.timestep_conditioning:
-            emb = blocks.TimeEmbedder(2 * width, self.dtype, self.param_dtype, self.precision, name="time_embedder")(t)
+            emb = layers.TimestepEmbedding(2 * width, self.dtype, self.param_dtype, self.precision, name="time_embedder")(t)
             table = self.param("scale_shift_table", nn.initializers.normal(width**-0.5), (2, width), self.param_dtype)
             ada = emb.astype(jnp.float32).reshape(-1, 2, width) + table.astype(jnp.float32)[None]  # [B, 2, C]
             shift, scale = ada[:, 0, None, None, None, :], ada[:, 1, None, None, None, :]
@@ -219,7 +225,7 @@ class VAETiling:
             return tiling
         if isinstance(tiling, Mapping):
             return cls(**{k: v for k, v in tiling.items() if v is not None})
-        raise TypeError(f"tiling must be None, True, a VAETiling or a dict of its fields; got {type(tiling).__name__}.")
+        raise ValueError(f"tiling must be None, True, a VAETiling or a dict of its fields; got {type(tiling).__name__}.")
 
     def check(self, spatial_ratio: int, temporal_ratio: int) -> None:
         pairs = (
@@ -490,21 +496,14 @@ class AutoencoderKLLTXVideo(nn.Module):
             return _temporal_tiled_decode(decode_tile, latents, key, tiling, cfg.temporal_ratio)
         return decode_tile(latents, key)
 
+    def init_inputs(self):
+        """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
+        size = self.config.spatial_ratio
+        return (jnp.zeros((1, 1, size, size, self.config.in_channels), self.dtype), jnp.zeros((1,), jnp.float32)), {}
+
     def normalize_latents(self, latents: jax.Array) -> jax.Array:
         """[..., L] raw latents -> normalized with ``latents_mean`` / ``latents_std`` and ``scaling_factor``."""
         return normalize_latents(latents, self.latents_mean, self.latents_std, self.config.scaling_factor)
 
     def denormalize_latents(self, latents: jax.Array) -> jax.Array:
         return denormalize_latents(latents, self.latents_mean, self.latents_std, self.config.scaling_factor)
-
-
-def abstract_params(module: AutoencoderKLLTXVideo):
-    """Param shapes and dtypes from ``jax.eval_shape`` of ``init`` (no memory is allocated)."""
-    cfg = module.config
-    size = cfg.spatial_ratio
-
-    def init():
-        video = jnp.zeros((1, 1, size, size, cfg.in_channels), module.dtype)
-        return module.init(jax.random.PRNGKey(0), video, jnp.zeros((1,), jnp.float32))["params"]
-
-    return jax.eval_shape(init)

@@ -18,22 +18,13 @@ import jax
 import jax.numpy as jnp
 
 from ltx_jax.models import layers
-from ltx_jax.models.transformer import TIMESTEP_FEATURES, TimestepEmbedder
+from ltx_jax.models.layers import LayerNorm, pixel_norm
 
 Dtype = Any
 Stride = tuple[int, int, int]
 
 
 # ------------------------------------------------------------------------------------------- layout helpers
-
-
-def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
-    """RMS norm over channels without weight (diffusers' ``RMSNorm(elementwise_affine=False)``), in float32.
-
-    Returns float32: the callers modulate and activate before casting back.
-    """
-    x32 = x.astype(jnp.float32)
-    return x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
 
 
 def space_to_depth(x: jax.Array, stride: Stride) -> jax.Array:
@@ -128,43 +119,6 @@ class CausalConv3d(nn.Module):
             precision=self.precision,
             name="conv",
         )(x.astype(self.dtype))
-
-
-class LayerNorm(nn.Module):
-    """``torch.nn.LayerNorm`` over channels with ``weight`` and ``bias`` (torch's names), statistics in float32."""
-
-    eps: float
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        c = x.shape[-1]
-        weight = self.param("weight", nn.initializers.ones, (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
-        x32 = x.astype(jnp.float32)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
-        return (y * weight.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
-
-
-class TimeEmbedder(nn.Module):
-    """``PixArtAlphaCombinedTimestepSizeEmbeddings(features, 0)``: sinusoids -> Linear -> SiLU -> Linear.
-
-    Input [B] float32 timesteps (already multiplied by ``timestep_scale_multiplier``); output [B, features].
-    """
-
-    features: int
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    precision: Any = None
-
-    @nn.compact
-    def __call__(self, timestep: jax.Array) -> jax.Array:
-        t_features = layers.timestep_sinusoids(timestep, TIMESTEP_FEATURES)  # [B, 256] float32
-        return TimestepEmbedder(self.features, self.dtype, self.param_dtype, self.precision, name="timestep_embedder")(
-            t_features
-        )
 
 
 class ResnetBlock3d(nn.Module):
@@ -364,7 +318,7 @@ class MidBlock3d(_BlockBase):
         """x [B, F, H, W, C]; timestep [B] float32 (scaled) for timestep-conditioned blocks."""
         temb = None
         if self.timestep_conditioning:
-            temb = TimeEmbedder(4 * self.channels, self.dtype, self.param_dtype, self.precision, name="time_embedder")(timestep)
+            temb = layers.TimestepEmbedding(4 * self.channels, self.dtype, self.param_dtype, self.precision, name="time_embedder")(timestep)
         for k in range(self.num_layers):
             x = self._resnet(
                 self.channels,
@@ -405,7 +359,7 @@ class UpBlock3d(_BlockBase):
             index += 2 if self.inject_noise else 0
         temb = None
         if self.timestep_conditioning:
-            temb = TimeEmbedder(4 * c_in, self.dtype, self.param_dtype, self.precision, name="time_embedder")(timestep)
+            temb = layers.TimestepEmbedding(4 * c_in, self.dtype, self.param_dtype, self.precision, name="time_embedder")(timestep)
         if self.spatio_temporal_scale:
             x = DepthToSpaceUpsampler(
                 c_out * self.upscale_factor,

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..builders import init_transformer, rng_key, transformer_module, tree_cast
+from ..builders import init_params, rng_key, transformer_module, tree_cast
 from ..context import Context, add_timing, jax_block, load_bench, rel_diff, timed
 from ..hardware import cudnn_attention_calls, cudnn_calls, device_peak_bytes, is_oom, short_error
 from ..sizes import transformer_config
@@ -31,7 +31,7 @@ def section_attention_cudnn_vs_xla(ctx: Context) -> None:
     rec.info(config=cfg.to_dict(), shape=shape, dtype=s.dtype, text_lengths=s.attention_text_lengths,
              default_implementation=resolved, backend=jax.default_backend())
 
-    params = init_transformer(default, rng_key(0))
+    params = init_params(default, rng_key(0))
     rng = np.random.default_rng(0)
     hidden = jnp.asarray(rng.standard_normal((batch, f * h * w, cfg.in_channels), dtype=np.float32))
     text = jnp.asarray(rng.standard_normal((batch, text_tokens, cfg.caption_channels), dtype=np.float32))

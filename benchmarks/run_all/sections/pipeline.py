@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
 
@@ -13,7 +12,7 @@ from ..builders import (build_pipeline, init_vae_decoder, pipeline_tiles_vae, rn
 from ..context import Context, add_timing, load_bench, timed
 from ..hardware import (cost_flops, device_peak_bytes, short_error, torch_build, torch_dtype, torch_free,
                         torch_peak, torch_reset_peak, torch_sync)
-from ..sizes import PROMPT, config_kwargs, pipeline_preset, scheduler_config, t5_config, transformer_config, vae_config
+from ..sizes import PROMPT, config_kwargs, generation_defaults, scheduler_config, t5_config, transformer_config, vae_config
 
 
 def section_pipeline(ctx: Context) -> None:
@@ -26,7 +25,7 @@ def section_pipeline(ctx: Context) -> None:
     tcfg, vcfg, t5cfg = transformer_config(s.pipe_transformer), vae_config(s.pipe_vae), t5_config(s.pipe_t5)
     dt = jnp.dtype(s.dtype)
     height, width, frames = s.pipe_video
-    preset = pipeline_preset(s.pipe_preset)
+    preset = generation_defaults(s.pipe_preset)
     steps = len(preset.timesteps) if preset.timesteps else preset.num_inference_steps
     guidance = preset.guidance_scale
     groups = 2 if guidance > 1 else 1
@@ -60,7 +59,7 @@ def section_pipeline(ctx: Context) -> None:
     start = time.perf_counter()
     frames_out = pipe(**call, seed=0)
     first = time.perf_counter() - start
-    first_stages = dataclasses.asdict(pipe.last_timings)
+    first_stages = pipe.last_timings.as_dict()
     rec.info(first_call_s=first, first_call_stages=first_stages, peak_bytes_after_first_call=device_peak_bytes())
     rec.check("frames finite", bool(np.isfinite(frames_out).all()))
     rec.check("frames shape", list(frames_out.shape) == [1, frames, height, width, 3], value=list(frames_out.shape),
@@ -71,7 +70,7 @@ def section_pipeline(ctx: Context) -> None:
     stages = []
     for i in range(s.pipe_repeats):
         pipe(**call, seed=i + 1)
-        stages.append(dataclasses.asdict(pipe.last_timings))
+        stages.append(pipe.last_timings.as_dict())
     for k, row in stage_rows.items():
         times = [st[k] for st in stages]
         med = add_timing(row, "ours", times)

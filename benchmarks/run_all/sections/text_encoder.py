@@ -7,7 +7,7 @@ import traceback
 
 import numpy as np
 
-from ..builders import init_t5, rng_key, t5_module, tree_bytes
+from ..builders import init_params, rng_key, t5_module, tree_bytes
 from ..context import Context, add_timing, jax_block, load_bench, timed
 from ..hardware import (compiled_memory, device_peak_bytes, short_error, torch_build, torch_dtype, torch_free,
                         torch_peak, torch_reset_peak, torch_sync)
@@ -57,7 +57,7 @@ def section_text_encoder(ctx: Context) -> None:
 
     module = t5_module(cfg, dt)
     start = time.perf_counter()
-    params = jax.block_until_ready(init_t5(module, rng_key(0)))
+    params = jax.block_until_ready(init_params(module, rng_key(0)))
     rec.info(config=cfg.to_dict(), params=sum(x.size for x in jax.tree_util.tree_leaves(params)),
              param_bytes=tree_bytes(params), init_s=time.perf_counter() - start, dtype=s.dtype, weights="random")
     forward = jax.jit(lambda p, i, m: module.apply({"params": p}, i, m))

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..builders import count_params, init_transformer, rng_key, transformer_module, tree_bytes
+from ..builders import count_params, init_params, rng_key, transformer_module, tree_bytes
 from ..context import Context, add_timing, jax_block, load_bench, rel_diff, timed
 from ..hardware import (compiled_memory, device_peak_bytes, is_oom, short_error, torch_free, torch_peak,
                         torch_reset_peak)
@@ -31,7 +31,7 @@ def section_transformer(ctx: Context) -> None:
         side = bt.TorchSide(cfg, s.dtype, None)  # builds diffusers' model; our params are converted from it
         params = side.jax_params(module)
     else:
-        params = init_transformer(module, rng_key(0))
+        params = init_params(module, rng_key(0))
     params = jax.block_until_ready(params)
     rec.info(config=cfg.to_dict(), params=count_params(params), param_bytes=tree_bytes(params), dtype=s.dtype,
              attention=module.resolved_attention_implementation, text_tokens=s.text_tokens, batch=batch,

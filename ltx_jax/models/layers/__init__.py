@@ -1,0 +1,36 @@
+"""Building blocks shared by the LTX-Video models: the dense factory, norms, embeddings (timestep, RoPE), attention."""
+
+from ltx_jax.models.layers.attention import AttentionImplementation, attention, default_attention_implementation
+from ltx_jax.models.layers.dense import Dense, dense
+from ltx_jax.models.layers.embeddings import (
+    ROPE_BASE_HEIGHT,
+    ROPE_BASE_NUM_FRAMES,
+    ROPE_BASE_WIDTH,
+    ROPE_THETA,
+    TIMESTEP_FEATURES,
+    TimestepEmbedder,
+    TimestepEmbedding,
+    apply_rotary_emb,
+    exact_divide,
+    grid_from_video_coords,
+    rope_frequencies,
+    timestep_sinusoids,
+    torch_linspace,
+    video_grid,
+)
+from ltx_jax.models.layers.norms import (
+    LayerNorm,
+    RMSNorm,
+    layer_norm_no_affine,
+    layer_normalize,
+    pixel_norm,
+    rms_normalize,
+)
+
+__all__ = [
+    "AttentionImplementation", "Dense", "LayerNorm", "RMSNorm", "ROPE_BASE_HEIGHT", "ROPE_BASE_NUM_FRAMES",
+    "ROPE_BASE_WIDTH", "ROPE_THETA", "TIMESTEP_FEATURES", "TimestepEmbedder", "TimestepEmbedding", "apply_rotary_emb",
+    "attention", "default_attention_implementation", "dense", "exact_divide", "grid_from_video_coords",
+    "layer_norm_no_affine", "layer_normalize", "pixel_norm", "rms_normalize", "rope_frequencies", "timestep_sinusoids",
+    "torch_linspace", "video_grid",
+]

@@ -1,0 +1,39 @@
+"""Creating a model's params, for real or as shapes only: the same pair for every model.
+
+Each model module says how to call it once (``init_inputs()``: tiny example arguments); from that,
+
+    params = init_params(module, key)          # random params, made under jit on the default device in param_dtype
+    shapes = abstract_params(module)           # jax.ShapeDtypeStruct tree from eval_shape (no memory)
+    count_params(shapes)                       # number of parameters
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+
+def _init(module, key):
+    if getattr(module, "attention_implementation", None) is not None:
+        # The params do not depend on the attention kernel; XLA's path runs everywhere (cuDNN's needs a GPU).
+        module = module.clone(attention_implementation="xla")
+    args, kwargs = module.init_inputs()
+    return module.init(key, *args, **kwargs)["params"]
+
+
+def init_params(module, key: jax.Array):
+    """Random params of ``module`` (its ``init`` distributions), created under jit on the default device, directly
+    in ``param_dtype`` (a bf16 model never passes through a float32 host copy)."""
+    return jax.jit(functools.partial(_init, module))(key)
+
+
+def abstract_params(module):
+    """Param shapes and dtypes of ``module`` from ``jax.eval_shape`` of ``init`` (nothing is allocated)."""
+    return jax.eval_shape(functools.partial(_init, module), jax.random.PRNGKey(0))
+
+
+def count_params(params) -> int:
+    """Total number of parameters in a (possibly abstract) param tree."""
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

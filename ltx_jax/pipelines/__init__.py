@@ -1,0 +1,13 @@
+"""LTX-Video pipelines: a shared base of stages (``PipelineBase``) and the pipelines composed from them."""
+
+from ltx_jax.pipelines.base import (
+    AUTO_TILING_PIXELS,
+    PipelineBase,
+    StageTimings,
+    enable_compilation_cache,
+    write_model_index,
+)
+from ltx_jax.pipelines.text_to_video import LTXPipeline
+
+__all__ = ["AUTO_TILING_PIXELS", "LTXPipeline", "PipelineBase", "StageTimings", "enable_compilation_cache",
+           "write_model_index"]

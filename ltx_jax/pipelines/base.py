@@ -1,0 +1,378 @@
+"""What every LTX-Video pipeline shares: loading, the compilation cache, stage timings, and the stages themselves.
+
+A pipeline's ``__call__`` is a composition of stages that a caller can also run on their own:
+
+    embeds = pipe.encode_prompt(prompt, negative_prompt, do_classifier_free_guidance=True)   # T5
+    grid = pipe.latent_grid(height, width, num_frames)
+    latents = pipe.prepare_latents(batch_size, grid, key)                                    # packed noise
+    latents = pipe.denoise(latents, grid, *embeds, num_inference_steps=40, guidance_scale=3.0)  # one compiled loop
+    frames = pipe.decode(latents, grid, decode_timestep=0.05, key=key)                       # VAE
+
+Sizes come from the components, never from constants: the VAE's compression ratios and the transformer's patch
+sizes (diffusers' ``vae_spatial_compression_ratio``, ``transformer_spatial_patch_size``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ltx_jax import sampling
+from ltx_jax import scheduler as sched
+from ltx_jax.pipelines import validation
+from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
+
+logger = logging.getLogger("ltx_jax")
+
+# Above this many output pixels (frames x height x width) the VAE decodes in tiles by default. The decoder's widest
+# activations hold ~128 channels at full resolution, several alive at once: 768x512x49 = 19M pixels is ~5 GB per
+# bf16 activation, past which an untiled decode stops fitting next to the 13B transformer on an 80 GB card.
+AUTO_TILING_PIXELS = 768 * 512 * 49
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "ltx_jax", "jax_compilation_cache")
+
+
+def enable_compilation_cache(cache_dir: str | None = None) -> str:
+    """Turns on JAX's persistent compilation cache, so a second process with the same shapes skips compilation."""
+    cache_dir = cache_dir or os.environ.get("LTX_JAX_CACHE_DIR", DEFAULT_CACHE_DIR)
+    os.makedirs(cache_dir, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return cache_dir
+
+
+class StageTimings:
+    """Seconds of each stage of the last call, in the order they ran (each stage blocks on its result before its
+    clock stops); ``total`` is the whole call. Read as ``timings.denoising`` or ``timings.stages["denoising"]``."""
+
+    def __init__(self):
+        self.stages: dict[str, float] = {}
+        self.total = 0.0
+
+    def __getattr__(self, name: str) -> float:
+        stages = self.__dict__.get("stages", {})
+        if name in stages:
+            return stages[name]
+        raise AttributeError(f"no stage {name!r} in the last call (stages: {', '.join(stages) or 'none'})")
+
+    def as_dict(self) -> dict[str, float]:
+        """{stage: seconds, ..., "total": seconds}."""
+        return {**self.stages, "total": self.total}
+
+    def __str__(self) -> str:
+        parts = [f"{name.replace('_', ' ')} {seconds:.2f} s" for name, seconds in self.stages.items()]
+        return ", ".join(parts + [f"total {self.total:.2f} s"])
+
+
+def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling):
+    """Latents [B, F, H, W, C] -> frames in [0, 1]: denormalise, add decode noise, decode, map [-1, 1] -> [0, 1]."""
+    latents = vae.apply({"params": vae_params}, latents, method="denormalize_latents")
+    if timestep is not None:
+        noise = jax.random.normal(key, latents.shape, jnp.float32)
+        scale = noise_scale[:, None, None, None, None]
+        latents = (1 - scale) * latents + scale * noise
+    latents = latents.astype(vae.dtype)
+    noise_key = jax.random.fold_in(key, 1)  # the decoder's own noise injection (0.9.1 VAEs)
+    video = vae.apply({"params": vae_params}, latents, timestep, method="decode", key=noise_key, tiling=tiling)
+    return jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
+
+
+_jitted_decode = jax.jit(_decode_program, static_argnames=("vae", "tiling"))
+
+
+class PipelineBase:
+    """Components and stages shared by the LTX-Video pipelines.
+
+    Attributes:
+      transformer, transformer_params: the DiT (``weight_conversion.load_transformer``).
+      vae, vae_params: the causal video VAE (``weight_conversion.load_vae``).
+      prompt_encoder: tokenizer + T5 (``ltx_jax.text_encoding.PromptEncoder``); None when only embeddings are passed.
+      scheduler_config: the flow-matching scheduler config.
+      release: the released checkpoint these components are (``ltx_jax.releases``), whose defaults fill the arguments
+        left as None; None = diffusers' defaults.
+      progress: show a progress bar while denoising.
+      last_timings: ``StageTimings`` of the last call.
+    """
+
+    def __init__(self, transformer, transformer_params, vae, vae_params, prompt_encoder=None,
+                 scheduler_config: sched.FlowMatchSchedulerConfig = LTX_SCHEDULER, release: Release | None = None,
+                 progress: bool = True):
+        self.transformer = transformer
+        self.transformer_params = transformer_params
+        self.vae = vae
+        self.vae_params = vae_params
+        self.prompt_encoder = prompt_encoder
+        self.scheduler_config = scheduler_config
+        self.release = release
+        self.progress = progress
+        self.last_timings = StageTimings()
+
+    # ------------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "bfloat16", *, text_encoder_path: str | None = None,
+                        preset: str | None = None, compilation_cache: bool = True, cache_dir: str | None = None,
+                        text_encoder_dtype: Any = None, progress: bool = True):
+        """Loads every component.
+
+        Args:
+          path: a diffusers-layout folder (``model_index.json``, ``transformer/``, ``vae/``, ``text_encoder/``,
+            ``tokenizer/``, ``scheduler/``), a Lightricks single file (``ltxv-*.safetensors``, transformer + VAE;
+            give ``text_encoder_path`` for T5 and its tokenizer), a folder of Orbax checkpoints with the same
+            sub-folder names, or a hub id such as ``Lightricks/LTX-Video`` (fetched when online).
+          dtype: "bfloat16" (GPU) or "float32" (parity checks, CPU).
+          preset: a release name from ``ltx_jax.releases.RELEASES`` whose defaults to use; detected when None.
+          compilation_cache: turn on JAX's persistent compilation cache (``cache_dir`` or ``$LTX_JAX_CACHE_DIR``).
+        """
+        from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
+        from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
+
+        chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
+        if compilation_cache:
+            enable_compilation_cache(cache_dir)
+        path = _resolve_path(os.fspath(path))
+        dtype = jnp.dtype(dtype)
+        single_file = os.path.isfile(path)
+        root = os.path.dirname(path) if single_file else path
+        transformer, transformer_params = load_transformer(path, dtype)
+        vae, vae_params = load_vae(path, dtype)
+        te_root = text_encoder_path or (root if os.path.isdir(os.path.join(root, "text_encoder")) else None)
+        prompt_encoder = None
+        if te_root is not None:
+            te_module, te_params = load_text_encoder(te_root, jnp.dtype(text_encoder_dtype or dtype))
+            prompt_encoder = PromptEncoder(load_tokenizer(te_root), te_module, te_params)
+        else:
+            logger.warning("No text_encoder/ found next to %s: pass prompt_embeds, or text_encoder_path=.", path)
+        if chosen is None:
+            metadata = read_single_file_config(path) if single_file else None
+            chosen = detect_release(path, transformer.config, vae.config, metadata)
+        sched_json = os.path.join(root, "scheduler", "scheduler_config.json")
+        if not single_file and os.path.exists(sched_json):
+            scheduler_config = sched.FlowMatchSchedulerConfig.from_json(sched_json)
+        else:
+            scheduler_config = chosen.scheduler if chosen is not None else LTX_SCHEDULER
+        return cls(transformer, transformer_params, vae, vae_params, prompt_encoder, scheduler_config, chosen, progress)
+
+    # ------------------------------------------------------------------------------------------ sizes
+
+    @property
+    def defaults(self) -> GenerationDefaults:
+        """The release's generation defaults, or diffusers' own."""
+        return self.release.defaults if self.release is not None else GenerationDefaults()
+
+    @property
+    def vae_spatial_compression_ratio(self) -> int:
+        return self.vae.config.spatial_ratio
+
+    @property
+    def vae_temporal_compression_ratio(self) -> int:
+        return self.vae.config.temporal_ratio
+
+    @property
+    def transformer_spatial_patch_size(self) -> int:
+        return self.transformer.config.patch_size
+
+    @property
+    def transformer_temporal_patch_size(self) -> int:
+        return self.transformer.config.patch_size_t
+
+    def latent_grid(self, height: int, width: int, num_frames: int) -> sampling.LatentGrid:
+        """The latent grid of a num_frames x height x width video (sizes checked first)."""
+        spatial = self.vae_spatial_compression_ratio * self.transformer_spatial_patch_size
+        temporal = self.vae_temporal_compression_ratio
+        validation.check_video_size(height, width, num_frames, spatial_multiple=spatial, temporal_ratio=temporal,
+                                    temporal_patch=self.transformer_temporal_patch_size)
+        return sampling.LatentGrid.for_video(
+            num_frames, height, width, spatial_ratio=self.vae_spatial_compression_ratio, temporal_ratio=temporal,
+            patch_size=self.transformer_spatial_patch_size, patch_size_t=self.transformer_temporal_patch_size)
+
+    def rope_interpolation_scale(self, frame_rate: float) -> tuple[float, float, float]:
+        """(temporal ratio / frame rate, spatial ratio, spatial ratio), as diffusers' pipelines scale RoPE."""
+        spatial = self.vae_spatial_compression_ratio
+        return (self.vae_temporal_compression_ratio / frame_rate, spatial, spatial)
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.last_timings.stages[name] = time.perf_counter() - start
+
+    def encode_prompt(self, prompt: str | Sequence[str] | None, negative_prompt: str | Sequence[str] | None = None,
+                      do_classifier_free_guidance: bool = True, num_videos_per_prompt: int = 1, prompt_embeds=None,
+                      prompt_attention_mask=None, negative_prompt_embeds=None, negative_prompt_attention_mask=None,
+                      max_sequence_length: int = 128):
+        """Prompt embeddings as diffusers' ``encode_prompt`` returns them: (prompt_embeds [B, T, E], mask [B, T],
+        negative_prompt_embeds, negative mask), the negative pair None without classifier-free guidance. B is the
+        number of prompts times ``num_videos_per_prompt``; embeddings given instead of prompts pass through."""
+        with self._stage("text_encoding"):
+            if prompt_embeds is None:
+                prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+                prompt_embeds, prompt_attention_mask = self._encode(
+                    [p for p in prompts for _ in range(num_videos_per_prompt)], max_sequence_length)
+            elif num_videos_per_prompt > 1:  # as diffusers repeats given embeddings: each row n times in a row
+                prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask = (
+                    None if x is None else jnp.repeat(jnp.asarray(x), num_videos_per_prompt, axis=0)
+                    for x in (prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+                              negative_prompt_attention_mask))
+            batch = prompt_embeds.shape[0]
+            if do_classifier_free_guidance and negative_prompt_embeds is None:
+                negative = "" if negative_prompt is None else negative_prompt
+                if isinstance(negative, str):
+                    negative = [negative] * batch
+                else:
+                    negative = [p for p in negative for _ in range(num_videos_per_prompt)]
+                negative_prompt_embeds, negative_prompt_attention_mask = self._encode(negative, max_sequence_length)
+            out = tuple(None if x is None else jnp.asarray(x) for x in (
+                prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask))
+            if not do_classifier_free_guidance:
+                out = out[:2] + (None, None)
+            return jax.block_until_ready(out)
+
+    def _encode(self, prompts: list[str], max_sequence_length: int):
+        if self.prompt_encoder is None:
+            raise ValueError("This pipeline has no text encoder: pass prompt_embeds and prompt_attention_mask "
+                             "(and the negative pair with guidance), or load one with text_encoder_path=.")
+        return self.prompt_encoder(prompts, max_sequence_length)
+
+    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None) -> jax.Array:
+        """Initial packed latents [B, N, C] float32: standard normal noise from ``key``, or ``latents`` given packed
+        [B, N, C] or channels-last [B, F, H, W, C] (checked against the grid)."""
+        channels = self.transformer.config.in_channels
+        expected = (batch_size, grid.num_tokens, channels)
+        if latents is None:
+            return jax.random.normal(key, expected, jnp.float32)
+        latents = jnp.array(latents, jnp.float32)  # a copy: the loop consumes (donates) it, not the caller's array
+        if latents.ndim == 5:
+            unpacked = channels // (grid.patch_size**2 * grid.patch_size_t)
+            five = (batch_size, grid.frames, grid.height, grid.width, unpacked)
+            if latents.shape != five:
+                raise ValueError(f"latents have shape {latents.shape}; expected channels-last [B, F, H, W, C] = {five} "
+                                 "for this size (or packed [B, N, C]).")
+            latents = sampling.pack_latents(latents, grid.patch_size, grid.patch_size_t)
+        if latents.shape != expected:
+            raise ValueError(f"latents have shape {latents.shape}; expected packed [B, N, C] = {expected} for a "
+                             f"{grid.frames}x{grid.height}x{grid.width} latent grid.")
+        return latents
+
+    def denoise(self, latents: jax.Array, grid: sampling.LatentGrid, prompt_embeds, prompt_attention_mask,
+                negative_prompt_embeds=None, negative_prompt_attention_mask=None, *, frame_rate: float = 25,
+                num_inference_steps: int | None = 50, timesteps: Sequence[float] | None = None,
+                sigmas: Sequence[float] | None = None, guidance_scale: float | Sequence[float] = 3.0,
+                guidance_rescale: float | Sequence[float] = 0.0, conditioning_mask=None, video_coords=None,
+                per_token_timesteps: bool = False) -> jax.Array:
+        """The whole denoising loop, one compiled program: packed latents [B, N, C] -> denoised [B, N, C] float32.
+
+        Args:
+          latents: initial packed latents (``prepare_latents``); consumed (their buffer is donated).
+          prompt_embeds, prompt_attention_mask (and the negative pair with classifier-free guidance): [B, T, E] / [B, T].
+          num_inference_steps / timesteps / sigmas: the schedule (diffusers' meaning; explicit lists win).
+          guidance_scale, guidance_rescale: one value or one per step; CFG runs when a scale is above 1.
+          conditioning_mask: [B, N] in [0, 1], 1 = a clean conditioning token (see ``sampling.Sampler``).
+          video_coords: [B, 3, N] token coordinates (frames already divided by the frame rate, as diffusers'
+            condition pipeline passes them); replaces the grid and ``frame_rate``.
+          per_token_timesteps: diffusers' ``LTXConditionPipeline`` stepping rule instead of ``LTXPipeline``'s.
+        """
+        with self._stage("denoising"):
+            sigmas_, timesteps_ = sampling.schedule(self.scheduler_config, num_inference_steps, grid.num_latents,
+                                                    timesteps=timesteps, sigmas=sigmas)
+            steps = len(timesteps_)
+            scales = {"guidance_scale": sampling.per_step("guidance_scale", guidance_scale, steps),
+                      "guidance_rescale": sampling.per_step("guidance_rescale", guidance_rescale, steps)}
+            guidance = sampling.Guidance.for_scales(scales["guidance_scale"])
+            if guidance.cfg and negative_prompt_embeds is None:
+                raise ValueError("guidance_scale > 1 runs classifier-free guidance: pass negative_prompt_embeds and "
+                                 "negative_prompt_attention_mask (or prompts, with a text encoder).")
+            embeds = {"positive": (prompt_embeds, prompt_attention_mask),
+                      "negative": (negative_prompt_embeds, negative_prompt_attention_mask)}
+            rows = [embeds[sampling.BRANCH_PROMPTS[b]] for b in guidance.branches]
+            sampler = sampling.Sampler(self.transformer, grid, guidance, per_token_timesteps=per_token_timesteps,
+                                       report_progress=self.progress)
+            with sampling.StepBar(steps, self.progress) as bar, sampling.reporting(bar if self.progress else None) as token:
+                inputs = sampling.SamplingInputs(
+                    prompt_embeds=jnp.concatenate([jnp.asarray(e) for e, _ in rows]).astype(self.transformer.dtype),
+                    prompt_attention_mask=jnp.concatenate([jnp.asarray(m) for _, m in rows]).astype(jnp.int32),
+                    sigmas=jnp.asarray(sigmas_), timesteps=jnp.asarray(timesteps_),
+                    guidance={k: jnp.asarray(v) for k, v in scales.items()},
+                    rope_interpolation_scale=None if video_coords is not None else jnp.asarray(
+                        self.rope_interpolation_scale(frame_rate), jnp.float32),
+                    video_coords=None if video_coords is None else jnp.asarray(video_coords, jnp.float32),
+                    conditioning_mask=None if conditioning_mask is None else jnp.asarray(conditioning_mask, jnp.float32),
+                    progress_token=np.int32(token),
+                )
+                return jax.block_until_ready(sampling.jitted_sample(sampler, self.transformer_params, latents, inputs))
+
+    def decode(self, latents: jax.Array, grid: sampling.LatentGrid, *, decode_timestep: float | Sequence[float] = 0.0,
+               decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,
+               tiling: Any = "auto") -> np.ndarray:
+        """Packed latents [B, N, C] -> frames np.ndarray [B, F, H, W, 3] float32 in [0, 1].
+
+        Timestep-conditioned VAEs (0.9.1+) decode at ``decode_timestep`` after mixing in ``decode_noise_scale`` of
+        noise from ``key`` (None: as much as the timestep, as diffusers). ``tiling``: "auto" (tiles above
+        ``AUTO_TILING_PIXELS``), None/False (whole), True (diffusers' default tiles), or a dict of diffusers'
+        ``enable_tiling`` arguments.
+        """
+        with self._stage("decoding"):
+            batch = latents.shape[0]
+            latents5 = sampling.unpack_latents(latents, grid)  # [B, F, H, W, C]
+            timestep = noise_scale = None
+            if self.vae.config.timestep_conditioning:
+                dt = np.broadcast_to(np.asarray(decode_timestep, np.float32), (batch,))
+                dns = dt if decode_noise_scale is None else np.broadcast_to(
+                    np.asarray(decode_noise_scale, np.float32), (batch,))
+                timestep, noise_scale = jnp.asarray(dt), jnp.asarray(dns)
+            key = jax.random.PRNGKey(0) if key is None else key
+            frames = _jitted_decode(self.vae, self.vae_params, latents5, timestep, noise_scale, key,
+                                    self._tiling(tiling, grid))
+            return np.asarray(jax.block_until_ready(frames))
+
+    def _tiling(self, tiling, grid: sampling.LatentGrid):
+        """Resolves the ``tiling`` argument to a hashable ``VAETiling`` (or None for a whole decode)."""
+        from ltx_jax.models.vae import VAETiling
+
+        if isinstance(tiling, str):
+            if tiling != "auto":
+                raise ValueError(f"tiling={tiling!r}; use 'auto', True, False/None, or a dict of enable_tiling arguments.")
+            frames = (grid.frames - 1) * self.vae_temporal_compression_ratio + 1
+            pixels = frames * grid.height * grid.width * self.vae_spatial_compression_ratio**2
+            tiling = pixels > AUTO_TILING_PIXELS
+        return VAETiling.resolve(tiling)
+
+
+def _resolve_path(path: str) -> str:
+    """A local path as is; a hub id (``org/name``) fetched with huggingface_hub when it is not a local path."""
+    from weight_conversion import CheckpointError
+
+    if os.path.exists(path):
+        return path
+    if path.count("/") == 1 and not path.startswith((".", "/")):
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError as e:  # pragma: no cover
+            raise CheckpointError(f"{path} is not a local path and huggingface_hub is not installed; pass a "
+                                  "checkpoint folder or file.") from e
+        logger.info("fetching %s from the hub", path)
+        return snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.model", "tokenizer*/*",
+                                                       "*/spiece.model"])
+    raise CheckpointError(f"{path} does not exist (and is not a hub id like Lightricks/LTX-Video); pass a diffusers "
+                          "folder, a Lightricks .safetensors file or an Orbax folder.")
+
+
+def write_model_index(path: str) -> None:
+    """Writes a minimal diffusers ``model_index.json`` (used when saving a tiny random pipeline)."""
+    with open(os.path.join(path, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "LTXPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+                   "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5TokenizerFast"],
+                   "transformer": ["diffusers", "LTXVideoTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLLTXVideo"]},
+                  f, indent=2)

@@ -1,0 +1,99 @@
+"""Text-to-video: prompt -> T5 embeddings -> one compiled denoising loop -> timestep-conditioned VAE decode -> frames.
+
+    pipe = LTXPipeline.from_pretrained("path/to/LTX-Video", dtype="bfloat16")
+    frames = pipe(prompt="a red fox in the snow", height=512, width=768, num_frames=121, seed=0)
+    # np.ndarray [B, F, H, W, 3] in [0, 1]; pipe.last_timings has the time of each stage
+
+Arguments keep the names and defaults of diffusers' ``LTXPipeline.__call__`` (plus ``seed``), so code written for
+diffusers reads the same here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from ltx_jax.pipelines import validation
+from ltx_jax.pipelines.base import PipelineBase, StageTimings
+
+
+class LTXPipeline(PipelineBase):
+    """LTX-Video text-to-video (diffusers' ``LTXPipeline``); the stages are ``PipelineBase``'s."""
+
+    def __call__(
+        self,
+        prompt: str | Sequence[str] | None = None,
+        negative_prompt: str | Sequence[str] | None = None,
+        height: int = 512,
+        width: int = 704,
+        num_frames: int = 161,
+        frame_rate: float = 25,
+        num_inference_steps: int | None = None,
+        timesteps: Sequence[float] | None = None,
+        guidance_scale: float | Sequence[float] | None = None,
+        guidance_rescale: float | Sequence[float] | None = None,
+        num_videos_per_prompt: int = 1,
+        seed: int = 0,
+        latents=None,
+        prompt_embeds=None,
+        prompt_attention_mask=None,
+        negative_prompt_embeds=None,
+        negative_prompt_attention_mask=None,
+        decode_timestep: float | Sequence[float] | None = None,
+        decode_noise_scale: float | Sequence[float] | None = None,
+        output_type: str = "np",
+        max_sequence_length: int = 128,
+        tiling: Any = "auto",
+    ) -> np.ndarray:
+        """Generates videos.
+
+        Defaults left as None come from the checkpoint's release (``self.defaults``), else diffusers' ``LTXPipeline``
+        defaults (50 steps, guidance 3, rescale 0, decode_timestep 0, decode_noise_scale = decode_timestep).
+
+        Args:
+          height, width: multiples of the VAE's spatial ratio (32 for the releases); num_frames: k * temporal
+            ratio + 1 (8k + 1 for the releases).
+          timesteps: explicit timesteps (0-1000) for distilled checkpoints; replaces num_inference_steps.
+          guidance_scale, guidance_rescale: one value, or one per step (changing them never recompiles).
+          seed: seeds the initial noise and the decode noise.
+          latents: initial packed latents [B, N, C] (or channels-last [B, F, H, W, C]), float32.
+          tiling: "auto" (tiles above ``AUTO_TILING_PIXELS``), None/False (whole), True (diffusers' default
+            tiles), or a dict of diffusers' ``enable_tiling`` arguments.
+          output_type: "np" -> frames [B, F, H, W, 3] float32 in [0, 1]; "latent" -> packed latents [B, N, C].
+        """
+        start = time.perf_counter()
+        self.last_timings = StageTimings()
+        defaults = self.defaults
+        if timesteps is None and num_inference_steps is None:  # the release's schedule (a distilled one's timesteps)
+            timesteps, num_inference_steps = defaults.timesteps, defaults.num_inference_steps
+        if timesteps is not None:
+            num_inference_steps = len(timesteps)
+        guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
+        guidance_rescale = defaults.guidance_rescale if guidance_rescale is None else guidance_rescale
+        decode_timestep = defaults.decode_timestep if decode_timestep is None else decode_timestep
+        decode_noise_scale = defaults.decode_noise_scale if decode_noise_scale is None else decode_noise_scale
+
+        grid = self.latent_grid(height, width, num_frames)
+        validation.check_schedule(num_inference_steps, timesteps)
+        validation.check_output_type(output_type)
+        validation.check_prompts(prompt, negative_prompt, prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+                                 negative_prompt_attention_mask, num_videos_per_prompt)
+        do_cfg = bool(np.max(guidance_scale) > 1.0)
+
+        embeds = self.encode_prompt(prompt, negative_prompt, do_cfg, num_videos_per_prompt, prompt_embeds,
+                                    prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask,
+                                    max_sequence_length)
+        noise_key, decode_key = jax.random.split(jax.random.PRNGKey(seed))
+        latents = self.prepare_latents(embeds[0].shape[0], grid, noise_key, latents)
+        latents = self.denoise(latents, grid, *embeds, frame_rate=frame_rate, num_inference_steps=num_inference_steps,
+                               timesteps=timesteps, guidance_scale=guidance_scale, guidance_rescale=guidance_rescale)
+        if output_type == "latent":
+            out = np.asarray(latents)
+        else:
+            out = self.decode(latents, grid, decode_timestep=decode_timestep, decode_noise_scale=decode_noise_scale,
+                              key=decode_key, tiling=tiling)
+        self.last_timings.total = time.perf_counter() - start
+        return out

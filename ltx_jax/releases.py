@@ -1,0 +1,265 @@
+"""Everything ltx_jax knows about the released LTX-Video checkpoints, one ``Release`` record each.
+
+    >>> release = RELEASES["ltx-video-0.9.8-2b-distilled"]
+    >>> release.transformer, release.vae, release.scheduler, release.defaults.timesteps, release.files
+    >>> detect_release("ltxv-13b-0.9.8-dev.safetensors", transformer_config, vae_config)
+
+A record holds the architectures (transformer, VAE, T5), the scheduler config used when a checkpoint ships none, the
+generation defaults (steps, guidance, distilled timesteps, decode noise) and the file names Lightricks publishes.
+Defaults follow diffusers' LTX-Video documentation and Lightricks' inference configs (``configs/*.yaml``): distilled
+checkpoints run without guidance on a fixed timestep list; timestep-aware VAEs (0.9.1+) decode at t = 0.05 (0.03 for
+0.9.1) with a little noise (0.025).
+
+Detection (``detect_release``) trusts the configs first: the transformer and VAE architectures narrow the candidates
+(2B or 13B; 0.9.0, 0.9.1 or 0.9.5+ VAE), a single file's ``allowed_inference_steps`` metadata marks a distilled model,
+and the file or folder name decides among releases that share an architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from typing import Any, Mapping
+
+from ltx_jax.configs import T5Config, TransformerConfig, VAEConfig
+from ltx_jax.scheduler import FlowMatchSchedulerConfig
+
+# ------------------------------------------------------------------------------------------- architectures
+
+TRANSFORMER_PRESETS: dict[str, TransformerConfig] = {
+    # 0.9.0 - 0.9.6 and 0.9.8 2B: 28 layers, 32 heads x 64, width 2048.
+    "ltx-video-2b": TransformerConfig(),
+    # 0.9.7 / 0.9.8 13B: 48 layers, 32 heads x 128, width 4096.
+    "ltx-video-13b": TransformerConfig(num_layers=48, attention_head_dim=128, cross_attention_dim=4096),
+}
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # 0.9.0: plain strided-conv downsamplers, unconditioned decoder.
+    "ltx-video-0.9.0": VAEConfig(),
+    # 0.9.1: wider, timestep-conditioned decoder with noise injection and residual depth-to-space upsamplers.
+    "ltx-video-0.9.1": VAEConfig(
+        decoder_block_out_channels=(256, 512, 1024),
+        decoder_layers_per_block=(5, 6, 7, 8),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(True, True, True, False),
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=True,
+    ),
+    # 0.9.5 and later (0.9.6, 0.9.7, 0.9.8 share it): space-to-depth encoder up to 2048 channels.
+    "ltx-video-0.9.5": VAEConfig(
+        block_out_channels=(128, 256, 512, 1024, 2048),
+        down_block_types=("LTXVideo095DownBlock3D",) * 4,
+        decoder_block_out_channels=(256, 512, 1024),
+        layers_per_block=(4, 6, 6, 2, 2),
+        decoder_layers_per_block=(5, 5, 5, 5),
+        spatio_temporal_scaling=(True, True, True, True),
+        decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(False, False, False, False),
+        downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        upsample_residual=(True, True, True),
+        upsample_factor=(2, 2, 2),
+        timestep_conditioning=True,
+        spatial_compression_ratio=32,
+        temporal_compression_ratio=8,
+    ),
+}
+
+T5_PRESETS: dict[str, T5Config] = {
+    # google/t5-v1_1-xxl, the text encoder of every LTX-Video release (encoder: 4.76B parameters).
+    "t5-v1_1-xxl": T5Config(
+        vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu"
+    ),
+}
+
+# ---------------------------------------------------------------------------------------------- schedulers
+
+#: scheduler_config.json of Lightricks' LTX-Video 0.9.x diffusers checkpoints (as written by diffusers'
+#: ``scripts/convert_ltx_to_diffusers.py``): resolution-dependent exponential shift between mu=0.95 at 1024 tokens
+#: and mu=2.05 at 4096 tokens, stretched to end at 0.1. Used by diffusers' ``LTXPipeline`` /
+#: ``LTXImageToVideoPipeline`` with ``sigmas=np.linspace(1, 1/N, N)`` and ``mu=calculate_shift(num_tokens, ...)``.
+LTX_SCHEDULER = FlowMatchSchedulerConfig(
+    num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+    base_image_seq_len=1024, max_image_seq_len=4096, invert_sigmas=False, shift_terminal=0.1,
+    time_shift_type="exponential", stochastic_sampling=False,
+)
+#: LTX_SCHEDULER without dynamic shifting. diffusers' ``LTXConditionPipeline`` (0.9.5+ and the distilled 0.9.7/0.9.8
+#: checkpoints) calls ``set_timesteps(timesteps=...)`` without ``mu``, which is only valid with
+#: ``use_dynamic_shifting=False``; a checkpoint's own scheduler_config.json wins when it has one.
+LTX_SCHEDULER_STATIC = LTX_SCHEDULER.replace(use_dynamic_shifting=False)
+#: Timesteps diffusers' docs give for the 0.9.7 / 0.9.8 distilled checkpoints (first pass) and for the refine pass
+#: after latent upsampling.
+LTX_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
+LTX_DISTILLED_REFINE_TIMESTEPS = (1000.0, 909.0, 725.0, 421.0, 0.0)
+
+# ------------------------------------------------------------------------------------------------- records
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationDefaults:
+    """What a pipeline call uses for the arguments left as None; ``GenerationDefaults()`` is diffusers' own
+    ``LTXPipeline.__call__`` defaults (``decode_noise_scale`` None = equal to ``decode_timestep``, as diffusers)."""
+
+    num_inference_steps: int = 50
+    timesteps: tuple[float, ...] | None = None
+    guidance_scale: float = 3.0
+    guidance_rescale: float = 0.0
+    decode_timestep: float = 0.0
+    decode_noise_scale: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One released checkpoint.
+
+    Attributes:
+      name: ``ltx-video-<version>[-<size>-<variant>]``, e.g. "ltx-video-0.9.8-2b-distilled".
+      version: "0.9.0" ... "0.9.8"; size: "2b" or "13b"; variant: "dev", "distilled", or "" (one checkpoint).
+      transformer, vae, text_encoder: the architectures.
+      scheduler: the scheduler config used when the checkpoint ships none.
+      defaults: generation defaults.
+      files: Lightricks' single-file names of this release (fp8 variants included).
+      latent_upsamplers: Lightricks' latent upscaler files released with it.
+      lightricks_config: the name of its inference config in Lightricks' repository (``configs/``).
+    """
+
+    name: str
+    version: str
+    size: str
+    variant: str
+    transformer: TransformerConfig
+    vae: VAEConfig
+    scheduler: FlowMatchSchedulerConfig
+    defaults: GenerationDefaults
+    files: tuple[str, ...] = ()
+    latent_upsamplers: tuple[str, ...] = ()
+    lightricks_config: str | None = None
+    text_encoder: T5Config = T5_PRESETS["t5-v1_1-xxl"]
+
+    @property
+    def distilled(self) -> bool:
+        return self.variant == "distilled"
+
+
+_2B, _13B = TRANSFORMER_PRESETS["ltx-video-2b"], TRANSFORMER_PRESETS["ltx-video-13b"]
+_VAE_090, _VAE_091, _VAE_095 = (VAE_PRESETS[f"ltx-video-0.9.{v}"] for v in (0, 1, 5))
+_DEV_2B = GenerationDefaults(num_inference_steps=40, guidance_scale=3.0, decode_timestep=0.05, decode_noise_scale=0.025)
+_DEV_13B = GenerationDefaults(num_inference_steps=30, guidance_scale=5.0, decode_timestep=0.05, decode_noise_scale=0.025)
+# The 0.9.7 / 0.9.8 distilled models: the first pass of their multi-scale recipe, no guidance.
+_DISTILLED = GenerationDefaults(num_inference_steps=len(LTX_DISTILLED_TIMESTEPS), timesteps=LTX_DISTILLED_TIMESTEPS,
+                                guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025)
+
+
+def _files(stem: str, fp8: bool = True) -> tuple[str, ...]:
+    return (f"{stem}.safetensors",) + ((f"{stem}-fp8.safetensors",) if fp8 else ())
+
+
+RELEASES: dict[str, Release] = {r.name: r for r in (
+    Release("ltx-video-0.9.0", "0.9.0", "2b", "", _2B, _VAE_090, LTX_SCHEDULER, GenerationDefaults(),
+            files=_files("ltx-video-2b-v0.9", fp8=False), lightricks_config="ltxv-2b-0.9.yaml"),
+    Release("ltx-video-0.9.1", "0.9.1", "2b", "", _2B, _VAE_091, LTX_SCHEDULER,
+            GenerationDefaults(decode_timestep=0.03, decode_noise_scale=0.025),
+            files=_files("ltx-video-2b-v0.9.1", fp8=False), lightricks_config="ltxv-2b-0.9.1.yaml"),
+    Release("ltx-video-0.9.5", "0.9.5", "2b", "", _2B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_2B,
+            files=_files("ltx-video-2b-v0.9.5", fp8=False), lightricks_config="ltxv-2b-0.9.5.yaml"),
+    Release("ltx-video-0.9.6-dev", "0.9.6", "2b", "dev", _2B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_2B,
+            files=_files("ltxv-2b-0.9.6-dev-04-25", fp8=False), lightricks_config="ltxv-2b-0.9.6-dev.yaml"),
+    Release("ltx-video-0.9.6-distilled", "0.9.6", "2b", "distilled", _2B, _VAE_095, LTX_SCHEDULER_STATIC,
+            GenerationDefaults(num_inference_steps=8, guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025),
+            files=_files("ltxv-2b-0.9.6-distilled-04-25", fp8=False), lightricks_config="ltxv-2b-0.9.6-distilled.yaml"),
+    Release("ltx-video-0.9.7-13b-dev", "0.9.7", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
+            files=_files("ltxv-13b-0.9.7-dev"),
+            latent_upsamplers=("ltxv-spatial-upscaler-0.9.7.safetensors", "ltxv-temporal-upscaler-0.9.7.safetensors"),
+            lightricks_config="ltxv-13b-0.9.7-dev.yaml"),
+    Release("ltx-video-0.9.7-13b-distilled", "0.9.7", "13b", "distilled", _13B, _VAE_095, LTX_SCHEDULER_STATIC,
+            _DISTILLED, files=_files("ltxv-13b-0.9.7-distilled"),
+            latent_upsamplers=("ltxv-spatial-upscaler-0.9.7.safetensors", "ltxv-temporal-upscaler-0.9.7.safetensors"),
+            lightricks_config="ltxv-13b-0.9.7-distilled.yaml"),
+    Release("ltx-video-0.9.8-13b-dev", "0.9.8", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
+            files=_files("ltxv-13b-0.9.8-dev"), latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
+            lightricks_config="ltxv-13b-0.9.8-dev.yaml"),
+    Release("ltx-video-0.9.8-13b-distilled", "0.9.8", "13b", "distilled", _13B, _VAE_095, LTX_SCHEDULER_STATIC,
+            _DISTILLED, files=_files("ltxv-13b-0.9.8-distilled"),
+            latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
+            lightricks_config="ltxv-13b-0.9.8-distilled.yaml"),
+    Release("ltx-video-0.9.8-2b-distilled", "0.9.8", "2b", "distilled", _2B, _VAE_095, LTX_SCHEDULER_STATIC,
+            _DISTILLED, files=_files("ltxv-2b-0.9.8-distilled"),
+            latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
+            lightricks_config="ltxv-2b-0.9.8-distilled.yaml"),
+)}
+
+
+def get_release(name: str) -> Release:
+    """The record of a release name, with the list of names when it is unknown."""
+    if name not in RELEASES:
+        raise ValueError(f"unknown release {name!r}; use one of: {', '.join(RELEASES)}.")
+    return RELEASES[name]
+
+
+# ---------------------------------------------------------------------------------------------- detection
+
+_VERSION = re.compile(r"(?<![\d.])0\.9(?:\.(\d))?(?![\d])")
+
+
+def _name_hints(path: str) -> dict[str, str]:
+    """Version / size / variant named by a file or folder name (``ltxv-13b-0.9.8-dev-fp8.safetensors``,
+    ``ltx-video-2b-v0.9.safetensors``, ``LTX-Video-0.9.7-distilled``); only what the name says."""
+    name = os.path.basename(os.path.normpath(os.fspath(path))).lower()
+    hints = {}
+    if match := _VERSION.search(name):
+        hints["version"] = f"0.9.{match.group(1) or 0}"
+    if match := re.search(r"(?<![\d])(2|13)b(?![a-z])", name):
+        hints["size"] = f"{match.group(1)}b"
+    if "distill" in name:
+        hints["variant"] = "distilled"
+    elif re.search(r"(?<![a-z])dev(?![a-z])", name):
+        hints["variant"] = "dev"
+    return hints
+
+
+def _fits(release: Release, hints: Mapping[str, str]) -> bool:
+    if "version" in hints and release.version != hints["version"]:
+        return False
+    if "size" in hints and release.size != hints["size"]:
+        return False
+    if "variant" in hints and release.variant != hints["variant"]:
+        # Releases with one checkpoint (variant "") are the dev models of their day.
+        return release.variant == "" and hints["variant"] == "dev"
+    return True
+
+
+def detect_release(path: str | os.PathLike, transformer_config: TransformerConfig | None = None,
+                   vae_config: VAEConfig | None = None, metadata: Mapping[str, Any] | None = None) -> Release | None:
+    """The release a checkpoint belongs to, or None when nothing identifies one (its defaults are then diffusers').
+
+    Args:
+      path: the single file or folder the checkpoint was loaded from (its name is the last resort).
+      transformer_config, vae_config: the loaded architectures.
+      metadata: the parsed ``config`` entry of a Lightricks single file's metadata (``allowed_inference_steps``
+        there marks a distilled model).
+
+    The architectures select the releases built that way; ``allowed_inference_steps`` narrows them to distilled ones;
+    the name decides among the rest. When the architectures belong to no release (a fine-tune with other sizes, a
+    tiny test model), the name alone picks the release whose defaults apply. When several releases remain, the newest
+    one that is not distilled is taken, with a warning naming it and how to choose another.
+    """
+    hints = _name_hints(os.fspath(path))
+    candidates = [r for r in RELEASES.values()
+                  if (transformer_config is None or r.transformer == transformer_config)
+                  and (vae_config is None or r.vae == vae_config)]
+    released_architecture = bool(candidates)
+    if not released_architecture:  # a fine-tune with other sizes, a tiny model: only the name can say
+        candidates = list(RELEASES.values()) if hints else []
+    if isinstance(metadata, Mapping) and metadata.get("allowed_inference_steps"):
+        candidates = [r for r in candidates if r.distilled] or candidates
+    named = [r for r in candidates if _fits(r, hints)]
+    candidates = named if named or not released_architecture else candidates
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    choice = ([r for r in candidates if not r.distilled] or candidates)[-1]
+    warnings.warn(f"{os.fspath(path)}: the checkpoint fits {len(candidates)} releases "
+                  f"({', '.join(r.name for r in candidates)}) and its name does not say which; using {choice.name}'s "
+                  "defaults. Pass preset=<release name> (--preset) to choose.", UserWarning, stacklevel=2)
+    return choice
