@@ -1,57 +1,159 @@
-"""Command line: ``python -m ltx_jax generate --prompt "..." --model PATH --output out.mp4``.
+"""Command line: ``python -m ltx_jax generate --model PATH --prompt "..." --output out.mp4``.
 
 ``--model tiny-random`` runs the whole pipeline with small random weights on the CPU in well under a minute, as an
 installation check (its output is noise).
+
+Every argument is checked before any model is loaded; a user error prints one line (``error: ...``, exit 2; add
+``--debug`` for the traceback). Ctrl-C or SIGTERM stops a run within one denoising step and leaves no file (exit 130 /
+143). An existing output is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import traceback
 
-from absl import app, flags
+from absl import flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("prompt", None, "Text prompt.")
-flags.DEFINE_string("negative_prompt", None, "Negative prompt (used when guidance > 1).")
-flags.DEFINE_string("model", None, "diffusers-layout folder, Lightricks single file, Orbax folder, hub id, or 'tiny-random'.")
-flags.DEFINE_string("text_encoder", None, "Folder with text_encoder/ and tokenizer/ (needed with a single-file --model).")
-flags.DEFINE_string("output", "output.mp4", "Output file: .mp4, .gif, or .png (one file per frame).")
-flags.DEFINE_integer("height", None, "Height in pixels, a multiple of 32 (default 512; 64 for tiny-random).")
-flags.DEFINE_integer("width", None, "Width in pixels, a multiple of 32 (default 768; 96 for tiny-random).")
-flags.DEFINE_integer("num_frames", None, "Frames, 8k + 1 (default 121; 9 for tiny-random).")
-flags.DEFINE_float("fps", 25.0, "Frame rate of the output and of the RoPE time scale.")
-flags.DEFINE_integer("steps", None, "Denoising steps (default: the checkpoint's preset).")
-flags.DEFINE_float("guidance", None, "Classifier-free guidance scale (default: the checkpoint's preset).")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (default: bfloat16 on GPU, float32 on CPU).")
-flags.DEFINE_enum("tiling", "auto", ["auto", "on", "off"], "VAE tiled decoding.")
-flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES (default: detected).")
-flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache.")
-flags.DEFINE_bool("progress", True, "Show a step progress bar.")
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", None, "diffusers-layout folder, Lightricks single file, Orbax folder, hub id, or "
+                    "'tiny-random'.", flag_values=FLAGS)
+flags.DEFINE_string("prompt", None, "Text prompt.", flag_values=FLAGS)
+flags.DEFINE_string("negative_prompt", None, "Negative prompt (used when guidance > 1).", flag_values=FLAGS)
+flags.DEFINE_string("text_encoder", None, "Folder with text_encoder/ and tokenizer/ (needed with a single-file "
+                    "--model).", flag_values=FLAGS)
+flags.DEFINE_string("output", "output.mp4", "Output file: .mp4, .gif, or .png (one file per frame).",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Replace an existing output.", flag_values=FLAGS)
+flags.DEFINE_integer("height", None, "Height in pixels, a multiple of the VAE's ratio (32 for the releases); "
+                     "default 512 (the Python API's), 64 for tiny-random.", flag_values=FLAGS)
+flags.DEFINE_integer("width", None, "Width in pixels; default 704 (the Python API's), 96 for tiny-random.",
+                     flag_values=FLAGS)
+flags.DEFINE_integer("num_frames", None, "Frames, 8k + 1; default 161 (the Python API's), 9 for tiny-random.",
+                     flag_values=FLAGS)
+flags.DEFINE_float("fps", 25.0, "Frame rate of the output and of the RoPE time scale (> 0).", flag_values=FLAGS)
+flags.DEFINE_integer("steps", None, "Denoising steps (default: the release's).", flag_values=FLAGS)
+flags.DEFINE_float("guidance", None, "Classifier-free guidance scale, >= 0; values up to 1 turn guidance off "
+                   "(default: the release's).", flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
+flags.DEFINE_integer("max_sequence_length", 128, "Prompt tokens (longer prompts are cut, with a warning).",
+                     flag_values=FLAGS)
+flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (default: bfloat16 on GPU, float32 on CPU).",
+                  flag_values=FLAGS)
+flags.DEFINE_enum("tiling", "auto", ["auto", "on", "off"], "VAE tiled decoding.", flag_values=FLAGS)
+flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES "
+                    "(default: detected from the checkpoint).", flag_values=FLAGS)
+flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache.", flag_values=FLAGS)
+flags.DEFINE_bool("progress", True, "Show a step progress bar.", flag_values=FLAGS)
+flags.DEFINE_bool("debug", False, "Print the traceback of an error.", flag_values=FLAGS)
 
 COMMANDS = ("generate",)
+USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random --prompt "..." [--output out.mp4] [flags]; '
+         "--help lists the flags")
+TINY_SIZE = (64, 96, 9)  # height, width, frames of --model tiny-random
 
 
-def generate() -> int:
+class UsageError(ValueError):
+    """Wrong command-line use: the message and the usage line are printed."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def help_text() -> str:
+    lines = [__doc__.strip(), "", USAGE, "", "flags:"]
+    for flag in sorted(FLAGS.get_flags_for_module(sys.modules[__name__]), key=lambda f: f.name):
+        default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+        lines.append(f"  --{flag.name}: {flag.help}{default}")
+    return "\n".join(lines)
+
+
+def resolve_arguments() -> dict:
+    """Every argument checked and resolved, before anything is loaded; raises ValueError / UsageError."""
+    from ltx_jax.pipelines import validation
+    from ltx_jax.pipelines.text_to_video import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
+    from ltx_jax.releases import get_release
+    from ltx_jax.video import check_output
+
+    if not FLAGS.model:
+        raise UsageError("--model is required (a checkpoint folder or file, a hub id, or tiny-random).")
+    if not FLAGS.prompt or not FLAGS.prompt.strip():
+        raise UsageError('--prompt is required, e.g. --prompt "a red fox running through snow".')
+    tiny = FLAGS.model == "tiny-random"
+    height, width, num_frames = TINY_SIZE if tiny else (DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES)
+    height, width, num_frames = FLAGS.height or height, FLAGS.width or width, FLAGS.num_frames or num_frames
+    if FLAGS.preset is not None:
+        get_release(FLAGS.preset)
+    if FLAGS.steps is not None:
+        validation.check_int("--steps", FLAGS.steps, minimum=1)
+    if FLAGS.guidance is not None:
+        validation.check_number("--guidance", FLAGS.guidance, minimum=0,
+                                note=" (values up to 1 turn classifier-free guidance off)")
+    validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
+    check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
+    facts = _model_facts(tiny)
+    if facts is not None:
+        validation.check_video_size(height, width, num_frames, spatial_multiple=facts["spatial"],
+                                    temporal_ratio=facts["temporal"], temporal_patch=facts["temporal_patch"])
+        if FLAGS.steps is not None and facts["scheduler"] is not None:  # e.g. one step of a stretched schedule
+            from ltx_jax.sampling import LatentGrid, schedule
+
+            grid = LatentGrid.for_video(num_frames, height, width, spatial_ratio=facts["spatial_ratio"],
+                                        temporal_ratio=facts["temporal"])
+            schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
+    return dict(tiny=tiny, height=height, width=width, num_frames=num_frames)
+
+
+def _model_facts(tiny: bool) -> dict | None:
+    """What the checks need of the model, from its configs alone (no weights): the VAE's ratios, the transformer's
+    patch sizes, the scheduler when its config is at hand; None for a hub id (checked once it is fetched)."""
+    from ltx_jax import scheduler as sched
+
+    scheduler = None
+    if tiny:
+        from ltx_jax.releases import RELEASES
+        from ltx_jax.tiny_random import TINY_TRANSFORMER, TINY_VAE
+
+        transformer, vae, scheduler = TINY_TRANSFORMER, TINY_VAE, RELEASES["ltx-video-0.9.1"].scheduler
+    else:
+        from weight_conversion import read_transformer_config, read_vae_config
+
+        path = FLAGS.model
+        if not os.path.exists(path):
+            if path.count("/") == 1 and not path.startswith((".", "/")):
+                return None
+            raise ValueError(f"--model {path} does not exist; pass a checkpoint folder or .safetensors file, a hub "
+                             "id such as Lightricks/LTX-Video, or tiny-random.")
+        if os.path.isfile(path) and FLAGS.text_encoder is None and not os.path.isdir(
+                os.path.join(os.path.dirname(os.path.abspath(path)), "text_encoder")):
+            raise ValueError(f"--model {path} is a single file without the T5 text encoder; pass --text_encoder with "
+                             "a folder holding text_encoder/ and tokenizer/.")
+        if FLAGS.text_encoder is not None and not os.path.isdir(FLAGS.text_encoder):
+            raise ValueError(f"--text_encoder {FLAGS.text_encoder} is not a folder.")
+        transformer, vae = read_transformer_config(path), read_vae_config(path)
+        scheduler_json = os.path.join(path, "scheduler", "scheduler_config.json")
+        if os.path.isfile(scheduler_json):
+            scheduler = sched.FlowMatchSchedulerConfig.from_json(scheduler_json)
+    return dict(spatial=vae.spatial_ratio * transformer.patch_size, spatial_ratio=vae.spatial_ratio,
+                temporal=vae.temporal_ratio, temporal_patch=transformer.patch_size_t, scheduler=scheduler)
+
+
+def generate(args: dict) -> int:
     import jax
 
     from ltx_jax.pipelines import LTXPipeline, enable_compilation_cache
-    from ltx_jax.video import VIDEO_EXTENSIONS, write_video
+    from ltx_jax.video import write_video
 
-    if not FLAGS.model:
-        raise app.UsageError("--model is required (a checkpoint path, a hub id, or tiny-random).")
-    if FLAGS.prompt is None:
-        raise app.UsageError('--prompt is required, e.g. --prompt "a red fox running through snow".')
-    ext = os.path.splitext(FLAGS.output)[1].lower()
-    if ext not in VIDEO_EXTENSIONS:
-        raise app.UsageError(f"--output must end in one of {VIDEO_EXTENSIONS}, got {FLAGS.output!r}.")
     dtype = FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
-    tiny = FLAGS.model == "tiny-random"
-    if tiny:
+    _say(f"loading {FLAGS.model} ({dtype})")
+    if args["tiny"]:
         from ltx_jax.tiny_random import tiny_random_pipeline
 
-        print("tiny-random: small random weights, as an installation check; the output is noise, not a video of the prompt.")
+        _say("tiny-random: small random weights, as an installation check; the output is noise, not a video of the "
+             "prompt.")
         if FLAGS.compilation_cache:
             enable_compilation_cache()
         pipe = tiny_random_pipeline(dtype=dtype, progress=FLAGS.progress)
@@ -59,35 +161,70 @@ def generate() -> int:
         pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=dtype, text_encoder_path=FLAGS.text_encoder,
                                            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache,
                                            progress=FLAGS.progress)
-    height = FLAGS.height or (64 if tiny else 512)
-    width = FLAGS.width or (96 if tiny else 768)
-    num_frames = FLAGS.num_frames or (9 if tiny else 121)
+    _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}")
     tiling = {"auto": "auto", "on": True, "off": False}[FLAGS.tiling]
-    frames = pipe(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=height, width=width,
-                  num_frames=num_frames, frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
-                  guidance_scale=FLAGS.guidance, seed=FLAGS.seed, tiling=tiling)
-    written = write_video(frames[0], FLAGS.output, fps=FLAGS.fps)
+    frames = pipe(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"],
+                  width=args["width"], num_frames=args["num_frames"], frame_rate=FLAGS.fps,
+                  num_inference_steps=FLAGS.steps, guidance_scale=FLAGS.guidance, seed=FLAGS.seed,
+                  max_sequence_length=FLAGS.max_sequence_length, tiling=tiling)
+    _say(f"writing {FLAGS.output}")
+    written = write_video(frames[0], FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
     return 0
 
 
-def main(argv) -> int:
+def _raise_terminated(signum, frame):
+    from ltx_jax.sampling import Interrupted
+
+    raise Interrupted("terminated (SIGTERM)", signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line on ``argv`` (``sys.argv`` when None); returns the exit code."""
+    argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpfull", "-?") for a in argv[1:]):
+        print(help_text())
+        return 0
+    try:
+        FLAGS.unparse_flags()  # a second main() in one process starts from the defaults too
+        rest = FLAGS(argv)
+        if rest[1:] != ["generate"]:
+            raise UsageError(f"expected the command generate, got {' '.join(rest[1:]) or 'none'}.")
+    except (flags.Error, UsageError) as e:
+        _say(f"error: {e}\n{USAGE}")
+        return 2
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # keeps backend-probing chatter (e.g. "no TPU") off the console
-    if len(argv) < 2 or argv[1] not in COMMANDS:
-        raise app.UsageError(f"usage: python -m ltx_jax generate --prompt \"...\" --model PATH --output out.mp4 "
-                             f"(commands: {', '.join(COMMANDS)})")
-    if len(argv) > 2:
-        raise app.UsageError(f"unexpected arguments {argv[2:]}; options are --flags.")
-    return generate()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return generate(resolve_arguments())
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; sampling.Interrupted says where
+        _say(f"{str(e) or 'interrupted'}; nothing was written.")
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from
+        from ltx_jax.pipelines import NonFiniteError
+
+        if FLAGS.debug:
+            traceback.print_exc()
+        user_error = isinstance(e, ValueError) and not isinstance(e, NonFiniteError)
+        if not user_error and not isinstance(e, (OSError, NonFiniteError)):
+            raise  # a bug of ours: the whole traceback
+        _say(f"error: {e}" + (f"\n{USAGE}" if isinstance(e, UsageError) else ""))
+        return 2 if user_error else 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run() -> None:
-    app.run(main)
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # A device may still be finishing an interrupted program: exit without waiting for it.
+    os._exit(code) if code in (128 + signal.SIGINT, 128 + signal.SIGTERM) else sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    run()

@@ -13,22 +13,47 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Mapping
 
 # Keys diffusers writes into every config.json that carry no architecture.
 _DIFFUSERS_BOOKKEEPING_KEYS = frozenset({"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"})
 
 
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether a JSON value fits a field annotation (int, float, bool, str, X | None, tuple[X, ...])."""
+    for option in (a.strip() for a in annotation.split("|")):
+        if option == "None" and value is None:
+            return True
+        if option == "bool" and isinstance(value, bool):
+            return True
+        if option == "int" and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if option == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if option == "str" and isinstance(value, str):
+            return True
+        element = re.fullmatch(r"tuple\[(.+), \.\.\.\]", option)
+        if element and isinstance(value, (list, tuple)) and all(_fits(v, element.group(1)) for v in value):
+            return True
+    return False
+
+
 def _dataclass_from_dict(cls, config: Mapping[str, Any], *, ignored: frozenset[str] = frozenset()):
-    """Builds ``cls`` from a config dict, raising on keys the dataclass does not know."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(k for k in config if k not in names and k not in _DIFFUSERS_BOOKKEEPING_KEYS and k not in ignored)
+    """Builds ``cls`` from a config dict, raising on keys the dataclass does not know and on values of the wrong
+    type (naming the key and the type it wants)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in config if k not in fields and k not in _DIFFUSERS_BOOKKEEPING_KEYS and k not in ignored)
     if unknown:
         raise ValueError(
-            f"{cls.__name__}: unknown config keys {unknown}. Known keys: {sorted(names)}. "
+            f"{cls.__name__}: unknown config keys {unknown}. Known keys: {sorted(fields)}. "
             "If this is a newer diffusers config, the field is not supported by ltx_jax yet."
         )
-    kwargs = {k: v for k, v in config.items() if k in names}
+    for key, value in config.items():
+        if key in fields and not _fits(value, str(fields[key].type)):
+            raise ValueError(f"{cls.__name__}: {key!r} must be {fields[key].type}, got {type(value).__name__} "
+                             f"{value!r}; fix the value in the config.")
+    kwargs = {k: v for k, v in config.items() if k in fields}
     for key, value in kwargs.items():  # JSON has lists where the dataclass wants tuples
         if isinstance(value, list):
             kwargs[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
@@ -36,12 +61,24 @@ def _dataclass_from_dict(cls, config: Mapping[str, Any], *, ignored: frozenset[s
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """Reads a JSON file, with an error that names the file when it is not valid JSON."""
+    """Reads a JSON object from a file, with an error that names the file when it is not one."""
     try:
         with open(path) as f:
-            return json.load(f)
+            config = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object of config keys.")
+    return config
+
+
+def config_from_json(cls, path: str | os.PathLike):
+    """``cls.from_dict`` of a JSON file; errors name the file."""
+    config = read_json(path)
+    try:
+        return cls.from_dict(config)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +124,7 @@ class TransformerConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "TransformerConfig":
-        return cls.from_dict(read_json(path))
+        return config_from_json(cls, path)
 
     def to_dict(self) -> dict:
         return {"_class_name": "LTXVideoTransformer3DModel", **dataclasses.asdict(self)}
@@ -175,7 +212,7 @@ class T5Config:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "T5Config":
-        return cls.from_dict(read_json(path))
+        return config_from_json(cls, path)
 
     def to_dict(self) -> dict:
         """A dict that both ``from_dict`` and ``transformers.T5Config(**d)`` read back to this architecture."""
@@ -276,7 +313,7 @@ class VAEConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "VAEConfig":
-        return cls.from_dict(read_json(path))
+        return config_from_json(cls, path)
 
     def to_dict(self) -> dict:
         return {"_class_name": "AutoencoderKLLTXVideo", **dataclasses.asdict(self)}

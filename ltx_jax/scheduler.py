@@ -181,8 +181,11 @@ class FlowMatchSchedulerConfig:
     @classmethod
     def from_json(cls, path: Union[str, os.PathLike]) -> "FlowMatchSchedulerConfig":
         """Read a diffusers ``scheduler_config.json`` file (see :meth:`from_dict`)."""
-        with open(path, "r", encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                return cls.from_dict(json.load(f))
+        except ValueError as e:  # also json.JSONDecodeError
+            raise ValueError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict:
         """Plain dict with diffusers' key names (loadable by ``FlowMatchEulerDiscreteScheduler(**d)``)."""

@@ -54,19 +54,32 @@ def _as_list(prompts: str | Sequence[str]) -> list[str]:
     return prompts
 
 
-def _warn_if_truncated(tokenizer, prompts: list[str], max_sequence_length: int) -> None:
-    # Untruncated ids, as diffusers computes them to find what was cut (it decodes them; we also count).
-    full = tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]
+QUOTED_WORDS = 6  # how much of the dropped text a truncation warning quotes
+UNKNOWN_SHARE = 0.5  # warn when more of a prompt's tokens than this are unknown to the tokenizer
+
+
+def _warn_about_prompts(tokenizer, prompts: list[str], max_sequence_length: int) -> None:
+    """Warns, once per prompt, about text that will not reach the model: tokens past ``max_sequence_length``
+    (diffusers logs the dropped text; we count it and quote its first words) and text the tokenizer cannot
+    represent (T5's vocabulary has no emoji and almost no CJK: they become the unknown token)."""
+    full = tokenizer(prompts, add_special_tokens=True, verbose=False)["input_ids"]  # untruncated
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    special = set(getattr(tokenizer, "all_special_ids", ())) - {unknown}
     for i, ids in enumerate(full):
         dropped = len(ids) - max_sequence_length  # ids end with </s>, which truncation keeps
         if dropped > 0:
-            removed = tokenizer.decode(ids[max_sequence_length - 1 : -1])
-            warnings.warn(
-                f"Prompt {i} is {len(ids)} tokens long (with the end-of-sequence token) and max_sequence_length is "
-                f"{max_sequence_length}: {dropped} tokens were dropped from its end: {removed!r}",
-                UserWarning,
-                stacklevel=3,
-            )
+            words = tokenizer.decode(ids[max_sequence_length - 1 : -1]).split()
+            quote = " ".join(words[:QUOTED_WORDS]) + (" ..." if len(words) > QUOTED_WORDS else "")
+            warnings.warn(f"prompt {i}: {dropped} of its {len(ids)} tokens are past max_sequence_length="
+                          f"{max_sequence_length} and were dropped, from {quote!r}; shorten the prompt or raise "
+                          "max_sequence_length.", UserWarning, stacklevel=4)
+        pieces = tokenizer.convert_ids_to_tokens([t for t in ids if t not in special])
+        text = [p for p in pieces if p.strip("\u2581 ")]  # not the bare word-boundary piece
+        unknowns = sum(p == tokenizer.unk_token for p in text)
+        if unknown is not None and text and unknowns / len(text) > UNKNOWN_SHARE:
+            warnings.warn(f"prompt {i}: {unknowns} of its {len(text)} tokens are unknown to the T5 tokenizer (emoji, "
+                          "CJK and other scripts outside its vocabulary); the model sees almost nothing of it. "
+                          "Write the prompt in English.", UserWarning, stacklevel=4)
 
 
 def tokenize(
@@ -86,7 +99,7 @@ def tokenize(
         add_special_tokens=True,
         return_tensors="np",
     )
-    _warn_if_truncated(tokenizer, prompts, max_sequence_length)
+    _warn_about_prompts(tokenizer, prompts, max_sequence_length)
     return inputs["input_ids"].astype(np.int32), inputs["attention_mask"].astype(bool)
 
 

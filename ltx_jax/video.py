@@ -1,7 +1,14 @@
-"""Writing generated frames to mp4 / gif / png, atomically (a failed write leaves no file behind)."""
+"""Reading and writing videos: mp4 / gif / png frames, written atomically with the permissions the umask gives.
+
+A write goes to a hidden temporary file in the target folder and is renamed into place only when complete, so a
+failed or interrupted write (an exception, Ctrl-C, or SIGTERM under a handler that raises, as the command line
+installs) leaves no file behind, and errors name the final path. An existing output is refused unless
+``overwrite=True``.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import warnings
@@ -16,36 +23,72 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(frames, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0) -> list[str]:
+def output_paths(path: str | os.PathLike, num_frames: int) -> list[str]:
+    """The files ``write_video`` writes for ``num_frames`` frames: the path itself, or ``name_00000.png``, ...
+    for a ``.png`` path."""
+    path = os.fspath(path)
+    if os.path.splitext(path)[1].lower() != ".png":
+        return [path]
+    stem = os.path.splitext(path)[0]
+    return [f"{stem}_{i:05d}.png" for i in range(num_frames)]
+
+
+def check_output(path: str | os.PathLike, num_frames: int, *, fps: float = 25.0, overwrite: bool = False) -> None:
+    """Every reason ``write_video`` would refuse or fail, checked before any work: the extension, the frame rate, a
+    folder that cannot be written, an existing output without ``overwrite``."""
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in VIDEO_EXTENSIONS:
+        raise ValueError(f"output {path!r} must end in one of {', '.join(VIDEO_EXTENSIONS)}.")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}; e.g. 25.")
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.isdir(existing):  # the folder is created if missing: its first existing ancestor must be writable
+        if os.path.exists(existing):
+            raise ValueError(f"cannot write {path}: {existing} is a file, not a folder.")
+        existing = os.path.dirname(existing)
+    try:  # a real probe: permissions alone do not tell (root, read-only or virtual file systems)
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: the folder {existing} is not writable ({e.strerror}); choose another "
+                         "output.") from None
+    taken = [p for p in output_paths(path, num_frames) if os.path.exists(p)]
+    if taken and not overwrite:
+        what = taken[0] if len(taken) == 1 else f"{taken[0]} (and {len(taken) - 1} more frames)"
+        raise ValueError(f"{what} already exists; choose another output, or overwrite it (--overwrite, overwrite=True).")
+
+
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0, *, overwrite: bool = False) -> list[str]:
     """Writes one video's frames.
 
     Args:
       frames: [F, H, W, 3] in [0, 1] (float) or uint8.
       path: ``.mp4`` (H.264 through imageio's bundled ffmpeg), ``.gif``, or ``.png`` (one file per frame:
         ``name_00000.png``, ...).
+      fps: frames per second (> 0).
+      overwrite: replace existing files; otherwise an existing output raises ``ValueError``.
     Returns:
       The paths written.
     """
     path = os.fspath(path)
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in VIDEO_EXTENSIONS:
-        raise ValueError(f"Unsupported output extension {ext!r} in {path}; use one of {VIDEO_EXTENSIONS}.")
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [F, H, W, 3], got shape {frames.shape}.")
+    check_output(path, len(frames), fps=fps, overwrite=overwrite)
     if frames.dtype != np.uint8:
         frames = to_uint8(frames)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
     import imageio.v2 as imageio
 
+    ext = os.path.splitext(path)[1].lower()
     if ext == ".png":
-        stem = os.path.splitext(path)[0]
         written = []
         try:
-            for i, frame in enumerate(frames):
-                name = f"{stem}_{i:05d}.png"
+            for name, frame in zip(output_paths(path, len(frames)), frames):
                 _atomic_write(name, lambda tmp, frame=frame: imageio.imwrite(tmp, frame, format="png"))
                 written.append(name)
         except BaseException:
@@ -71,18 +114,43 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0) 
     return [path]
 
 
+def file_mode() -> int:
+    """The mode a new file gets from this process's umask (0o644 under umask 022)."""
+    try:
+        with open("/proc/self/status") as f:  # Linux: read it without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path: str, write, suffix: str = "") -> None:
     """Writes through a temporary file in the same folder, renamed into place only on success."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=suffix or os.path.splitext(path)[1], dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=suffix or os.path.splitext(path)[1], dir=folder)
+    except OSError as e:
+        raise OSError(f"writing {path} failed: {e.strerror}") from e
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except Exception as e:
+        _remove(tmp)
+        raise OSError(f"writing {path} failed: {str(e).replace(tmp, path)}") from e
+    except BaseException:  # Ctrl-C, SIGTERM through a raising handler: nothing is left behind
+        _remove(tmp)
         raise
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:

@@ -7,7 +7,8 @@
 * the global step with a frame-0 conditioning mask (diffusers' ``LTXImageToVideoPipeline``, latents given);
 * per-step guidance strengths against a reference loop over diffusers' transformer and scheduler;
 * the step-invariant work (RoPE tables, caption projection, text keys/values) sits outside the loop of the lowered
-  program; progress goes to the sink of its own ``reporting`` block; packing matches diffusers' with patches.
+  program; progress and stop requests go to the run's own control; a non-finite step ends the loop and is named;
+  packing matches diffusers' with patches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline, LTX
 from diffusers import LTXPipeline as TorchLTXPipeline
 
 from ltx_jax import sampling
-from ltx_jax.pipelines import LTXPipeline
+from ltx_jax.pipelines import LTXPipeline, NonFiniteError
 from ltx_jax.releases import LTX_SCHEDULER_STATIC
 from ltx_jax.scheduler import mu_for_tokens
 from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER
@@ -182,7 +183,7 @@ def test_step_invariant_work_runs_once_per_call(ours):
     t_text, steps = 13, 5  # sizes that no other axis has
     grid = sampling.LatentGrid(2, 2, 3)
     guidance = sampling.Guidance(cfg=True)
-    sampler = sampling.Sampler(ours.transformer, grid, guidance, report_progress=False)
+    sampler = sampling.Sampler(ours.transformer, grid, guidance)
     inputs = sampling.SamplingInputs(
         prompt_embeds=jnp.zeros((4, t_text, TINY_T5.d_model)), prompt_attention_mask=jnp.ones((4, t_text), jnp.int32),
         sigmas=jnp.linspace(1, 0, steps + 1), timesteps=jnp.linspace(1000, 200, steps),
@@ -199,10 +200,9 @@ def test_step_invariant_work_runs_once_per_call(ours):
     def rope_tables(eqns):
         return [e for e in eqns if e.primitive.name == "cos" and grid.num_tokens in e.outvars[0].aval.shape]
 
-    loops = [e for e in jaxpr.eqns if e.primitive.name in ("scan", "while")
-             and (e.params.get("length") == steps or e.primitive.name == "while")]
+    loops = [e for e in jaxpr.eqns if e.primitive.name == "while"]
     assert len(loops) == 1, [e.primitive.name for e in jaxpr.eqns]
-    body = list(_eqns(loops[0].params["jaxpr"].jaxpr if "jaxpr" in loops[0].params else loops[0].params["body_jaxpr"].jaxpr))
+    body = list(_eqns(loops[0].params["body_jaxpr"].jaxpr))
     outside = [e for e in _eqns(jaxpr) if e not in body]
     print(f"\n[sampler] text projections outside / inside the loop: {len(text_projections(outside))} / "
           f"{len(text_projections(body))}; RoPE tables: {len(rope_tables(outside))} / {len(rope_tables(body))}")
@@ -210,30 +210,55 @@ def test_step_invariant_work_runs_once_per_call(ours):
     assert not text_projections(body) and not rope_tables(body)
 
 
-def test_progress_goes_to_its_own_sink(ours):
+def _inputs(embeds, steps: int, token=0):
+    return sampling.SamplingInputs(
+        prompt_embeds=jnp.asarray(embeds["prompt_embeds"].numpy()),
+        prompt_attention_mask=jnp.asarray(embeds["prompt_attention_mask"].numpy(), jnp.int32),
+        sigmas=jnp.linspace(1, 0, steps + 1), timesteps=jnp.linspace(1000, 300, steps),
+        guidance={"guidance_scale": jnp.ones(steps), "guidance_rescale": jnp.zeros(steps)},
+        rope_interpolation_scale=jnp.asarray([0.32, 32.0, 32.0]), control_token=np.int32(token))
+
+
+def test_progress_and_stop_requests_go_to_their_own_control(ours):
     seen, other = [], []
     embeds = text(seed=51, batch=1)
-    with sampling.reporting(other.append):
-        ours.progress = True
+    def latents():  # a new buffer each time: the loop consumes (donates) its latents
+        return jnp.zeros((1, GRID.num_tokens, TINY_TRANSFORMER.in_channels))
+
+    sampler = sampling.Sampler(ours.transformer, GRID, sampling.Guidance())
+    with sampling.controlled(sampling.RunControl(other.append)):
+        ours.progress = True  # the pipeline's bar: a control of its own
         try:
-            ours.denoise(jnp.zeros((1, GRID.num_tokens, TINY_TRANSFORMER.in_channels)), GRID,
-                         embeds["prompt_embeds"].numpy(), embeds["prompt_attention_mask"].numpy(),
+            ours.denoise(latents(), GRID, embeds["prompt_embeds"].numpy(), embeds["prompt_attention_mask"].numpy(),
                          num_inference_steps=3, guidance_scale=1.0)
         finally:
             ours.progress = False
-        with sampling.reporting(seen.append) as token:
-            sampler = sampling.Sampler(ours.transformer, GRID, sampling.Guidance())
-            inputs = sampling.SamplingInputs(
-                prompt_embeds=jnp.asarray(embeds["prompt_embeds"].numpy()),
-                prompt_attention_mask=jnp.asarray(embeds["prompt_attention_mask"].numpy(), jnp.int32),
-                sigmas=jnp.linspace(1, 0, 4), timesteps=jnp.linspace(1000, 300, 3),
-                guidance={"guidance_scale": jnp.ones(3), "guidance_rescale": jnp.zeros(3)},
-                rope_interpolation_scale=jnp.asarray([0.32, 32.0, 32.0]), progress_token=np.int32(token))
-            jax.block_until_ready(sampling.jitted_sample(
-                sampler, ours.transformer_params, jnp.zeros((1, GRID.num_tokens, TINY_TRANSFORMER.in_channels)), inputs))
-            jax.effects_barrier()
-    assert sorted(seen) == [0, 1, 2]
-    assert other == []  # the pipeline's bar had its own token; this outer sink saw nothing
+        control = sampling.RunControl(seen.append)
+        with sampling.controlled(control) as token:
+            result = sampling.run(lambda: sampling.jitted_sample(sampler, ours.transformer_params, latents(),
+                                                                 _inputs(embeds, 3, token)), control, stage="denoising")
+    assert seen == [0, 1, 2] and int(result.steps) == 3 and int(result.nonfinite_step) == -1
+    assert other == []  # the outer control saw nothing of either run
+
+    def stop_after_two(step):
+        if step == 1:
+            stopping.request_stop()
+
+    stopping = sampling.RunControl(stop_after_two)
+    with sampling.controlled(stopping) as token:
+        result = sampling.jitted_sample(sampler, ours.transformer_params, latents(), _inputs(embeds, 6, token))
+        assert int(result.steps) == 2 and stopping.steps_done == 2  # stopped at the next condition check
+
+
+def test_nonfinite_latents_stop_the_loop_at_their_step(ours):
+    embeds = text(seed=52, batch=1)
+    latents = np.zeros((1, GRID.num_tokens, TINY_TRANSFORMER.in_channels), np.float32)
+    latents[0, 3, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="denoising produced NaN or Inf at step 1 of 4"):
+        ours.denoise(jnp.asarray(latents), GRID, embeds["prompt_embeds"].numpy(),
+                     embeds["prompt_attention_mask"].numpy(), num_inference_steps=4, guidance_scale=1.0)
+    with pytest.raises(ValueError, match="latents contain NaN or Inf"):
+        ours.prepare_latents(1, GRID, None, latents)
 
 
 @pytest.mark.parametrize("patch_size, patch_size_t", [(1, 1), (2, 1), (1, 2)])

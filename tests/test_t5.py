@@ -407,6 +407,14 @@ def test_prompt_encoding_matches_diffusers(torch_t5, loaded, tokenizer, pipeline
     assert other_err > 1e-3
 
 
+def test_prompts_the_tokenizer_cannot_read_warn(tokenizer):
+    with pytest.warns(UserWarning, match=r"prompt 0: \d+ of its \d+ tokens are unknown to the T5 tokenizer"):
+        tokenize(tokenizer, ["🦊🦊🦊 赤い狐が雪の中を走る 🌲🌲"], 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        tokenize(tokenizer, [PROMPTS[0] + " 🦊"], 64)  # one emoji in an English prompt: no warning
+
+
 def test_truncation_warns_with_the_number_of_dropped_tokens(tokenizer):
     limit = 48
     long_prompt = PROMPTS[-1]
@@ -414,9 +422,11 @@ def test_truncation_warns_with_the_number_of_dropped_tokens(tokenizer):
     full = tokenizer(long_prompt).input_ids
     dropped = len(full) - limit
     assert dropped > 0 and full[-1] == 1
-    with pytest.warns(UserWarning, match=rf"Prompt 1 is {len(full)} tokens long .* {dropped} tokens were dropped") as record:
+    with pytest.warns(UserWarning, match=rf"prompt 1: {dropped} of its {len(full)} tokens are past "
+                                         rf"max_sequence_length={limit} and were dropped, from '") as record:
         ids, mask = tokenize(tokenizer, [PROMPTS[0], long_prompt], limit)
     assert len(record) == 1, [str(r.message) for r in record]  # only the long prompt
+    assert len(str(record[0].message)) < 400  # the first words of the dropped text, not all of it
     assert ids[1, -1] == 1 and mask[1].all()  # truncated, and still ends with </s>
     np.testing.assert_array_equal(ids[1, :-1], full[: limit - 1])
     with warnings.catch_warnings():

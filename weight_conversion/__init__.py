@@ -6,8 +6,8 @@ Nothing is unpickled: only ``.safetensors`` files and Orbax directories are read
 from weight_conversion.common import component_folder, read_single_file_config
 from weight_conversion.safetensors_io import CheckpointError, open_safetensors
 from weight_conversion.t5 import load_text_encoder, save_text_encoder_orbax
-from weight_conversion.transformer import load_transformer, save_transformer_orbax
-from weight_conversion.vae import load_vae, save_vae_orbax
+from weight_conversion.transformer import load_transformer, read_transformer_config, save_transformer_orbax
+from weight_conversion.vae import load_vae, read_vae_config, save_vae_orbax
 
 __all__ = [
     "CheckpointError",
@@ -17,6 +17,8 @@ __all__ = [
     "load_vae",
     "open_safetensors",
     "read_single_file_config",
+    "read_transformer_config",
+    "read_vae_config",
     "save_text_encoder_orbax",
     "save_transformer_orbax",
     "save_vae_orbax",

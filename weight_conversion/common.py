@@ -28,8 +28,8 @@ def folder_config(folder: str, config_cls, what: str):
         raise CheckpointError(f"{folder} has no config.json; pass a {what} folder or config=.")
     try:
         return config_cls.from_json(config_path)
-    except ValueError as e:
-        raise CheckpointError(f"{config_path}: {e}") from e
+    except ValueError as e:  # the message names the file already
+        raise CheckpointError(str(e)) from e
 
 
 def read_single_file_config(source: TensorSource | str | os.PathLike) -> dict | None:
@@ -45,6 +45,18 @@ def read_single_file_config(source: TensorSource | str | os.PathLike) -> dict | 
     except json.JSONDecodeError as e:
         raise CheckpointError(f"The 'config' metadata entry of the single file is not JSON: {e}") from e
     return config if isinstance(config, dict) else None
+
+
+def read_config(path: str | os.PathLike, component: str, config_cls, what: str,
+                from_single_file: Callable[[TensorSource, str], Any]):
+    """A component's config without reading its weights: the Orbax marker, the folder's ``config.json``, or
+    ``from_single_file(source, path)`` (metadata, tensor shapes: the header only)."""
+    path = component_folder(os.fspath(path), component)
+    if orbax_io.is_orbax_dir(path):
+        return config_cls.from_dict(orbax_io.read_marker(path)["config"])
+    if os.path.isdir(path):
+        return folder_config(path, config_cls, what)
+    return from_single_file(open_safetensors(path), path)
 
 
 def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], dtype: Any):

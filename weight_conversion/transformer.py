@@ -12,7 +12,8 @@ from ltx_jax.configs import TransformerConfig
 from ltx_jax.models import abstract_params
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from weight_conversion import orbax_io
-from weight_conversion.common import component_folder, folder_config, read_single_file_config, restore_orbax
+from weight_conversion.common import (component_folder, folder_config, read_config, read_single_file_config,
+                                      restore_orbax)
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -106,6 +107,27 @@ def _make_module(config: TransformerConfig, dtype: Any, **module_kwargs) -> LTXV
     return LTXVideoTransformer3DModel(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
 
 
+def _single_file_keys(source: TensorSource) -> dict[str, str]:
+    """diffusers name -> key in a single file, for the transformer's tensors only."""
+    native = [k for k in source if k.startswith(NATIVE_PREFIX)]
+    if native:
+        return {native_to_diffusers_key(k): k for k in native}
+    other_prefixes = ("vae.", "text_encoders.", "conditioner.", "first_stage_model.")
+    return {native_to_diffusers_key(k): k for k in source if not k.startswith(other_prefixes)}
+
+
+def _single_file_config(source: TensorSource, keys: dict[str, str]) -> TransformerConfig:
+    native = (read_single_file_config(source) or {}).get("transformer")
+    return config_from_native(native) if isinstance(native, dict) else infer_config(source, keys)
+
+
+def read_transformer_config(path: str | os.PathLike) -> TransformerConfig:
+    """The config of a transformer checkpoint (any layout ``load_transformer`` reads) without reading its weights:
+    ``config.json``, a single file's metadata or tensor shapes (its header only), or the Orbax marker."""
+    return read_config(path, "transformer", TransformerConfig, "diffusers transformer",
+                       lambda source, _: _single_file_config(source, _single_file_keys(source)))
+
+
 def load_transformer(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
@@ -138,18 +160,8 @@ def load_transformer(
         keys = {k: k for k in source}
     else:
         source = open_safetensors(path)
-        native = [k for k in source if k.startswith(NATIVE_PREFIX)]
-        if native:
-            keys = {native_to_diffusers_key(k): k for k in native}
-        else:
-            other_prefixes = ("vae.", "text_encoders.", "conditioner.", "first_stage_model.")
-            keys = {native_to_diffusers_key(k): k for k in source if not k.startswith(other_prefixes)}
-        if config is None:
-            file_config = read_single_file_config(source)
-            if isinstance((file_config or {}).get("transformer"), dict):
-                config = config_from_native(file_config["transformer"])
-            else:
-                config = infer_config(source, keys)
+        keys = _single_file_keys(source)
+        config = config or _single_file_config(source, keys)
 
     module = _make_module(config, dtype, **module_kwargs)
     abstract = abstract_params(module)

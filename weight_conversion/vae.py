@@ -22,7 +22,8 @@ from ltx_jax.configs import VAEConfig
 from ltx_jax.models import abstract_params
 from ltx_jax.models.vae import AutoencoderKLLTXVideo, decoder_specs, encoder_specs
 from weight_conversion import orbax_io
-from weight_conversion.common import component_folder, folder_config, read_single_file_config, restore_orbax
+from weight_conversion.common import (component_folder, folder_config, read_config, read_single_file_config,
+                                      restore_orbax)
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, Transform, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -373,6 +374,23 @@ def _single_file_config(source: TensorSource, native_keys: list[str]) -> VAEConf
     return config_from_native(infer_native_config(shapes))
 
 
+def _native_keys(source: TensorSource, path: str) -> list[str]:
+    native_keys = [k for k in source if k.startswith(NATIVE_PREFIX)]
+    if not native_keys:
+        raise CheckpointError(
+            f"{path} holds no 'vae.*' tensors: it is not a Lightricks single file with a VAE. For a diffusers "
+            "diffusion_pytorch_model.safetensors, pass its folder (with config.json)."
+        )
+    return native_keys
+
+
+def read_vae_config(path: str | os.PathLike) -> VAEConfig:
+    """The config of a VAE checkpoint (any layout ``load_vae`` reads) without reading its weights: ``config.json``,
+    a single file's metadata or tensor shapes (its header only), or the Orbax marker."""
+    return read_config(path, "vae", VAEConfig, "diffusers vae",
+                       lambda source, file: _single_file_config(source, _native_keys(source, file)))
+
+
 def load_vae(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
@@ -407,14 +425,8 @@ def load_vae(
         return module, params
 
     source = open_safetensors(path)
-    native_keys = [k for k in source if k.startswith(NATIVE_PREFIX)]
-    if not native_keys:
-        raise CheckpointError(
-            f"{path} holds no 'vae.*' tensors: it is not a Lightricks single file with a VAE. For a diffusers "
-            "diffusion_pytorch_model.safetensors, pass its folder (with config.json)."
-        )
-    if config is None:
-        config = _single_file_config(source, native_keys)
+    native_keys = _native_keys(source, path)
+    config = config or _single_file_config(source, native_keys)
     module = _make_module(config, dtype, **module_kwargs)
     abstract = abstract_params(module)
     to_native = native_key_function(config)

@@ -2,6 +2,7 @@
 
 from ltx_jax.pipelines.base import (
     AUTO_TILING_PIXELS,
+    NonFiniteError,
     PipelineBase,
     StageTimings,
     enable_compilation_cache,
@@ -9,5 +10,5 @@ from ltx_jax.pipelines.base import (
 )
 from ltx_jax.pipelines.text_to_video import LTXPipeline
 
-__all__ = ["AUTO_TILING_PIXELS", "LTXPipeline", "PipelineBase", "StageTimings", "enable_compilation_cache",
+__all__ = ["AUTO_TILING_PIXELS", "LTXPipeline", "NonFiniteError", "PipelineBase", "StageTimings", "enable_compilation_cache",
            "write_model_index"]

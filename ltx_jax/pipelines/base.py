@@ -49,6 +49,10 @@ def enable_compilation_cache(cache_dir: str | None = None) -> str:
     return cache_dir
 
 
+class NonFiniteError(RuntimeError):
+    """NaN or Inf appeared in a stage's output (the message names the stage, and the step for denoising)."""
+
+
 class StageTimings:
     """Seconds of each stage of the last call, in the order they ran (each stage blocks on its result before its
     clock stops); ``total`` is the whole call. Read as ``timings.denoising`` or ``timings.stages["denoising"]``."""
@@ -82,7 +86,8 @@ def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling
     latents = latents.astype(vae.dtype)
     noise_key = jax.random.fold_in(key, 1)  # the decoder's own noise injection (0.9.1 VAEs)
     video = vae.apply({"params": vae_params}, latents, timestep, method="decode", key=noise_key, tiling=tiling)
-    return jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
+    frames = jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
+    return frames, jnp.all(jnp.isfinite(frames))  # NaN survives the clip
 
 
 _jitted_decode = jax.jit(_decode_program, static_argnames=("vae", "tiling"))
@@ -238,7 +243,7 @@ class PipelineBase:
                 prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask))
             if not do_classifier_free_guidance:
                 out = out[:2] + (None, None)
-            return jax.block_until_ready(out)
+            return sampling.run(lambda: out, stage="text encoding")
 
     def _encode(self, prompts: list[str], max_sequence_length: int):
         if self.prompt_encoder is None:
@@ -254,6 +259,8 @@ class PipelineBase:
         if latents is None:
             return jax.random.normal(key, expected, jnp.float32)
         latents = jnp.array(latents, jnp.float32)  # a copy: the loop consumes (donates) it, not the caller's array
+        if not bool(jnp.all(jnp.isfinite(latents))):
+            raise ValueError("latents contain NaN or Inf; pass finite initial latents (or none, to draw them from seed).")
         if latents.ndim == 5:
             unpacked = channels // (grid.patch_size**2 * grid.patch_size_t)
             five = (batch_size, grid.frames, grid.height, grid.width, unpacked)
@@ -297,21 +304,33 @@ class PipelineBase:
             embeds = {"positive": (prompt_embeds, prompt_attention_mask),
                       "negative": (negative_prompt_embeds, negative_prompt_attention_mask)}
             rows = [embeds[sampling.BRANCH_PROMPTS[b]] for b in guidance.branches]
-            sampler = sampling.Sampler(self.transformer, grid, guidance, per_token_timesteps=per_token_timesteps,
-                                       report_progress=self.progress)
-            with sampling.StepBar(steps, self.progress) as bar, sampling.reporting(bar if self.progress else None) as token:
-                inputs = sampling.SamplingInputs(
-                    prompt_embeds=jnp.concatenate([jnp.asarray(e) for e, _ in rows]).astype(self.transformer.dtype),
-                    prompt_attention_mask=jnp.concatenate([jnp.asarray(m) for _, m in rows]).astype(jnp.int32),
-                    sigmas=jnp.asarray(sigmas_), timesteps=jnp.asarray(timesteps_),
-                    guidance={k: jnp.asarray(v) for k, v in scales.items()},
-                    rope_interpolation_scale=None if video_coords is not None else jnp.asarray(
-                        self.rope_interpolation_scale(frame_rate), jnp.float32),
-                    video_coords=None if video_coords is None else jnp.asarray(video_coords, jnp.float32),
-                    conditioning_mask=None if conditioning_mask is None else jnp.asarray(conditioning_mask, jnp.float32),
-                    progress_token=np.int32(token),
-                )
-                return jax.block_until_ready(sampling.jitted_sample(sampler, self.transformer_params, latents, inputs))
+            sampler = sampling.Sampler(self.transformer, grid, guidance, per_token_timesteps=per_token_timesteps)
+            with sampling.StepBar(steps, self.progress) as bar:
+                control = sampling.RunControl(bar)
+                with sampling.controlled(control) as token:
+                    result = sampling.run(lambda: self._run_sampler(
+                        sampler, latents, rows, sigmas_, timesteps_, scales, frame_rate, conditioning_mask, video_coords,
+                        token), control, stage="denoising", total_steps=steps)
+            if int(result.nonfinite_step) >= 0:
+                raise NonFiniteError(f"denoising produced NaN or Inf at step {int(result.nonfinite_step) + 1} of "
+                                     f"{steps}; the run was stopped there (check the inputs, dtype and weights).")
+            return result.latents
+
+    def _run_sampler(self, sampler, latents, rows, sigmas, timesteps, scales, frame_rate, conditioning_mask,
+                     video_coords, token) -> sampling.SamplingResult:
+        """Dispatches the compiled loop (asynchronously: the caller waits)."""
+        inputs = sampling.SamplingInputs(
+            prompt_embeds=jnp.concatenate([jnp.asarray(e) for e, _ in rows]).astype(self.transformer.dtype),
+            prompt_attention_mask=jnp.concatenate([jnp.asarray(m) for _, m in rows]).astype(jnp.int32),
+            sigmas=jnp.asarray(sigmas), timesteps=jnp.asarray(timesteps),
+            guidance={k: jnp.asarray(v) for k, v in scales.items()},
+            rope_interpolation_scale=None if video_coords is not None else jnp.asarray(
+                self.rope_interpolation_scale(frame_rate), jnp.float32),
+            video_coords=None if video_coords is None else jnp.asarray(video_coords, jnp.float32),
+            conditioning_mask=None if conditioning_mask is None else jnp.asarray(conditioning_mask, jnp.float32),
+            control_token=token,
+        )
+        return sampling.jitted_sample(sampler, self.transformer_params, latents, inputs)
 
     def decode(self, latents: jax.Array, grid: sampling.LatentGrid, *, decode_timestep: float | Sequence[float] = 0.0,
                decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,
@@ -333,9 +352,13 @@ class PipelineBase:
                     np.asarray(decode_noise_scale, np.float32), (batch,))
                 timestep, noise_scale = jnp.asarray(dt), jnp.asarray(dns)
             key = jax.random.PRNGKey(0) if key is None else key
-            frames = _jitted_decode(self.vae, self.vae_params, latents5, timestep, noise_scale, key,
-                                    self._tiling(tiling, grid))
-            return np.asarray(jax.block_until_ready(frames))
+            tiles = self._tiling(tiling, grid)
+            frames, finite = sampling.run(lambda: _jitted_decode(self.vae, self.vae_params, latents5, timestep,
+                                                                 noise_scale, key, tiles), stage="decoding")
+            if not bool(finite):
+                raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
+                                     "weights and dtype.")
+            return np.asarray(frames)
 
     def _tiling(self, tiling, grid: sampling.LatentGrid):
         """Resolves the ``tiling`` argument to a hashable ``VAETiling`` (or None for a whole decode)."""

@@ -19,6 +19,9 @@ import numpy as np
 from ltx_jax.pipelines import validation
 from ltx_jax.pipelines.base import PipelineBase, StageTimings
 
+# diffusers' LTXPipeline defaults (the command line takes them too).
+DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES, DEFAULT_FRAME_RATE = 512, 704, 161, 25
+
 
 class LTXPipeline(PipelineBase):
     """LTX-Video text-to-video (diffusers' ``LTXPipeline``); the stages are ``PipelineBase``'s."""
@@ -27,10 +30,10 @@ class LTXPipeline(PipelineBase):
         self,
         prompt: str | Sequence[str] | None = None,
         negative_prompt: str | Sequence[str] | None = None,
-        height: int = 512,
-        width: int = 704,
-        num_frames: int = 161,
-        frame_rate: float = 25,
+        height: int = DEFAULT_HEIGHT,
+        width: int = DEFAULT_WIDTH,
+        num_frames: int = DEFAULT_NUM_FRAMES,
+        frame_rate: float = DEFAULT_FRAME_RATE,
         num_inference_steps: int | None = None,
         timesteps: Sequence[float] | None = None,
         guidance_scale: float | Sequence[float] | None = None,
@@ -66,6 +69,13 @@ class LTXPipeline(PipelineBase):
         """
         start = time.perf_counter()
         self.last_timings = StageTimings()
+        validation.check_generation_arguments(
+            frame_rate=frame_rate, num_inference_steps=num_inference_steps, timesteps=timesteps,
+            guidance_scale=1.0 if guidance_scale is None else guidance_scale,
+            guidance_rescale=0.0 if guidance_rescale is None else guidance_rescale,
+            num_videos_per_prompt=num_videos_per_prompt, seed=seed,
+            decode_timestep=0.0 if decode_timestep is None else decode_timestep, decode_noise_scale=decode_noise_scale,
+            max_sequence_length=max_sequence_length, prompt=prompt, negative_prompt=negative_prompt)
         defaults = self.defaults
         if timesteps is None and num_inference_steps is None:  # the release's schedule (a distilled one's timesteps)
             timesteps, num_inference_steps = defaults.timesteps, defaults.num_inference_steps

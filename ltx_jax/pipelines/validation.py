@@ -1,11 +1,72 @@
 """Checks of pipeline arguments, run before any work: each error names the rule and a fix (the nearest valid value).
 
-Sizes are checked against the loaded components' ratios (a VAE that compresses 8x asks for multiples of 8).
+Types first (``height must be an int, got float 64.0``), then values. Sizes are checked against the loaded
+components' ratios (a VAE that compresses 8x asks for multiples of 8).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def _got(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None) -> None:
+    """An int (numpy ints too; not a bool, not a float that happens to be whole)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an int, got {_got(value)}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}.")
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
+                 per_step: bool = False, note: str = "") -> None:
+    """A finite real number (or, with ``per_step``, a non-empty list of them), >= minimum / > above."""
+    values = list(value) if per_step and isinstance(value, (list, tuple, np.ndarray)) else [value]
+    what = "a number or a list of numbers (one per step)" if per_step else "a number"
+    if per_step and not values:
+        raise ValueError(f"{name} is an empty list; give one number or one per step.")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be {what}, got {_got(value)}.")
+        if (minimum is not None and v < minimum) or (above is not None and v <= above):
+            bound = f">= {minimum}" if minimum is not None else f"> {above}"
+            raise ValueError(f"{name} must be {bound}{note}, got {v}.")
+
+
+def check_text(name: str, value: Any) -> None:
+    """None, a string, or a non-empty list of strings."""
+    if value is None or isinstance(value, str):
+        return
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a string or a list of strings, got {_got(value)}.")
+
+
+def check_generation_arguments(*, frame_rate, num_inference_steps, timesteps, guidance_scale, guidance_rescale,
+                               num_videos_per_prompt, seed, decode_timestep, decode_noise_scale, max_sequence_length,
+                               prompt, negative_prompt) -> None:
+    """Types and ranges of ``__call__``'s scalar arguments (sizes are ``check_video_size``'s)."""
+    check_number("frame_rate", frame_rate, above=0)
+    if num_inference_steps is not None:
+        check_int("num_inference_steps", num_inference_steps, minimum=1)
+    if timesteps is not None:
+        check_number("timesteps", timesteps, minimum=0, per_step=True)
+    check_number("guidance_scale", guidance_scale, minimum=0, per_step=True,
+                 note=" (values up to 1 turn classifier-free guidance off)")
+    check_number("guidance_rescale", guidance_rescale, minimum=0, per_step=True)
+    check_int("num_videos_per_prompt", num_videos_per_prompt, minimum=1)
+    check_int("seed", seed)
+    check_number("decode_timestep", decode_timestep, minimum=0, per_step=True)
+    if decode_noise_scale is not None:
+        check_number("decode_noise_scale", decode_noise_scale, minimum=0, per_step=True)
+    check_int("max_sequence_length", max_sequence_length, minimum=1)
+    check_text("prompt", prompt)
+    check_text("negative_prompt", negative_prompt)
 
 
 def _nearest(value: int, multiple: int, offset: int = 0) -> int:
@@ -15,6 +76,8 @@ def _nearest(value: int, multiple: int, offset: int = 0) -> int:
 def check_video_size(height: int, width: int, num_frames: int, *, spatial_multiple: int, temporal_ratio: int,
                      temporal_patch: int = 1) -> None:
     """height and width multiples of ``spatial_multiple`` (VAE ratio x patch size); num_frames = k * ratio + 1."""
+    for name, value in (("height", height), ("width", width), ("num_frames", num_frames)):
+        check_int(name, value)
     m = spatial_multiple
     if height <= 0 or width <= 0 or height % m or width % m:
         raise ValueError(f"height and width must be positive multiples of {m} (the VAE compresses {m}x), got "
@@ -46,8 +109,6 @@ def check_prompts(prompt, negative_prompt, prompt_embeds, prompt_attention_mask,
         raise ValueError("Pass either prompt or prompt_embeds, not both.")
     if prompt is None and prompt_embeds is None:
         raise ValueError("Pass prompt (a string or a list of strings) or prompt_embeds with prompt_attention_mask.")
-    if prompt is not None and not isinstance(prompt, (str, list, tuple)):
-        raise ValueError(f"prompt must be a string or a list of strings, got {type(prompt).__name__}.")
     if prompt_embeds is not None:
         if prompt_attention_mask is None:
             raise ValueError("prompt_embeds needs prompt_attention_mask [B, T] (1 = real token).")

@@ -7,9 +7,11 @@ mask) travels in a ``SamplingInputs`` pytree of arrays, and the initial latents 
 writes its result into their buffer), so a second call with the same shapes never recompiles.
 
 Per call, before the loop, the transformer's step-invariant work runs once (``prepare``: RoPE tables, caption
-projection, every layer's text keys and values). The loop is a ``lax.fori_loop`` over steps; each step runs one
+projection, every layer's text keys and values). The loop is a ``lax.while_loop`` over steps; each step runs one
 batched forward over the guidance branches, combines them (``Guidance.combine``) and takes the Euler step in float32
-(as diffusers keeps latents in float32 whatever the model dtype).
+(as diffusers keeps latents in float32 whatever the model dtype). After each step the loop checks its latents are
+finite and calls the host once (``control.poll``: progress, and whether to stop); it ends early on a stop request or
+on the first non-finite step, and says so in its ``SamplingResult``.
 
 Two stepping rules, as diffusers' pipelines have them:
   * global (``LTXPipeline``, ``LTXImageToVideoPipeline``): timestep ``t * (1 - mask)`` per token, one Euler step
@@ -29,10 +31,11 @@ import dataclasses
 import flax
 import jax
 import jax.numpy as jnp
+from jax.experimental import io_callback
 
 from ltx_jax import scheduler as sched
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, TransformerConstants
-from ltx_jax.sampling import progress
+from ltx_jax.sampling import control
 from ltx_jax.sampling.guidance import Guidance
 from ltx_jax.sampling.latents import LatentGrid
 
@@ -49,7 +52,16 @@ class SamplingInputs:
     rope_interpolation_scale: jax.Array | None = None  # [3] float32 (temporal ratio / frame rate, spatial, spatial)
     video_coords: jax.Array | None = None  # [B, 3, N] float32 token coordinates; replaces the grid + scale
     conditioning_mask: jax.Array | None = None  # [B, N] float32 in [0, 1], 1 = clean conditioning token
-    progress_token: jax.Array | int = progress.NO_PROGRESS  # [] int32, see ltx_jax.sampling.progress
+    control_token: jax.Array | int = control.NO_CONTROL  # [] int32, see ltx_jax.sampling.control
+
+
+@flax.struct.dataclass
+class SamplingResult:
+    """What a loop returns."""
+
+    latents: jax.Array  # [B, N, C] float32, after the last step taken
+    steps: jax.Array  # [] int32, steps taken (fewer than S when stopped or non-finite)
+    nonfinite_step: jax.Array  # [] int32, the first step whose latents held NaN or Inf, or -1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,14 +74,15 @@ class Sampler:
       guidance: the guidance branches and how they combine.
       per_token_timesteps: step each token from its own timestep (diffusers' ``LTXConditionPipeline``); False takes
         one global step (``LTXPipeline``, ``LTXImageToVideoPipeline``).
-      report_progress: call back to the host after each step (``progress.report``).
+      host_callbacks: call the host after each step (progress, stop requests); False runs without any callback
+        (inside other programs, or to measure what the callback costs).
     """
 
     transformer: LTXVideoTransformer3DModel
     grid: LatentGrid
     guidance: Guidance
     per_token_timesteps: bool = False
-    report_progress: bool = True
+    host_callbacks: bool = True
 
     @property
     def num_branches(self) -> int:
@@ -125,21 +138,32 @@ class Sampler:
         new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
         return new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)
 
-    def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> jax.Array:
-        """Runs every step from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start);
-        returns the final packed latents [B, N, C] float32. Call through ``jitted_sample``."""
+    def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
+        """Runs the steps from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start) until
+        the last one, a stop request or non-finite latents. Call through ``jitted_sample``."""
         constants = self.prepare(params, inputs)
+        num_steps = inputs.timesteps.shape[0]
 
-        def body(i, latents):
+        def running(carry):
+            i, _, stop, nonfinite = carry
+            return (i < num_steps) & ~stop & (nonfinite < 0)
+
+        def body(carry):
+            i, latents, _, nonfinite = carry
             latents = self.step(params, constants, latents, i, inputs)
-            if self.report_progress:
-                jax.debug.callback(progress.report, inputs.progress_token, i)
-            return latents
+            nonfinite = jnp.where(jnp.all(jnp.isfinite(latents)), nonfinite, i)
+            stop = jnp.bool_(False)
+            if self.host_callbacks:
+                stop = io_callback(control.poll, jax.ShapeDtypeStruct((), jnp.bool_), inputs.control_token, i,
+                                   ordered=True)
+            return i + 1, latents, stop, nonfinite
 
-        return jax.lax.fori_loop(0, inputs.timesteps.shape[0], body, latents.astype(jnp.float32))
+        start = (jnp.int32(0), latents.astype(jnp.float32), jnp.bool_(False), jnp.int32(-1))
+        steps, latents, _, nonfinite = jax.lax.while_loop(running, body, start)
+        return SamplingResult(latents, steps, nonfinite)
 
 
-def _sample(sampler: Sampler, params, latents: jax.Array, inputs: SamplingInputs) -> jax.Array:
+def _sample(sampler: Sampler, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
     return sampler.sample(params, latents, inputs)
 
 

@@ -1,0 +1,203 @@
+"""The command line as a user meets it: a playable video, one-line errors before any model is loaded, --help,
+files others can read, no overwriting by surprise, Ctrl-C / SIGTERM that stop a run and leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ltx_jax.__main__ import FLAGS, main
+from ltx_jax.pipelines.text_to_video import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH, LTXPipeline
+from ltx_jax.video import read_video
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(args, tmp_path, *, umask: int | None = None, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    """``python -m ltx_jax generate --model tiny-random ...`` in a fresh process (a Popen when ``popen`` is given)."""
+    env = {**os.environ, "LTX_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "ltx_jax", "generate", "--model", "tiny-random", *args]
+    preexec = None if umask is None else (lambda: os.umask(umask))
+    if popen:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, preexec_fn=preexec, **popen)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=preexec)
+
+
+def run_in_process(args: list[str], capsys) -> tuple[int, str]:
+    code = main(["ltx_jax", *args])
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_writes_a_playable_mp4_that_others_can_read(tmp_path):
+    out = tmp_path / "video.mp4"
+    result = cli(["--prompt", "a red fox in the snow", "--output", str(out), "--steps", "2", "--noprogress"], tmp_path,
+                 umask=0o022)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the output is noise" in result.stderr and f"wrote {out}" in result.stdout and "timings:" in result.stdout
+    assert read_video(out).shape == (9, 64, 96, 3)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o644)  # what umask 022 gives, not mkstemp's 0600
+    # --overwrite replaces; without it the same command stops before loading anything.
+    refused = cli(["--prompt", "x", "--output", str(out), "--steps", "2", "--noprogress"], tmp_path)
+    assert refused.returncode == 2 and "already exists" in refused.stderr and "loading" not in refused.stderr
+    before = out.read_bytes()
+    again = cli(["--prompt", "x", "--output", str(out), "--steps", "2", "--noprogress", "--overwrite", "--seed", "3"],
+                tmp_path, umask=0o077)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert out.read_bytes() != before and oct(os.stat(out).st_mode & 0o777) == oct(0o600)  # umask 077
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "0"], "error: fps must be a positive number of frames per second, got 0.0"),
+    (["--fps", "-5"], "error: fps must be a positive number of frames per second, got -5.0"),
+    (["--preset", "bogus"], "error: unknown release 'bogus'; use one of: ltx-video-0.9.0, "),
+    (["--guidance", "-1"], "error: --guidance must be >= 0 (values up to 1 turn classifier-free guidance off), got -1.0"),
+    (["--height", "70"], "error: height and width must be positive multiples of 32 (the VAE compresses 32x), got "
+                         "70x96; nearest valid: 64x96"),
+    (["--num_frames", "10"], "error: num_frames must be 8k + 1 (1, 9, 17, ...), got 10; nearest valid: 9"),
+    (["--steps", "0"], "error: --steps must be an int >= 1, got 0"),
+    (["--steps", "1"], "error: shift_terminal stretch is undefined when the last shifted sigma is 1"),
+    (["--max_sequence_length", "0"], "error: --max_sequence_length must be an int >= 1, got 0"),
+    (["--output", "video.avi"], "error: output 'video.avi' must end in one of .mp4, .gif, .png"),
+    (["--output", "/proc/ltx_jax_no_such_folder/x.mp4"], "error: cannot write /proc/ltx_jax_no_such_folder/x.mp4: "
+                                                         "the folder /proc is not writable"),
+])
+def test_argument_errors_are_one_line_before_loading(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), err
+    assert "loading" not in err  # checked before any model was loaded
+
+
+def test_usage_errors_are_short_and_help_exits_0(capsys):
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--bogus", "1"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 2 and lines[0] == "error: Unknown command line flag 'bogus'"
+    assert lines[1].startswith("usage: python -m ltx_jax generate")
+    code, err = run_in_process(["generate", "--model", "tiny-random"], capsys)
+    assert code == 2 and err.startswith("error: --prompt is required") and len(err.strip().splitlines()) == 2
+    code, err = run_in_process(["make", "--prompt", "x"], capsys)
+    assert code == 2 and err.startswith("error: expected the command generate, got make")
+    assert main(["ltx_jax", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--overwrite" in text and "--max_sequence_length" in text and "--debug" in text
+
+
+def test_help_and_readme_agree_and_defaults_are_the_apis():
+    flags_in_help = {f.name for f in FLAGS.get_flags_for_module(sys.modules["ltx_jax.__main__"])}
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    missing = sorted(name for name in flags_in_help if f"--{name}" not in readme)
+    assert not missing, f"flags missing from the README: {missing}"
+    import inspect
+
+    defaults = inspect.signature(LTXPipeline.__call__).parameters
+    assert (defaults["height"].default, defaults["width"].default, defaults["num_frames"].default) == (
+        DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES) == (512, 704, 161)
+    assert f"default {DEFAULT_HEIGHT} (the Python API's)" in FLAGS["height"].help
+    assert f"default {DEFAULT_WIDTH} (the Python API's)" in FLAGS["width"].help
+    assert f"default {DEFAULT_NUM_FRAMES} (the Python API's)" in FLAGS["num_frames"].help
+
+
+def test_checkpoint_errors_are_one_line_before_loading_weights(tmp_path, capsys, tiny_reference):
+    """A config.json value of the wrong type names the file, the key and the type; a missing model its path."""
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_reference["root"], broken)
+    config = json.loads((broken / "transformer" / "config.json").read_text())
+    (broken / "transformer" / "config.json").write_text(json.dumps({**config, "num_layers": "two"}))
+    code, err = run_in_process(["generate", "--model", str(broken), "--prompt", "x", "--output",
+                                str(tmp_path / "o.mp4")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: {broken / 'transformer' / 'config.json'}: TransformerConfig: 'num_layers' must be "
+                          "int, got str 'two'")
+    code, err = run_in_process(["generate", "--model", str(tmp_path / "nothing"), "--prompt", "x"], capsys)
+    assert code == 2 and err.startswith(f"error: --model {tmp_path / 'nothing'} does not exist")
+
+
+def test_nonfinite_weights_give_an_error_and_no_file(tmp_path, tiny_reference):
+    """A checkpoint with a NaN weight: denoising stops at its first step and says so; nothing is written."""
+    from safetensors.numpy import load_file, save_file
+
+    broken = tmp_path / "nan_model"
+    shutil.copytree(tiny_reference["root"], broken)
+    weights = broken / "transformer" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["proj_out.bias"][0] = float("nan")
+    save_file(tensors, str(weights))
+    out = tmp_path / "nan.mp4"
+    env = {**os.environ, "LTX_JAX_CACHE_DIR": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-m", "ltx_jax", "generate", "--model", str(broken), "--prompt", "x",
+                             "--height", "64", "--width", "96", "--num_frames", "9", "--steps", "3", "--noprogress",
+                             "--output", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: denoising produced NaN or Inf at step 1 of 3; the run was stopped there (check the inputs, dtype and "
+        "weights).")
+    assert not out.exists()
+
+
+def _wait_for(proc: subprocess.Popen, pattern: bytes, timeout: float = 120) -> bytes:
+    """Reads the child's stderr until ``pattern`` matches; returns what was read."""
+    os.set_blocking(proc.stderr.fileno(), False)
+    seen, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        seen += proc.stderr.read() or b""
+        if re.search(pattern, seen):
+            return seen
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"never saw {pattern!r}: {seen[-2000:]!r}")
+
+
+def test_ctrl_c_during_denoising_stops_within_3_seconds_and_writes_nothing(tmp_path):
+    out = tmp_path / "long.mp4"
+    proc = cli(["--prompt", "a fox", "--output", str(out), "--steps", "500000"], tmp_path, stderr=subprocess.PIPE,
+               stdout=subprocess.PIPE)
+    _wait_for(proc, rb" ([1-9]\d{2,})/500000")  # a hundred steps or more done: the loop is running
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=30)
+    elapsed = time.time() - start
+    tail = (proc.stderr.read() or b"").decode()
+    print(f"\n[cli] SIGINT to exit: {elapsed:.2f} s; {tail.strip().splitlines()[-1]}")
+    assert code == 130 and elapsed < 3.0
+    assert re.search(r"interrupted during denoising after step \d+ of 500000; nothing was written\.$", tail.strip())
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+
+
+def test_sigterm_while_writing_leaves_no_file(tmp_path):
+    out = tmp_path / "big.mp4"  # 121 frames of 384x256: a write long enough to be inside of
+    proc = cli(["--prompt", "a fox", "--output", str(out), "--steps", "2", "--noprogress", "--height", "256",
+                "--width", "384", "--num_frames", "121"], tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    _wait_for(proc, rb"writing ", timeout=240)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    tail = (proc.stderr.read() or b"").decode()
+    assert code == 143, tail
+    assert tail.strip().endswith("terminated (SIGTERM); nothing was written."), tail
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+
+
+def test_max_sequence_length_flag_and_its_warning(tmp_path):
+    out = tmp_path / "short.gif"
+    prompt = " ".join(["a red fox walks along the beach at sunset"] * 50)
+    result = cli(["--prompt", prompt, "--output", str(out), "--steps", "2", "--noprogress", "--max_sequence_length",
+                  "16"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    warning = [line for line in result.stderr.splitlines() if "max_sequence_length=16" in line]
+    assert len(warning) == 1 and len(warning[0]) < 400, warning  # a count and the first words, not the whole text
+    assert re.search(r"prompt 0: \d+ of its \d+ tokens are past max_sequence_length=16 and were dropped", warning[0])
+    assert read_video(out).shape[0] == 9
