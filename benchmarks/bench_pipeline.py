@@ -1,16 +1,20 @@
-"""Stage-by-stage time of a full text-to-video generation, and start-up with the persistent compilation cache.
+"""Stage-by-stage time of full generations (text-, image- and keyframe-to-video), and start-up with the persistent
+compilation cache.
 
     python -m benchmarks.bench_pipeline                 # CPU default: tiny components, against diffusers, same run
     python -m benchmarks.bench_pipeline --size 2b       # GPU default: 2B transformer + 0.9.5 VAE + T5-XXL, random
                                                         # weights, bf16, 768x512x121, 8 distilled steps
+    python -m benchmarks.bench_pipeline --modes image   # only image-to-video
 
 (from the repository root)
 
-Reports, for our pipeline: the first call (compiles) and the median of later calls, split into text encoding,
-denoising and decoding (each stage blocks on its result); with the tiny size, diffusers' pipeline on the same weights
-and inputs in the same run (median total) and the ratio. ``--startup`` runs two fresh processes that share an empty
-compilation cache and reports each one's time from process start to finished frames: the second should skip
-compilation.
+Modes: ``text`` (LTXPipeline), ``image`` (LTXImageToVideoPipeline: one image at frame 0), ``keyframes``
+(LTXConditionPipeline: an image at frame 0 and one at the last frame's latent, strength 1). Reports, for each mode
+and our pipeline: the first call (compiles) and the median of later calls, split into stages (text encoding, VAE
+encoding of the conditions, denoising, decoding; each stage blocks on its result); with the tiny size, diffusers'
+pipeline of the same mode on the same weights and inputs in the same run (median total) and the ratio.
+``--startup`` runs two fresh processes that share an empty compilation cache and reports each one's time from process
+start to finished frames (text-to-video): the second should skip compilation.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ def build_tiny(dtype: str, with_torch: bool):
     theirs = TorchPipeline(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=load_tokenizer(folder),
                            transformer=transformer)
     theirs.set_progress_bar_config(disable=True)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # the condition pipeline's "timesteps without sigmas" notice
     return ours, theirs
 
 
@@ -90,10 +97,98 @@ def build_2b(dtype: str):
                        release=release, progress=False)
 
 
-def run_ours(pipe, args, seed):
-    return pipe(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.num_frames,
-                num_inference_steps=None if args.distilled else args.steps, seed=seed,
-                guidance_scale=1.0 if args.distilled else args.guidance)
+MODES = ("text", "image", "keyframes")
+
+
+def mode_inputs(args) -> dict:
+    """The images each mode is conditioned on (the same on both sides): random RGB PIL images at the video's size."""
+    import PIL.Image
+
+    rng = np.random.default_rng(0)
+    first, last = (PIL.Image.fromarray(rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8))
+                   for _ in range(2))
+    return {"image": first, "keyframes": [(first, 0), (last, args.num_frames - 1)]}
+
+
+def mode_pipelines(ours) -> dict:
+    """Our pipeline of each mode, over the same components."""
+    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
+
+    return {"text": ours, "image": LTXImageToVideoPipeline.from_pipe(ours),
+            "keyframes": LTXConditionPipeline.from_pipe(ours)}
+
+
+def run_ours(pipe, args, seed, mode: str = "text", inputs: dict | None = None):
+    from ltx_jax.pipelines import LTXVideoCondition
+
+    kw = dict(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.num_frames,
+              num_inference_steps=None if args.distilled else args.steps, seed=seed,
+              guidance_scale=1.0 if args.distilled else args.guidance)
+    if mode == "image":
+        return pipe(image=inputs["image"], **kw)
+    if mode == "keyframes":
+        return pipe(conditions=[LTXVideoCondition(image=im, frame_index=k) for im, k in inputs["keyframes"]], **kw)
+    return pipe(**kw)
+
+
+def run_theirs(theirs, args, mode: str, inputs: dict):
+    """diffusers' pipeline of the mode over the same components (the condition pipeline on a static-shift scheduler:
+    it sets explicit timesteps, which a dynamic shift refuses)."""
+    import dataclasses as dc
+
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline, LTXImageToVideoPipeline
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    from ltx_jax.releases import LTX_SCHEDULER_STATIC
+
+    kw = dict(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.num_frames,
+              num_inference_steps=args.steps, guidance_scale=args.guidance, decode_timestep=0.05, output_type="np")
+    if mode == "text":
+        return theirs(**kw)
+    if mode == "image":
+        pipe = LTXImageToVideoPipeline(**theirs.components)
+        kw["image"] = inputs["image"]
+    else:
+        pipe = LTXConditionPipeline(**{**theirs.components,
+                                       "scheduler": FlowMatchEulerDiscreteScheduler(**dc.asdict(LTX_SCHEDULER_STATIC))})
+        kw["conditions"] = [LTXVideoCondition(image=im, frame_index=k) for im, k in inputs["keyframes"]]
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(**kw)
+
+
+def measure(pipe, theirs, args, mode: str, inputs: dict) -> dict:
+    """First call and median stage times of ours; diffusers' median total in the same run when ``theirs``."""
+    t = time.perf_counter()
+    frames = run_ours(pipe, args, 0, mode, inputs)
+    first = time.perf_counter() - t
+    if not np.isfinite(frames).all():
+        raise RuntimeError(f"non-finite frames ({mode})")
+    first_stages = pipe.last_timings.as_dict()
+    stages = []
+    for i in range(args.repeats):
+        run_ours(pipe, args, i + 1, mode, inputs)
+        stages.append(pipe.last_timings.as_dict())
+    median = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    row = {"mode": mode, "first_call_s": first, "first_call_stages": first_stages, "median_stages": median}
+    print(f"[{mode}] {'stage':<16} {'first call s':>13} {'median s':>10}")
+    for k in median:
+        print(f"[{mode}] {k:<16} {first_stages[k]:>13.3f} {median[k]:>10.3f}")
+    if theirs is not None:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        with torch.no_grad():
+            run_theirs(theirs, args, mode, inputs)  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                run_theirs(theirs, args, mode, inputs)
+                times.append(time.perf_counter() - t)
+        torch_total = statistics.median(times)
+        row.update({"torch_total_s": torch_total, "ratio": median["total"] / torch_total})
+        print(f"[{mode}] diffusers total (median) {torch_total:.3f} s; ours / diffusers = "
+              f"{median['total'] / torch_total:.2f}")
+    return row
 
 
 def startup_child(args) -> int:
@@ -122,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--distilled", action=argparse.BooleanOptionalAction, default=None,
                         help="distilled timesteps without guidance (default for --size 2b)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--compare-torch", action=argparse.BooleanOptionalAction, default=None,
                         help="diffusers on the same weights (default on for --size tiny)")
     parser.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True)
@@ -146,39 +242,13 @@ def main(argv=None) -> int:
           f"{'distilled timesteps, no guidance' if args.distilled else f'{args.steps} steps, guidance {args.guidance}'}")
     ours, theirs = (build_2b(args.dtype), None) if big else build_tiny(args.dtype, with_torch=compare)
 
-    t = time.perf_counter()
-    frames = run_ours(ours, args, seed=0)
-    first = time.perf_counter() - t
-    if not np.isfinite(frames).all():
-        raise RuntimeError("non-finite frames")
-    first_stages = ours.last_timings.as_dict()
-    stages = []
-    for i in range(args.repeats):
-        run_ours(ours, args, seed=i + 1)
-        stages.append(ours.last_timings.as_dict())
-    median = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
     results = {"device": device, "size": args.size, "dtype": args.dtype, "video": [args.num_frames, args.height, args.width],
-               "first_call_s": first, "first_call_stages": first_stages, "median_stages": median}
-    print(f"{'stage':<16} {'first call s':>13} {'median s':>10}")
-    for k in ("text_encoding", "denoising", "decoding", "total"):
-        print(f"{k:<16} {first_stages[k]:>13.3f} {median[k]:>10.3f}")
-
-    if theirs is not None:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
-        kw = dict(prompt=PROMPT, height=args.height, width=args.width, num_frames=args.num_frames,
-                  num_inference_steps=args.steps, guidance_scale=args.guidance, decode_timestep=0.05, output_type="np")
-        with torch.no_grad():
-            theirs(**kw)  # warm-up
-            times = []
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                theirs(**kw)
-                times.append(time.perf_counter() - t)
-        torch_total = statistics.median(times)
-        results.update({"torch_total_s": torch_total, "ratio": median["total"] / torch_total})
-        print(f"diffusers total (median) {torch_total:.3f} s; ours / diffusers = {median['total'] / torch_total:.2f}")
+               "modes": {}}
+    pipes, inputs = mode_pipelines(ours), mode_inputs(args)
+    for mode in args.modes.split(","):
+        if mode not in MODES:
+            raise SystemExit(f"unknown mode {mode!r}; use {', '.join(MODES)}")
+        results["modes"][mode] = measure(pipes[mode], theirs, args, mode, inputs)
 
     if args.startup:
         cache = tempfile.mkdtemp(prefix="ltx_jax_cache_")

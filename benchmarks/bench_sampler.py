@@ -15,7 +15,6 @@ import statistics
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from benchmarks.timing import sample_times
 

@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "LTXPipeline": "ltx_jax.pipelines",
+    "LTXImageToVideoPipeline": "ltx_jax.pipelines",
+    "LTXConditionPipeline": "ltx_jax.pipelines",
+    "LTXVideoCondition": "ltx_jax.pipelines",
     "T5Config": "ltx_jax.configs",
     "TransformerConfig": "ltx_jax.configs",
     "VAEConfig": "ltx_jax.configs",

@@ -27,6 +27,17 @@ flags.DEFINE_string("text_encoder", None, "Folder with text_encoder/ and tokeniz
 flags.DEFINE_string("output", "output.mp4", "Output file: .mp4, .gif, or .png (one file per frame).",
                     flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.", flag_values=FLAGS)
+flags.DEFINE_string("image", None, "Image-to-video: the first frame (an image file).", flag_values=FLAGS)
+flags.DEFINE_multi_string("condition", [], "PATH@FRAME[:STRENGTH]: an image or a clip (video file, folder of frames) "
+                          "placed at pixel frame FRAME, strength in [0, 1] (default 1); repeatable: keyframes, "
+                          "extending a clip.", flag_values=FLAGS)
+flags.DEFINE_string("video", None, "Video-to-video: the clip to re-render (with --denoise_strength); its length is "
+                    "the default --num_frames.", flag_values=FLAGS)
+flags.DEFINE_float("denoise_strength", None, "Video-to-video: the share of the schedule to run, in (0, 1); lower "
+                   "keeps more of --video.", flag_values=FLAGS)
+flags.DEFINE_enum("resize_mode", "stretch", ["stretch", "crop"], "How images and clips are fitted to the size: "
+                  "stretch (diffusers) or center-crop to the aspect ratio, then resize (Lightricks' inference "
+                  "script).", flag_values=FLAGS)
 flags.DEFINE_integer("height", None, "Height in pixels, a multiple of the VAE's ratio (32 for the releases); "
                      "default 512 (the Python API's), 64 for tiny-random.", flag_values=FLAGS)
 flags.DEFINE_integer("width", None, "Width in pixels; default 704 (the Python API's), 96 for tiny-random.",
@@ -84,7 +95,9 @@ def resolve_arguments() -> dict:
         raise UsageError('--prompt is required, e.g. --prompt "a red fox running through snow".')
     tiny = FLAGS.model == "tiny-random"
     height, width, num_frames = TINY_SIZE if tiny else (DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES)
-    height, width, num_frames = FLAGS.height or height, FLAGS.width or width, FLAGS.num_frames or num_frames
+    height, width = FLAGS.height or height, FLAGS.width or width
+    source = _read_video_source()
+    num_frames = FLAGS.num_frames or (len(source) if source is not None else num_frames)
     if FLAGS.preset is not None:
         get_release(FLAGS.preset)
     if FLAGS.steps is not None:
@@ -95,16 +108,68 @@ def resolve_arguments() -> dict:
     validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
     check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     facts = _model_facts(tiny)
+    args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None)
     if facts is not None:
         validation.check_video_size(height, width, num_frames, spatial_multiple=facts["spatial"],
                                     temporal_ratio=facts["temporal"], temporal_patch=facts["temporal_patch"])
+        args.update(_conditioning_inputs(source, num_frames, height, width, facts["temporal"]))
         if FLAGS.steps is not None and facts["scheduler"] is not None:  # e.g. one step of a stretched schedule
             from ltx_jax.sampling import LatentGrid, schedule
 
             grid = LatentGrid.for_video(num_frames, height, width, spatial_ratio=facts["spatial_ratio"],
                                         temporal_ratio=facts["temporal"])
             schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
-    return dict(tiny=tiny, height=height, width=width, num_frames=num_frames)
+    return args
+
+
+def _read_video_source():
+    """--video's frames (read now, so a bad file fails before loading), with the flags that go with it checked."""
+    from ltx_jax.pipelines import validation
+    from ltx_jax.video import read_frames
+
+    if FLAGS.image is not None and (FLAGS.condition or FLAGS.video is not None):
+        raise UsageError("--image is image-to-video; it does not combine with --condition or --video.")
+    if (FLAGS.video is None) != (FLAGS.denoise_strength is None):
+        raise UsageError("--video and --denoise_strength go together (video-to-video); to extend a clip use "
+                         "--condition CLIP@0.")
+    if FLAGS.video is None:
+        return None
+    validation.check_number("--denoise_strength", FLAGS.denoise_strength, above=0)
+    if FLAGS.denoise_strength >= 1:
+        raise ValueError(f"--denoise_strength must be in (0, 1) (1 would ignore --video), got {FLAGS.denoise_strength}.")
+    frames = read_frames(FLAGS.video)
+    return frames[: (len(frames) - 1) // 8 * 8 + 1] if FLAGS.num_frames is None else frames
+
+
+def _conditioning_inputs(source, num_frames: int, height: int, width: int, temporal_ratio: int) -> dict:
+    """--image / --condition / --video read and checked against the video's size (nothing is loaded yet)."""
+    from ltx_jax.pipelines.conditioning import LTXVideoCondition, as_frames, prepare_conditions
+
+    out: dict = {}
+    if FLAGS.image is not None:
+        out["image"] = as_frames(FLAGS.image, "--image", video=False)[0]
+    conditions = []
+    for spec in FLAGS.condition:
+        path, at, place = spec.rpartition("@")
+        frame, _, strength = place.partition(":")
+        if not at or not path or not frame.isdigit():
+            raise UsageError(f"--condition {spec!r}: write PATH@FRAME or PATH@FRAME:STRENGTH, e.g. clip.mp4@16:0.8.")
+        try:
+            strength = float(strength) if strength else 1.0
+        except ValueError:
+            raise UsageError(f"--condition {spec!r}: the strength {strength!r} is not a number.") from None
+        frames = as_frames(path, f"--condition {path}", video=True)
+        kind = "image" if len(frames) == 1 and not os.path.isdir(path) else "video"
+        conditions.append(LTXVideoCondition(**{kind: frames[0] if kind == "image" else frames},
+                                            frame_index=int(frame), strength=strength))
+    prepare_conditions(conditions or None, None, None, 0, 1.0, height=height, width=width, num_frames=num_frames,
+                       temporal_ratio=temporal_ratio, resize_mode=FLAGS.resize_mode)  # every rule, checked now
+    out["conditions"] = conditions
+    if source is not None:
+        if len(source) < num_frames:
+            raise ValueError(f"--video {FLAGS.video} has {len(source)} frames, fewer than --num_frames {num_frames}.")
+        out["source"] = source[:num_frames]
+    return out
 
 
 def _model_facts(tiny: bool) -> dict | None:
@@ -162,17 +227,47 @@ def generate(args: dict) -> int:
                                            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache,
                                            progress=FLAGS.progress)
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}")
-    tiling = {"auto": "auto", "on": True, "off": False}[FLAGS.tiling]
-    frames = pipe(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"],
-                  width=args["width"], num_frames=args["num_frames"], frame_rate=FLAGS.fps,
-                  num_inference_steps=FLAGS.steps, guidance_scale=FLAGS.guidance, seed=FLAGS.seed,
-                  max_sequence_length=FLAGS.max_sequence_length, tiling=tiling)
+    common = dict(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
+                  num_frames=args["num_frames"], frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
+                  guidance_scale=FLAGS.guidance, seed=FLAGS.seed, max_sequence_length=FLAGS.max_sequence_length,
+                  tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
+    pipe = _pipeline_for(pipe, args)
+    frames = _generate(pipe, args, common)
     _say(f"writing {FLAGS.output}")
     written = write_video(frames[0], FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
     return 0
+
+
+def _pipeline_for(pipe, args: dict):
+    """The pipeline the flags ask for, over the loaded components: text-, image- or condition-to-video."""
+    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
+
+    if "image" in args:
+        return LTXImageToVideoPipeline.from_pipe(pipe)
+    if args["conditions"] or args["source"] is not None:
+        return LTXConditionPipeline.from_pipe(pipe)
+    return pipe
+
+
+def _generate(pipe, args: dict, common: dict):
+    import jax
+
+    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
+    from ltx_jax.pipelines.conditioning import preprocess
+
+    if isinstance(pipe, LTXImageToVideoPipeline):
+        return pipe(image=args["image"], resize_mode=FLAGS.resize_mode, **common)
+    if isinstance(pipe, LTXConditionPipeline):
+        latents = None
+        if args["source"] is not None:  # video-to-video starts from the clip's latents
+            pixels = preprocess(args["source"], args["height"], args["width"], FLAGS.resize_mode)[None]
+            latents = pipe.encode_video(pixels, jax.random.fold_in(jax.random.PRNGKey(FLAGS.seed), 4))
+        return pipe(conditions=args["conditions"] or None, latents=latents,
+                    denoise_strength=FLAGS.denoise_strength or 1.0, resize_mode=FLAGS.resize_mode, **common)
+    return pipe(**common)
 
 
 def _raise_terminated(signum, frame):

@@ -1,4 +1,4 @@
-"""Reading and writing videos: mp4 / gif / png frames, written atomically with the permissions the umask gives.
+"""Reading and writing videos and images: mp4 / gif / png frames, written atomically with the umask's permissions.
 
 A write goes to a hidden temporary file in the target folder and is renamed into place only when complete, so a
 failed or interrupted write (an exception, Ctrl-C, or SIGTERM under a handler that raises, as the command line
@@ -8,6 +8,7 @@ installs) leaves no file behind, and errors name the final path. An existing out
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -107,11 +108,17 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0, 
         else:
             imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
 
-    with warnings.catch_warnings():
-        # imageio starts ffmpeg with fork+exec; JAX warns about fork in a threaded process, which exec makes harmless.
-        warnings.filterwarnings("ignore", message=".*os.fork\\(\\) was called.*", category=RuntimeWarning)
+    with _forking_ffmpeg():
         _atomic_write(path, write, suffix=ext)
     return [path]
+
+
+@contextlib.contextmanager
+def _forking_ffmpeg():
+    """imageio starts ffmpeg with fork + exec; JAX warns about fork in a threaded process, which exec makes harmless."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*os.fork\\(\\) was called.*", category=RuntimeWarning)
+        yield
 
 
 def file_mode() -> int:
@@ -154,11 +161,53 @@ def _remove(path: str) -> None:
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
-    """Reads a video (or gif) into uint8 [F, H, W, 3]."""
+    """Reads a video file (mp4, gif, ...) into uint8 [F, H, W, 3]; errors name the file."""
     import imageio.v2 as imageio
 
-    reader = imageio.get_reader(os.fspath(path))
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"video {path} does not exist (or is not a file).")
     try:
-        return np.stack([np.asarray(frame)[..., :3] for frame in reader])
-    finally:
-        reader.close()
+        with _forking_ffmpeg():
+            reader = imageio.get_reader(path)
+            try:
+                return np.stack([_rgb(np.asarray(frame)) for frame in reader])
+            finally:
+                reader.close()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise ValueError(f"cannot read the video {path}: {e}") from None
+
+
+def read_image(path: str | os.PathLike):
+    """Reads an image file into an RGB ``PIL.Image``; errors name the file."""
+    import PIL.Image
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"image {path} does not exist (or is not a file).")
+    try:
+        with PIL.Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the image {path}: {e}") from None
+
+
+def read_frames(path: str | os.PathLike) -> list:
+    """The frames of a video file, of a folder of images (in name order), or of one image: RGB ``PIL.Image`` s."""
+    import PIL.Image
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if n.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".bmp")))
+        if not names:
+            raise ValueError(f"the folder {path} holds no image frames (.png, .jpg, ...).")
+        return [read_image(os.path.join(path, n)) for n in names]
+    if os.path.splitext(path)[1].lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+        return [read_image(path)]
+    return [PIL.Image.fromarray(frame) for frame in read_video(path)]
+
+
+def _rgb(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return np.repeat(frame[..., None], 3, axis=-1)
+    return frame[..., :3]

@@ -201,3 +201,56 @@ def test_max_sequence_length_flag_and_its_warning(tmp_path):
     assert len(warning) == 1 and len(warning[0]) < 400, warning  # a count and the first words, not the whole text
     assert re.search(r"prompt 0: \d+ of its \d+ tokens are past max_sequence_length=16 and were dropped", warning[0])
     assert read_video(out).shape[0] == 9
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """An image, a 9-frame gif, a 12-frame gif and a file that is not an image."""
+    import numpy as np
+    import PIL.Image
+
+    from ltx_jax.video import write_video
+
+    folder = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    PIL.Image.fromarray(rng.integers(0, 256, (80, 120, 3), dtype=np.uint8)).save(folder / "image.png")
+    write_video(rng.random((9, 64, 96, 3)), folder / "clip9.gif", fps=8)
+    write_video(rng.random((12, 64, 96, 3)), folder / "clip12.gif", fps=8)
+    (folder / "broken.png").write_text("not an image")
+    return folder
+
+
+@pytest.mark.parametrize("flags, frames", [
+    (["--image", "{media}/image.png"], 9),
+    (["--condition", "{media}/image.png@0", "--condition", "{media}/clip9.gif@16:0.8", "--num_frames", "33"], 33),
+    (["--video", "{media}/clip9.gif", "--denoise_strength", "0.6"], 9),
+], ids=["image-to-video", "keyframes", "video-to-video"])
+def test_conditioned_generation_writes_an_mp4(flags, frames, media, tmp_path, capsys):
+    out = tmp_path / "conditioned.mp4"
+    flags = [f.format(media=media) for f in flags]
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "a fox", "--output", str(out),
+                                "--steps", "2", "--noprogress", *flags], capsys)
+    assert code == 0, err
+    assert read_video(out).shape == (frames, 64, 96, 3)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image", "{media}/missing.png"], "error: image {media}/missing.png does not exist"),
+    (["--image", "{media}/broken.png"], "error: cannot read the image {media}/broken.png"),
+    (["--condition", "{media}/image.png"], "error: --condition '{media}/image.png': write PATH@FRAME"),
+    (["--condition", "{media}/image.png@9"], "error: condition 0 frame_index 9 is at or past num_frames=9"),
+    (["--condition", "{media}/image.png@0:1.5"], "error: condition 0 strength must be in [0, 1], got 1.5"),
+    (["--condition", "{media}/clip12.gif@0"], "error: condition 0: a conditioning video needs k * 8 + 1 frames, got "
+                                             "12; nearest valid: 9 or 17"),
+    (["--video", "{media}/clip9.gif"], "error: --video and --denoise_strength go together"),
+    (["--video", "{media}/clip9.gif", "--denoise_strength", "1.5"], "error: --denoise_strength must be in (0, 1)"),
+    (["--image", "{media}/image.png", "--condition", "{media}/image.png@0"], "error: --image is image-to-video"),
+    (["--video", "{media}/clip9.gif", "--denoise_strength", "0.5", "--num_frames", "17"],
+     "error: --video {media}/clip9.gif has 9 frames, fewer than --num_frames 17"),
+])
+def test_conditioning_errors_before_loading(flags, message, media, tmp_path, capsys):
+    out = tmp_path / "never.mp4"
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--output", str(out),
+                                *[f.format(media=media) for f in flags]], capsys)
+    assert code == 2 and err.splitlines()[0].startswith(message.format(media=media)), err
+    assert "loading" not in err and not out.exists()

@@ -6,12 +6,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
 
 import numpy as np
 import pytest
 import torch
-from conftest import build_tiny_reference, psnr, report
+from conftest import build_tiny_reference, compile_counter, psnr, report
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 from ltx_jax.pipelines import LTXPipeline
@@ -144,18 +143,8 @@ def test_second_call_compiles_nothing(ours):
                   negative_prompt_attention_mask=neg_mask.numpy(), height=HEIGHT, width=WIDTH, num_frames=FRAMES,
                   num_inference_steps=3, guidance_scale=3.0, decode_timestep=0.05)
     first = ours(seed=1, **kwargs)
-    compiles = []
-
-    def listener(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        # New values, same shapes: a scale per step, and the rescale turned on.
+    with compile_counter() as compiles:  # new values, same shapes: a scale per step, and the rescale turned on
         second = ours(seed=2, guidance_rescale=[0.0, 0.7, 0.3], **{**kwargs, "guidance_scale": [4.5, 2.0, 3.5]})
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     print(f"\n[pipeline] backend compiles during the second call: {len(compiles)}")
     assert compiles == []
     assert not np.allclose(first, second)

@@ -8,7 +8,10 @@ from ltx_jax.pipelines.base import (
     enable_compilation_cache,
     write_model_index,
 )
+from ltx_jax.pipelines.condition import LTXConditionPipeline
+from ltx_jax.pipelines.conditioning import LTXVideoCondition
+from ltx_jax.pipelines.image_to_video import LTXImageToVideoPipeline
 from ltx_jax.pipelines.text_to_video import LTXPipeline
 
-__all__ = ["AUTO_TILING_PIXELS", "LTXPipeline", "NonFiniteError", "PipelineBase", "StageTimings", "enable_compilation_cache",
-           "write_model_index"]
+__all__ = ["AUTO_TILING_PIXELS", "LTXConditionPipeline", "LTXImageToVideoPipeline", "LTXPipeline", "LTXVideoCondition",
+           "NonFiniteError", "PipelineBase", "StageTimings", "enable_compilation_cache", "write_model_index"]

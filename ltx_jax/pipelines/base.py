@@ -15,6 +15,7 @@ sizes (diffusers' ``vae_spatial_compression_ratio``, ``transformer_spatial_patch
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -93,6 +94,36 @@ def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling
 _jitted_decode = jax.jit(_decode_program, static_argnames=("vae", "tiling"))
 
 
+def _encode_program(vae, vae_params, video, key):
+    """Frames [B, F, H, W, 3] in [-1, 1] -> normalised latents [B, F', H', W', C] float32: a posterior sample
+    (mean + std * N(0, 1) from ``key``, as diffusers' ``retrieve_latents`` samples it), normalised."""
+    mean, logvar = vae.apply({"params": vae_params}, video.astype(vae.dtype), method="encode")
+    mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
+    sample = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, jnp.float32)
+    return vae.apply({"params": vae_params}, sample, method="normalize_latents")
+
+
+_jitted_encode = jax.jit(_encode_program, static_argnames=("vae",))
+
+
+@dataclasses.dataclass
+class CallSettings:
+    """One pipeline call's arguments after checking, with the release's defaults filled in."""
+
+    grid: sampling.LatentGrid
+    num_inference_steps: int
+    timesteps: Sequence[float] | None
+    guidance_scale: float | Sequence[float]
+    guidance_rescale: float | Sequence[float]
+    decode_timestep: float | Sequence[float]
+    decode_noise_scale: float | Sequence[float] | None
+    start: float  # perf_counter at the call's start
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return bool(np.max(self.guidance_scale) > 1.0)
+
+
 class PipelineBase:
     """Components and stages shared by the LTX-Video pipelines.
 
@@ -106,6 +137,9 @@ class PipelineBase:
       progress: show a progress bar while denoising.
       last_timings: ``StageTimings`` of the last call.
     """
+
+    # Whether T5 masks the prompt's padding tokens (diffusers' LTXConditionPipeline does; the others do not).
+    mask_encoder_padding = False
 
     def __init__(self, transformer, transformer_params, vae, vae_params, prompt_encoder=None,
                  scheduler_config: sched.FlowMatchSchedulerConfig = LTX_SCHEDULER, release: Release | None = None,
@@ -166,6 +200,13 @@ class PipelineBase:
             scheduler_config = chosen.scheduler if chosen is not None else LTX_SCHEDULER
         return cls(transformer, transformer_params, vae, vae_params, prompt_encoder, scheduler_config, chosen, progress)
 
+    @classmethod
+    def from_pipe(cls, pipe: "PipelineBase"):
+        """This pipeline over another pipeline's components (nothing is loaded or copied), e.g.
+        ``LTXConditionPipeline.from_pipe(LTXPipeline.from_pretrained(path))``."""
+        return cls(pipe.transformer, pipe.transformer_params, pipe.vae, pipe.vae_params, pipe.prompt_encoder,
+                   pipe.scheduler_config, pipe.release, pipe.progress)
+
     # ------------------------------------------------------------------------------------------ sizes
 
     @property
@@ -205,6 +246,50 @@ class PipelineBase:
         return (self.vae_temporal_compression_ratio / frame_rate, spatial, spatial)
 
     # ------------------------------------------------------------------------------------------ stages
+
+    def _begin_call(self, arguments: dict) -> CallSettings:
+        """Checks a call's arguments (``locals()`` of a pipeline's ``__call__``: types, then values, before any work)
+        and fills the ones left as None from the release's defaults (a distilled release's timesteps among them)."""
+        start = time.perf_counter()
+        a = arguments
+        height, width, num_frames, frame_rate = a["height"], a["width"], a["num_frames"], a["frame_rate"]
+        num_inference_steps, timesteps = a["num_inference_steps"], a["timesteps"]
+        guidance_scale, guidance_rescale = a["guidance_scale"], a["guidance_rescale"]
+        decode_timestep, decode_noise_scale = a["decode_timestep"], a["decode_noise_scale"]
+        prompt, negative_prompt, num_videos_per_prompt = a["prompt"], a["negative_prompt"], a["num_videos_per_prompt"]
+        self.last_timings = StageTimings()
+        validation.check_generation_arguments(
+            frame_rate=frame_rate, num_inference_steps=num_inference_steps, timesteps=timesteps,
+            guidance_scale=1.0 if guidance_scale is None else guidance_scale,
+            guidance_rescale=0.0 if guidance_rescale is None else guidance_rescale,
+            num_videos_per_prompt=num_videos_per_prompt, seed=a["seed"],
+            decode_timestep=0.0 if decode_timestep is None else decode_timestep, decode_noise_scale=decode_noise_scale,
+            max_sequence_length=a["max_sequence_length"], prompt=prompt, negative_prompt=negative_prompt)
+        defaults = self.defaults
+        if timesteps is None and num_inference_steps is None:
+            timesteps, num_inference_steps = defaults.timesteps, defaults.num_inference_steps
+        if timesteps is not None:
+            num_inference_steps = len(timesteps)
+        grid = self.latent_grid(height, width, num_frames)
+        validation.check_schedule(num_inference_steps, timesteps)
+        validation.check_output_type(a["output_type"])
+        validation.check_prompts(prompt, negative_prompt, a["prompt_embeds"], a["prompt_attention_mask"],
+                                 a["negative_prompt_embeds"], a["negative_prompt_attention_mask"], num_videos_per_prompt)
+        pick = lambda value, default: default if value is None else value  # noqa: E731
+        return CallSettings(grid, num_inference_steps, timesteps, pick(guidance_scale, defaults.guidance_scale),
+                            pick(guidance_rescale, defaults.guidance_rescale),
+                            pick(decode_timestep, defaults.decode_timestep),
+                            pick(decode_noise_scale, defaults.decode_noise_scale), start)
+
+    def _end_call(self, latents: jax.Array, call: CallSettings, *, output_type: str, key: jax.Array, tiling) -> np.ndarray:
+        """The call's output: frames decoded from packed latents [B, N, C] (or the latents themselves)."""
+        if output_type == "latent":
+            out = np.asarray(latents)
+        else:
+            out = self.decode(latents, call.grid, decode_timestep=call.decode_timestep,
+                              decode_noise_scale=call.decode_noise_scale, key=key, tiling=tiling)
+        self.last_timings.total = time.perf_counter() - call.start
+        return out
 
     @contextlib.contextmanager
     def _stage(self, name: str):
@@ -246,39 +331,64 @@ class PipelineBase:
             return sampling.run(lambda: out, stage="text encoding")
 
     def _encode(self, prompts: list[str], max_sequence_length: int):
+        from ltx_jax.text_encoding import encode_prompt
+
         if self.prompt_encoder is None:
             raise ValueError("This pipeline has no text encoder: pass prompt_embeds and prompt_attention_mask "
                              "(and the negative pair with guidance), or load one with text_encoder_path=.")
-        return self.prompt_encoder(prompts, max_sequence_length)
+        encoder = self.prompt_encoder
+        return encode_prompt(prompts, encoder.tokenizer, encoder.module, encoder.params, max_sequence_length,
+                             mask_encoder_padding=self.mask_encoder_padding)
 
-    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None) -> jax.Array:
-        """Initial packed latents [B, N, C] float32: standard normal noise from ``key``, or ``latents`` given packed
-        [B, N, C] or channels-last [B, F, H, W, C] (checked against the grid)."""
+    def encode_video(self, video, key: jax.Array) -> jax.Array:
+        """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]
+        float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from)."""
+        with self._stage("encoding"):
+            return sampling.run(lambda: _jitted_encode(self.vae, self.vae_params, jnp.asarray(video), key),
+                                stage="encoding")
+
+    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None,
+                        noise=None) -> jax.Array:
+        """Initial packed latents [B, N, C] float32: ``latents`` if given, else ``noise`` if given, else standard
+        normal noise from ``key``; given arrays are packed [B, N, C] or channels-last [B, F, H, W, C] (checked)."""
+        if latents is not None:
+            return self._grid_array(latents, batch_size, grid, "latents")
+        if noise is not None:
+            return self._grid_array(noise, batch_size, grid, "noise")
+        return jax.random.normal(key, (batch_size, grid.num_tokens, self.transformer.config.in_channels), jnp.float32)
+
+    def _grid_array(self, latents, batch_size: int, grid: sampling.LatentGrid, name: str) -> jax.Array:
+        """A caller's latents (or noise) as packed float32 [B, N, C], every axis checked against the grid."""
         channels = self.transformer.config.in_channels
         expected = (batch_size, grid.num_tokens, channels)
-        if latents is None:
-            return jax.random.normal(key, expected, jnp.float32)
         latents = jnp.array(latents, jnp.float32)  # a copy: the loop consumes (donates) it, not the caller's array
         if not bool(jnp.all(jnp.isfinite(latents))):
-            raise ValueError("latents contain NaN or Inf; pass finite initial latents (or none, to draw them from seed).")
+            raise ValueError(f"{name} contain NaN or Inf; pass finite values (or none, to draw them from seed).")
         if latents.ndim == 5:
             unpacked = channels // (grid.patch_size**2 * grid.patch_size_t)
             five = (batch_size, grid.frames, grid.height, grid.width, unpacked)
             if latents.shape != five:
-                raise ValueError(f"latents have shape {latents.shape}; expected channels-last [B, F, H, W, C] = {five} "
+                raise ValueError(f"{name} have shape {latents.shape}; expected channels-last [B, F, H, W, C] = {five} "
                                  "for this size (or packed [B, N, C]).")
             latents = sampling.pack_latents(latents, grid.patch_size, grid.patch_size_t)
         if latents.shape != expected:
-            raise ValueError(f"latents have shape {latents.shape}; expected packed [B, N, C] = {expected} for a "
+            raise ValueError(f"{name} have shape {latents.shape}; expected packed [B, N, C] = {expected} for a "
                              f"{grid.frames}x{grid.height}x{grid.width} latent grid.")
         return latents
+
+    def schedule(self, grid: sampling.LatentGrid, num_inference_steps: int | None = None,
+                 timesteps: Sequence[float] | None = None, sigmas: Sequence[float] | None = None):
+        """(sigmas [S + 1], timesteps [S]) float32 for this grid, as diffusers' ``LTXPipeline`` sets its scheduler."""
+        return sampling.schedule(self.scheduler_config, num_inference_steps, grid.num_latents, timesteps=timesteps,
+                                 sigmas=sigmas)
 
     def denoise(self, latents: jax.Array, grid: sampling.LatentGrid, prompt_embeds, prompt_attention_mask,
                 negative_prompt_embeds=None, negative_prompt_attention_mask=None, *, frame_rate: float = 25,
                 num_inference_steps: int | None = 50, timesteps: Sequence[float] | None = None,
                 sigmas: Sequence[float] | None = None, guidance_scale: float | Sequence[float] = 3.0,
                 guidance_rescale: float | Sequence[float] = 0.0, conditioning_mask=None, video_coords=None,
-                per_token_timesteps: bool = False) -> jax.Array:
+                per_token_timesteps: bool = False, schedule=None, image_cond_noise_scale: float | None = None,
+                noise_key: jax.Array | None = None) -> jax.Array:
         """The whole denoising loop, one compiled program: packed latents [B, N, C] -> denoised [B, N, C] float32.
 
         Args:
@@ -290,10 +400,14 @@ class PipelineBase:
           video_coords: [B, 3, N] token coordinates (frames already divided by the frame rate, as diffusers'
             condition pipeline passes them); replaces the grid and ``frame_rate``.
           per_token_timesteps: diffusers' ``LTXConditionPipeline`` stepping rule instead of ``LTXPipeline``'s.
+          schedule: (sigmas [S + 1], timesteps [S]) to use as they are (e.g. ``self.schedule(...)`` trimmed for a
+            ``denoise_strength``); replaces the other schedule arguments.
+          image_cond_noise_scale, noise_key: per-token rule only: before each step, tokens whose mask is 1 are reset
+            to their initial latents plus ``scale * N(0, 1) * (t / 1000)^2`` (diffusers' condition pipeline).
         """
         with self._stage("denoising"):
-            sigmas_, timesteps_ = sampling.schedule(self.scheduler_config, num_inference_steps, grid.num_latents,
-                                                    timesteps=timesteps, sigmas=sigmas)
+            sigmas_, timesteps_ = schedule if schedule is not None else self.schedule(
+                grid, num_inference_steps, timesteps=timesteps, sigmas=sigmas)
             steps = len(timesteps_)
             scales = {"guidance_scale": sampling.per_step("guidance_scale", guidance_scale, steps),
                       "guidance_rescale": sampling.per_step("guidance_rescale", guidance_rescale, steps)}
@@ -310,14 +424,14 @@ class PipelineBase:
                 with sampling.controlled(control) as token:
                     result = sampling.run(lambda: self._run_sampler(
                         sampler, latents, rows, sigmas_, timesteps_, scales, frame_rate, conditioning_mask, video_coords,
-                        token), control, stage="denoising", total_steps=steps)
+                        token, image_cond_noise_scale, noise_key), control, stage="denoising", total_steps=steps)
             if int(result.nonfinite_step) >= 0:
                 raise NonFiniteError(f"denoising produced NaN or Inf at step {int(result.nonfinite_step) + 1} of "
                                      f"{steps}; the run was stopped there (check the inputs, dtype and weights).")
             return result.latents
 
     def _run_sampler(self, sampler, latents, rows, sigmas, timesteps, scales, frame_rate, conditioning_mask,
-                     video_coords, token) -> sampling.SamplingResult:
+                     video_coords, token, image_cond_noise_scale, noise_key) -> sampling.SamplingResult:
         """Dispatches the compiled loop (asynchronously: the caller waits)."""
         inputs = sampling.SamplingInputs(
             prompt_embeds=jnp.concatenate([jnp.asarray(e) for e, _ in rows]).astype(self.transformer.dtype),
@@ -329,6 +443,8 @@ class PipelineBase:
             video_coords=None if video_coords is None else jnp.asarray(video_coords, jnp.float32),
             conditioning_mask=None if conditioning_mask is None else jnp.asarray(conditioning_mask, jnp.float32),
             control_token=token,
+            image_cond_noise_scale=None if image_cond_noise_scale is None else jnp.float32(image_cond_noise_scale),
+            noise_key=noise_key,
         )
         return sampling.jitted_sample(sampler, self.transformer_params, latents, inputs)
 

@@ -10,14 +10,12 @@ diffusers reads the same here.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
-from ltx_jax.pipelines import validation
-from ltx_jax.pipelines.base import PipelineBase, StageTimings
+from ltx_jax.pipelines.base import PipelineBase
 
 # diffusers' LTXPipeline defaults (the command line takes them too).
 DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES, DEFAULT_FRAME_RATE = 512, 704, 161, 25
@@ -41,6 +39,7 @@ class LTXPipeline(PipelineBase):
         num_videos_per_prompt: int = 1,
         seed: int = 0,
         latents=None,
+        noise=None,
         prompt_embeds=None,
         prompt_attention_mask=None,
         negative_prompt_embeds=None,
@@ -63,47 +62,19 @@ class LTXPipeline(PipelineBase):
           guidance_scale, guidance_rescale: one value, or one per step (changing them never recompiles).
           seed: seeds the initial noise and the decode noise.
           latents: initial packed latents [B, N, C] (or channels-last [B, F, H, W, C]), float32.
+          noise: the initial Gaussian noise on the latent grid (same layouts), instead of drawing it from ``seed``: to
+            compare with another implementation that drew the same noise. For text-to-video it is the latents.
           tiling: "auto" (tiles above ``AUTO_TILING_PIXELS``), None/False (whole), True (diffusers' default
             tiles), or a dict of diffusers' ``enable_tiling`` arguments.
           output_type: "np" -> frames [B, F, H, W, 3] float32 in [0, 1]; "latent" -> packed latents [B, N, C].
         """
-        start = time.perf_counter()
-        self.last_timings = StageTimings()
-        validation.check_generation_arguments(
-            frame_rate=frame_rate, num_inference_steps=num_inference_steps, timesteps=timesteps,
-            guidance_scale=1.0 if guidance_scale is None else guidance_scale,
-            guidance_rescale=0.0 if guidance_rescale is None else guidance_rescale,
-            num_videos_per_prompt=num_videos_per_prompt, seed=seed,
-            decode_timestep=0.0 if decode_timestep is None else decode_timestep, decode_noise_scale=decode_noise_scale,
-            max_sequence_length=max_sequence_length, prompt=prompt, negative_prompt=negative_prompt)
-        defaults = self.defaults
-        if timesteps is None and num_inference_steps is None:  # the release's schedule (a distilled one's timesteps)
-            timesteps, num_inference_steps = defaults.timesteps, defaults.num_inference_steps
-        if timesteps is not None:
-            num_inference_steps = len(timesteps)
-        guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
-        guidance_rescale = defaults.guidance_rescale if guidance_rescale is None else guidance_rescale
-        decode_timestep = defaults.decode_timestep if decode_timestep is None else decode_timestep
-        decode_noise_scale = defaults.decode_noise_scale if decode_noise_scale is None else decode_noise_scale
-
-        grid = self.latent_grid(height, width, num_frames)
-        validation.check_schedule(num_inference_steps, timesteps)
-        validation.check_output_type(output_type)
-        validation.check_prompts(prompt, negative_prompt, prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
-                                 negative_prompt_attention_mask, num_videos_per_prompt)
-        do_cfg = bool(np.max(guidance_scale) > 1.0)
-
-        embeds = self.encode_prompt(prompt, negative_prompt, do_cfg, num_videos_per_prompt, prompt_embeds,
-                                    prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask,
-                                    max_sequence_length)
+        call = self._begin_call(locals())
+        embeds = self.encode_prompt(prompt, negative_prompt, call.do_classifier_free_guidance, num_videos_per_prompt,
+                                    prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
+                                    negative_prompt_attention_mask, max_sequence_length)
         noise_key, decode_key = jax.random.split(jax.random.PRNGKey(seed))
-        latents = self.prepare_latents(embeds[0].shape[0], grid, noise_key, latents)
-        latents = self.denoise(latents, grid, *embeds, frame_rate=frame_rate, num_inference_steps=num_inference_steps,
-                               timesteps=timesteps, guidance_scale=guidance_scale, guidance_rescale=guidance_rescale)
-        if output_type == "latent":
-            out = np.asarray(latents)
-        else:
-            out = self.decode(latents, grid, decode_timestep=decode_timestep, decode_noise_scale=decode_noise_scale,
-                              key=decode_key, tiling=tiling)
-        self.last_timings.total = time.perf_counter() - start
-        return out
+        latents = self.prepare_latents(embeds[0].shape[0], call.grid, noise_key, latents, noise)
+        latents = self.denoise(latents, call.grid, *embeds, frame_rate=frame_rate,
+                               num_inference_steps=call.num_inference_steps, timesteps=call.timesteps,
+                               guidance_scale=call.guidance_scale, guidance_rescale=call.guidance_rescale)
+        return self._end_call(latents, call, output_type=output_type, key=decode_key, tiling=tiling)

@@ -53,6 +53,8 @@ class SamplingInputs:
     video_coords: jax.Array | None = None  # [B, 3, N] float32 token coordinates; replaces the grid + scale
     conditioning_mask: jax.Array | None = None  # [B, N] float32 in [0, 1], 1 = clean conditioning token
     control_token: jax.Array | int = control.NO_CONTROL  # [] int32, see ltx_jax.sampling.control
+    image_cond_noise_scale: jax.Array | None = None  # [] float32, per-token rule: noise on mask-1 tokens each step
+    noise_key: jax.Array | None = None  # PRNG key of that noise (folded with the step index)
 
 
 @flax.struct.dataclass
@@ -122,9 +124,13 @@ class Sampler:
         scales = {name: inputs.guidance[name][i] for name in self.guidance.scale_names}
         return self.guidance.combine(outputs, scales)
 
-    def step(self, params, constants: TransformerConstants, latents: jax.Array, i, inputs: SamplingInputs) -> jax.Array:
-        """One denoising step i: latents [B, N, C] float32 -> the next latents."""
+    def step(self, params, constants: TransformerConstants, latents: jax.Array, i, inputs: SamplingInputs,
+             initial: jax.Array | None = None) -> jax.Array:
+        """One denoising step i: latents [B, N, C] float32 -> the next latents (``initial``: the loop's first latents,
+        for the conditioning noise)."""
         t = inputs.timesteps[i]
+        if self.per_token_timesteps and inputs.conditioning_mask is not None and inputs.image_cond_noise_scale is not None:
+            latents = self.noise_conditioning(latents, initial, t, i, inputs)
         timestep = self.timestep(t, latents.shape[0], inputs)
         velocity = self.velocity(params, constants, latents, timestep, i, inputs)
         mask = inputs.conditioning_mask
@@ -138,11 +144,19 @@ class Sampler:
         new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
         return new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)
 
+    def noise_conditioning(self, latents, initial, t, i, inputs: SamplingInputs) -> jax.Array:
+        """diffusers' ``add_noise_to_image_conditioning_latents``: tokens whose mask is 1 (within 1e-6) become their
+        initial latents plus ``image_cond_noise_scale * N(0, 1) * (t / 1000)^2``."""
+        noise = jax.random.normal(jax.random.fold_in(inputs.noise_key, i), latents.shape, jnp.float32)
+        hard = (inputs.conditioning_mask > 1.0 - 1e-6)[..., None]
+        return jnp.where(hard, initial + inputs.image_cond_noise_scale * noise * (t / 1000.0) ** 2, latents)
+
     def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
         """Runs the steps from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start) until
         the last one, a stop request or non-finite latents. Call through ``jitted_sample``."""
         constants = self.prepare(params, inputs)
         num_steps = inputs.timesteps.shape[0]
+        initial = latents.astype(jnp.float32)
 
         def running(carry):
             i, _, stop, nonfinite = carry
@@ -150,7 +164,7 @@ class Sampler:
 
         def body(carry):
             i, latents, _, nonfinite = carry
-            latents = self.step(params, constants, latents, i, inputs)
+            latents = self.step(params, constants, latents, i, inputs, initial)
             nonfinite = jnp.where(jnp.all(jnp.isfinite(latents)), nonfinite, i)
             stop = jnp.bool_(False)
             if self.host_callbacks:
