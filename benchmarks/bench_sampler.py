@@ -1,6 +1,10 @@
-"""What the denoising loop's safety costs: the per-step host callback (progress and Ctrl-C) and the NaN checks.
+"""Per-step costs of the denoising loop: guidance branches (text only, CFG, CFG + STG), and what the loop's safety
+costs: the per-step host callback (progress and Ctrl-C) and the NaN checks.
 
     python -m benchmarks.bench_sampler                 # tiny model (the callback's absolute cost) and a 2B-width slice
+
+Branches: the same loop with one, two and three branches per step (a step's batched forward grows with them; the
+ratios should be about 1 : 2 : 3 where the matmuls dominate).
 
 Each case runs the same compiled loop twice, with the per-step host callback (``Sampler(host_callbacks=True)``, what
 the pipelines run) and without it, and reports the median time per step of each and their difference. The latents'
@@ -19,17 +23,22 @@ import jax.numpy as jnp
 from benchmarks.timing import sample_times
 
 
-def loop_times(module, params, grid, steps: int, repeats: int, host_callbacks: bool) -> list[float]:
+def loop_times(module, params, grid, steps: int, repeats: int, host_callbacks: bool = True,
+               guidance=None) -> list[float]:
     """Seconds of whole ``steps``-step runs of the compiled loop (blocked on, after a warm-up run)."""
     from ltx_jax import sampling
 
     cfg = module.config
-    sampler = sampling.Sampler(module, grid, sampling.Guidance(), host_callbacks=host_callbacks)
+    guidance = guidance or sampling.Guidance()
+    sampler = sampling.Sampler(module, grid, (sampling.Segment(0, steps, guidance),), host_callbacks=host_callbacks)
+    text = jnp.ones((1, 16, cfg.caption_channels), module.dtype)
+    scales = {**sampling.SCALES, "guidance_scale": 3.0, "stg_scale": 1.0}
     inputs = sampling.SamplingInputs(
-        prompt_embeds=jnp.ones((1, 16, cfg.caption_channels), module.dtype),
-        prompt_attention_mask=jnp.ones((1, 16), jnp.int32),
+        prompt_embeds=text, prompt_attention_mask=jnp.ones((1, 16), jnp.int32), negative_prompt_embeds=text,
+        negative_prompt_attention_mask=jnp.ones((1, 16), jnp.int32),
         sigmas=jnp.linspace(1.0, 0.0, steps + 1), timesteps=jnp.linspace(1000.0, 1.0, steps),
-        guidance={"guidance_scale": jnp.ones(steps), "guidance_rescale": jnp.zeros(steps)},
+        guidance={k: jnp.full((steps,), v, jnp.float32) for k, v in scales.items()},
+        skip_masks=jnp.ones((steps, cfg.num_layers)).at[:, 0].set(0.0),
         rope_interpolation_scale=jnp.asarray([0.32, 32.0, 32.0]))
 
     def run():
@@ -80,7 +89,26 @@ def main(argv=None) -> int:
               f"{r['callback_us']:>12.1f} {r['finite_check_us']:>16.1f}")
     frames = check_time((1, 121, 512, 768, 3), repeats=5)
     print(f"finite check of decoded frames, 121 x 512 x 768 x 3 float32: {frames * 1e3:.1f} ms")
+    branch_times(slice_cfg, LatentGrid(2, 8, 8), args.slice_steps, args.repeats)
     return 0
+
+
+def branch_times(cfg, grid, steps: int, repeats: int) -> dict:
+    """ms per step with one branch (text only), two (CFG) and three (CFG + STG), on the same loop."""
+    from ltx_jax import sampling
+    from ltx_jax.models import init_params
+    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+
+    module = LTXVideoTransformer3DModel(cfg)
+    params = init_params(module, jax.random.PRNGKey(0))
+    rows = {}
+    for name, guidance in (("text only", sampling.Guidance()), ("CFG", sampling.Guidance(cfg=True)),
+                           ("CFG + STG", sampling.Guidance(cfg=True, stg=True))):
+        rows[name] = statistics.median(loop_times(module, params, grid, steps, repeats, guidance=guidance)) / steps
+    base = rows["text only"]
+    print(f"branches per step ({cfg.num_layers} layers, width {cfg.inner_dim}, {grid.num_tokens} tokens): " + ", ".join(
+        f"{name} {t * 1e3:.1f} ms ({t / base:.2f}x)" for name, t in rows.items()))
+    return rows
 
 
 if __name__ == "__main__":

@@ -48,6 +48,13 @@ flags.DEFINE_float("fps", 25.0, "Frame rate of the output and of the RoPE time s
 flags.DEFINE_integer("steps", None, "Denoising steps (default: the release's).", flag_values=FLAGS)
 flags.DEFINE_float("guidance", None, "Classifier-free guidance scale, >= 0; values up to 1 turn guidance off "
                    "(default: the release's).", flag_values=FLAGS)
+flags.DEFINE_float("stg_scale", None, "Spatio-temporal guidance scale, >= 0 (default: the release's; 0 turns it off).",
+                   flag_values=FLAGS)
+flags.DEFINE_enum("stg_mode", None, ["attention_values", "attention_skip", "residual", "transformer_block"],
+                  "How STG perturbs the skipped blocks (default: the release's, attention_values).", flag_values=FLAGS)
+flags.DEFINE_list("stg_blocks", None, "Blocks STG skips, e.g. 19,25 (default: the release's).", flag_values=FLAGS)
+flags.DEFINE_bool("cfg_star", None, "CFG-star: rescale the unconditional prediction by its projection (default: the "
+                  "release's).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_integer("max_sequence_length", 128, "Prompt tokens (longer prompts are cut, with a warning).",
                      flag_values=FLAGS)
@@ -105,6 +112,10 @@ def resolve_arguments() -> dict:
     if FLAGS.guidance is not None:
         validation.check_number("--guidance", FLAGS.guidance, minimum=0,
                                 note=" (values up to 1 turn classifier-free guidance off)")
+    if FLAGS.stg_scale is not None:
+        validation.check_number("--stg_scale", FLAGS.stg_scale, minimum=0)
+    if FLAGS.stg_blocks is not None and not all(b.strip().isdigit() for b in FLAGS.stg_blocks):
+        raise UsageError(f"--stg_blocks {','.join(FLAGS.stg_blocks)}: give block indices, e.g. --stg_blocks 19,25.")
     validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
     check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     facts = _model_facts(tiny)
@@ -113,6 +124,9 @@ def resolve_arguments() -> dict:
         validation.check_video_size(height, width, num_frames, spatial_multiple=facts["spatial"],
                                     temporal_ratio=facts["temporal"], temporal_patch=facts["temporal_patch"])
         args.update(_conditioning_inputs(source, num_frames, height, width, facts["temporal"]))
+        too_deep = [b for b in FLAGS.stg_blocks or [] if int(b) >= facts["num_layers"]]
+        if too_deep:
+            raise ValueError(f"--stg_blocks {','.join(too_deep)}: the model's blocks are 0 .. {facts['num_layers'] - 1}.")
         if FLAGS.steps is not None and facts["scheduler"] is not None:  # e.g. one step of a stretched schedule
             from ltx_jax.sampling import LatentGrid, schedule
 
@@ -203,7 +217,8 @@ def _model_facts(tiny: bool) -> dict | None:
         if os.path.isfile(scheduler_json):
             scheduler = sched.FlowMatchSchedulerConfig.from_json(scheduler_json)
     return dict(spatial=vae.spatial_ratio * transformer.patch_size, spatial_ratio=vae.spatial_ratio,
-                temporal=vae.temporal_ratio, temporal_patch=transformer.patch_size_t, scheduler=scheduler)
+                temporal=vae.temporal_ratio, temporal_patch=transformer.patch_size_t, scheduler=scheduler,
+                num_layers=transformer.num_layers)
 
 
 def generate(args: dict) -> int:
@@ -229,7 +244,9 @@ def generate(args: dict) -> int:
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}")
     common = dict(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
                   num_frames=args["num_frames"], frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
-                  guidance_scale=FLAGS.guidance, seed=FLAGS.seed, max_sequence_length=FLAGS.max_sequence_length,
+                  guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale, skip_layer_strategy=FLAGS.stg_mode,
+                  skip_block_list=None if FLAGS.stg_blocks is None else [int(b) for b in FLAGS.stg_blocks],
+                  cfg_star_rescale=FLAGS.cfg_star, seed=FLAGS.seed, max_sequence_length=FLAGS.max_sequence_length,
                   tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
     pipe = _pipeline_for(pipe, args)
     frames = _generate(pipe, args, common)

@@ -100,14 +100,34 @@ LTX_DISTILLED_REFINE_TIMESTEPS = (1000.0, 909.0, 725.0, 421.0, 0.0)
 @dataclasses.dataclass(frozen=True)
 class GenerationDefaults:
     """What a pipeline call uses for the arguments left as None; ``GenerationDefaults()`` is diffusers' own
-    ``LTXPipeline.__call__`` defaults (``decode_noise_scale`` None = equal to ``decode_timestep``, as diffusers)."""
+    ``LTXPipeline.__call__`` defaults (``decode_noise_scale`` None = equal to ``decode_timestep``, as diffusers), with
+    no spatio-temporal guidance. The guidance fields take the original package's names and meaning (see
+    ``ltx_jax.sampling.guidance``): values, or tuples with one value per ``guidance_timesteps`` entry."""
 
     num_inference_steps: int = 50
     timesteps: tuple[float, ...] | None = None
-    guidance_scale: float = 3.0
+    guidance_scale: float | tuple[float, ...] = 3.0
     guidance_rescale: float = 0.0
+    stg_scale: float | tuple[float, ...] = 0.0
+    rescaling_scale: float | tuple[float, ...] = 1.0
+    skip_block_list: tuple | None = None
+    skip_layer_strategy: str = "attention_values"
+    cfg_star_rescale: bool = False
+    guidance_timesteps: tuple[float, ...] | None = None
+    skip_initial_inference_steps: int = 0
+    skip_final_inference_steps: int = 0
     decode_timestep: float = 0.0
     decode_noise_scale: float | None = None
+
+    def for_layers(self, num_layers: int) -> "GenerationDefaults":
+        """These defaults for a model of ``num_layers`` blocks (a fine-tune or tiny model named after a release):
+        skipped blocks it does not have are dropped."""
+        blocks = self.skip_block_list
+        if blocks is None:
+            return self
+        keep = lambda bs: tuple(b for b in bs if b < num_layers)  # noqa: E731
+        nested = blocks and isinstance(blocks[0], tuple)
+        return dataclasses.replace(self, skip_block_list=tuple(keep(b) for b in blocks) if nested else keep(blocks))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,8 +165,17 @@ class Release:
 
 _2B, _13B = TRANSFORMER_PRESETS["ltx-video-2b"], TRANSFORMER_PRESETS["ltx-video-13b"]
 _VAE_090, _VAE_091, _VAE_095 = (VAE_PRESETS[f"ltx-video-0.9.{v}"] for v in (0, 1, 5))
-_DEV_2B = GenerationDefaults(num_inference_steps=40, guidance_scale=3.0, decode_timestep=0.05, decode_noise_scale=0.025)
-_DEV_13B = GenerationDefaults(num_inference_steps=30, guidance_scale=5.0, decode_timestep=0.05, decode_noise_scale=0.025)
+# Lightricks' configs/ltxv-2b-0.9*.yaml (0.9.0 to 0.9.6 dev): CFG 3, STG 1 on block 19 (attention values), rescaling 0.7.
+_DEV_2B = GenerationDefaults(num_inference_steps=40, guidance_scale=3.0, stg_scale=1.0, rescaling_scale=0.7,
+                             skip_block_list=(19,), decode_timestep=0.05, decode_noise_scale=0.025)
+# configs/ltxv-13b-0.9.7-dev.yaml and ltxv-13b-0.9.8-dev.yaml, first pass: a guidance schedule with CFG-star.
+_DEV_13B = GenerationDefaults(
+    num_inference_steps=30, skip_final_inference_steps=3, cfg_star_rescale=True,
+    guidance_timesteps=(1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180),
+    guidance_scale=(1.0, 1.0, 6.0, 8.0, 6.0, 1.0, 1.0), stg_scale=(0.0, 0.0, 4.0, 4.0, 4.0, 2.0, 1.0),
+    rescaling_scale=(1.0, 1.0, 0.5, 0.5, 1.0, 1.0, 1.0),
+    skip_block_list=((), (11, 25, 35, 39), (22, 35, 39), (28,), (28,), (28,), (28,)),
+    decode_timestep=0.05, decode_noise_scale=0.025)
 # The 0.9.7 / 0.9.8 distilled models: the first pass of their multi-scale recipe, no guidance.
 _DISTILLED = GenerationDefaults(num_inference_steps=len(LTX_DISTILLED_TIMESTEPS), timesteps=LTX_DISTILLED_TIMESTEPS,
                                 guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025)
@@ -157,10 +186,9 @@ def _files(stem: str, fp8: bool = True) -> tuple[str, ...]:
 
 
 RELEASES: dict[str, Release] = {r.name: r for r in (
-    Release("ltx-video-0.9.0", "0.9.0", "2b", "", _2B, _VAE_090, LTX_SCHEDULER, GenerationDefaults(),
+    Release("ltx-video-0.9.0", "0.9.0", "2b", "", _2B, _VAE_090, LTX_SCHEDULER, _DEV_2B,
             files=_files("ltx-video-2b-v0.9", fp8=False), lightricks_config="ltxv-2b-0.9.yaml"),
-    Release("ltx-video-0.9.1", "0.9.1", "2b", "", _2B, _VAE_091, LTX_SCHEDULER,
-            GenerationDefaults(decode_timestep=0.03, decode_noise_scale=0.025),
+    Release("ltx-video-0.9.1", "0.9.1", "2b", "", _2B, _VAE_091, LTX_SCHEDULER, _DEV_2B,
             files=_files("ltx-video-2b-v0.9.1", fp8=False), lightricks_config="ltxv-2b-0.9.1.yaml"),
     Release("ltx-video-0.9.5", "0.9.5", "2b", "", _2B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_2B,
             files=_files("ltx-video-2b-v0.9.5", fp8=False), lightricks_config="ltxv-2b-0.9.5.yaml"),

@@ -254,3 +254,18 @@ def test_conditioning_errors_before_loading(flags, message, media, tmp_path, cap
                                 *[f.format(media=media) for f in flags]], capsys)
     assert code == 2 and err.splitlines()[0].startswith(message.format(media=media)), err
     assert "loading" not in err and not out.exists()
+
+
+def test_stg_flags(tmp_path, capsys):
+    out = tmp_path / "stg.mp4"
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "a fox", "--output", str(out),
+                                "--steps", "2", "--noprogress", "--stg_scale", "1.5", "--stg_mode", "attention_skip",
+                                "--stg_blocks", "0,1", "--cfg_star"], capsys)
+    assert code == 0, err
+    assert read_video(out).shape == (9, 64, 96, 3)
+    for flags, message in ((["--stg_blocks", "0,9"], "error: --stg_blocks 9: the model's blocks are 0 .. 1."),
+                           (["--stg_blocks", "a"], "error: --stg_blocks a: give block indices"),
+                           (["--stg_scale", "-1"], "error: --stg_scale must be >= 0")):
+        code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--output",
+                                    str(tmp_path / "never.mp4"), *flags], capsys)
+        assert code == 2 and err.startswith(message) and "loading" not in err, err

@@ -163,7 +163,7 @@ def test_video_to_video_matches_diffusers(tiny_reference, ours, monkeypatch):
 
 def test_conditioning_noise_is_diffusers_formula():
     """Before each step, mask-1 tokens become init + scale * noise * (t / 1000)^2; the others keep their values."""
-    sampler = sampling.Sampler(None, sampling.LatentGrid(1, 1, 4), sampling.Guidance(), per_token_timesteps=True)
+    sampler = sampling.Sampler(None, sampling.LatentGrid(1, 1, 4), (), per_token_timesteps=True)
     mask = jnp.asarray([[1.0, 0.6, 0.0, 1.0 - 1e-7]])
     inputs = sampling.SamplingInputs(prompt_embeds=None, prompt_attention_mask=None, sigmas=None, timesteps=None,
                                      guidance={}, conditioning_mask=mask, image_cond_noise_scale=jnp.float32(0.15),

@@ -268,7 +268,8 @@ def test_ltx_jax_condition_pipeline_matches_the_original(sharp, case):
     frames = pipe(conditions=[LTXVideoCondition(image=pictures[k], frame_index=frame) for k, frame in items],
                   noise=arrays["noise.latents.0"], timesteps=[t * 1000.0 for t in timesteps],
                   height=HEIGHT, width=WIDTH, num_frames=num_frames, frame_rate=FRAME_RATE, guidance_scale=3.0,
-                  guidance_rescale=0.0, image_cond_noise_scale=0.0, decode_timestep=0.05, decode_noise_scale=0.0,
+                  guidance_rescale=0.0, stg_scale=0.0, image_cond_noise_scale=0.0, decode_timestep=0.05,
+                  decode_noise_scale=0.0,
                   **{name: arrays[name] for name in ("prompt_embeds", "prompt_attention_mask",
                                                      "negative_prompt_embeds", "negative_prompt_attention_mask")})
     value = psnr(frames, ref)

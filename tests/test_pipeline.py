@@ -233,6 +233,8 @@ def test_from_pretrained_single_file_with_text_encoder_folder(reference, ours, t
                                          compilation_cache=False, progress=False)
     assert single.vae.config == ours.vae.config
     assert single.release.name == "ltx-video-0.9.1"  # from the file name
+    assert single.defaults.stg_scale == 1.0 and single.defaults.skip_block_list == ()  # 0.9.1's STG, no block 19 here
     kwargs = dict(prompt="a red fox", height=HEIGHT, width=WIDTH, num_frames=FRAMES, num_inference_steps=2,
-                  guidance_scale=3.0, decode_timestep=0.05, decode_noise_scale=0.0, max_sequence_length=T_TEXT, seed=4)
+                  guidance_scale=3.0, stg_scale=0.0, decode_timestep=0.05, decode_noise_scale=0.0,
+                  max_sequence_length=T_TEXT, seed=4)
     np.testing.assert_array_equal(single(**kwargs), ours(**kwargs))

@@ -182,12 +182,15 @@ def test_step_invariant_work_runs_once_per_call(ours):
     keys / values: a matmul of a T-token operand with a weight matrix) and no RoPE table (cos over N tokens)."""
     t_text, steps = 13, 5  # sizes that no other axis has
     grid = sampling.LatentGrid(2, 2, 3)
-    guidance = sampling.Guidance(cfg=True)
-    sampler = sampling.Sampler(ours.transformer, grid, guidance)
+    # CFG and STG: the prompt's constants serve two branches, the negative prompt's one.
+    sampler = sampling.Sampler(ours.transformer, grid, (sampling.Segment(0, steps, sampling.Guidance(cfg=True, stg=True)),))
     inputs = sampling.SamplingInputs(
-        prompt_embeds=jnp.zeros((4, t_text, TINY_T5.d_model)), prompt_attention_mask=jnp.ones((4, t_text), jnp.int32),
+        prompt_embeds=jnp.zeros((2, t_text, TINY_T5.d_model)), prompt_attention_mask=jnp.ones((2, t_text), jnp.int32),
+        negative_prompt_embeds=jnp.zeros((2, t_text, TINY_T5.d_model)),
+        negative_prompt_attention_mask=jnp.ones((2, t_text), jnp.int32),
         sigmas=jnp.linspace(1, 0, steps + 1), timesteps=jnp.linspace(1000, 200, steps),
-        guidance={k: jnp.ones((steps,)) for k in guidance.scale_names},
+        guidance={k: jnp.full((steps,), 3.0 if k != "rescaling_scale" else 0.7) for k in sampling.SCALES},
+        skip_masks=jnp.ones((steps, TINY_TRANSFORMER.num_layers)),
         rope_interpolation_scale=jnp.asarray([0.32, 32.0, 32.0]))
     latents = jnp.zeros((2, grid.num_tokens, TINY_TRANSFORMER.in_channels))
     jaxpr = jax.make_jaxpr(lambda p, x, i: sampler.sample(p, x, i))(ours.transformer_params, latents, inputs).jaxpr
@@ -215,8 +218,12 @@ def _inputs(embeds, steps: int, token=0):
         prompt_embeds=jnp.asarray(embeds["prompt_embeds"].numpy()),
         prompt_attention_mask=jnp.asarray(embeds["prompt_attention_mask"].numpy(), jnp.int32),
         sigmas=jnp.linspace(1, 0, steps + 1), timesteps=jnp.linspace(1000, 300, steps),
-        guidance={"guidance_scale": jnp.ones(steps), "guidance_rescale": jnp.zeros(steps)},
+        guidance={k: jnp.full((steps,), v) for k, v in sampling.SCALES.items()},
         rope_interpolation_scale=jnp.asarray([0.32, 32.0, 32.0]), control_token=np.int32(token))
+
+
+def _one_segment(steps: int):
+    return (sampling.Segment(0, steps, sampling.Guidance()),)
 
 
 def test_progress_and_stop_requests_go_to_their_own_control(ours):
@@ -225,7 +232,7 @@ def test_progress_and_stop_requests_go_to_their_own_control(ours):
     def latents():  # a new buffer each time: the loop consumes (donates) its latents
         return jnp.zeros((1, GRID.num_tokens, TINY_TRANSFORMER.in_channels))
 
-    sampler = sampling.Sampler(ours.transformer, GRID, sampling.Guidance())
+    sampler = sampling.Sampler(ours.transformer, GRID, _one_segment(3))
     with sampling.controlled(sampling.RunControl(other.append)):
         ours.progress = True  # the pipeline's bar: a control of its own
         try:
@@ -245,6 +252,8 @@ def test_progress_and_stop_requests_go_to_their_own_control(ours):
             stopping.request_stop()
 
     stopping = sampling.RunControl(stop_after_two)
+    sampler = sampling.Sampler(ours.transformer, GRID, (sampling.Segment(0, 3, sampling.Guidance()),
+                                                        sampling.Segment(3, 6, sampling.Guidance())))
     with sampling.controlled(stopping) as token:
         result = sampling.jitted_sample(sampler, ours.transformer_params, latents(), _inputs(embeds, 6, token))
         assert int(result.steps) == 2 and stopping.steps_done == 2  # stopped at the next condition check

@@ -32,6 +32,10 @@ from ltx_jax.models import layers
 
 Dtype = Any
 
+# Spatio-temporal guidance: how a layer is perturbed for the batch rows whose skip_layer_mask is 0 (the original
+# package's SkipLayerStrategy, applied where its attention.py / transformer3d.py apply it).
+SKIP_LAYER_STRATEGIES = ("attention_values", "attention_skip", "residual", "transformer_block")
+
 # jax.checkpoint_policies that are policies themselves (the others are factories that need arguments).
 REMAT_POLICIES = ("everything_saveable", "nothing_saveable", "dots_saveable", "checkpoint_dots",
                   "dots_with_no_batch_dims_saveable", "checkpoint_dots_with_no_batch_dims")
@@ -121,12 +125,17 @@ class Attention(nn.Module):
         key_value: tuple[jax.Array, jax.Array] | None = None,
         rope: tuple[jax.Array, jax.Array] | None = None,
         key_mask: jax.Array | None = None,
+        skip_mask: jax.Array | None = None,
+        skip_strategy: str | None = None,
     ) -> jax.Array:
         """x: [B, N, D]; key_value: precomputed ``key_value(context)`` or None (self-attention over x);
-        rope: cos, sin [B or 1, N, H*K] (self-attention); key_mask: [B, S] bool."""
+        rope: cos, sin [B or 1, N, H*K] (self-attention); key_mask: [B, S] bool; skip_mask: [B], 0 = perturb the row
+        with ``skip_strategy`` ("attention_skip": the attention output is replaced by its input, "attention_values":
+        by the values; both before ``to_out``)."""
         inner = self.heads * self.head_dim
         q = self.norm_q(self.to_q(x))  # [B, N, H*K]
         k, v = self.key_value(x) if key_value is None else key_value  # [B, S, H*K]
+        values = v
         if rope is not None:
             q = layers.apply_rotary_emb(q, *rope)
             k = layers.apply_rotary_emb(k, *rope)
@@ -136,6 +145,9 @@ class Attention(nn.Module):
         v = v.reshape(batch, n_kv, self.heads, self.head_dim)  # [B, S, H, K]
         out = layers.attention(q, k, v, key_mask=key_mask, implementation=self.implementation)
         out = out.reshape(batch, n_q, inner).astype(self.dtype)  # [B, N, H*K]
+        if skip_mask is not None and skip_strategy in ("attention_skip", "attention_values"):
+            m = skip_mask.astype(out.dtype)[:, None, None]  # [B, 1, 1]
+            out = out * m + (x if skip_strategy == "attention_skip" else values) * (1.0 - m)
         return self.to_out_0(out)
 
 
@@ -185,19 +197,27 @@ class TransformerBlock(nn.Module):
         """This layer's cross-attention keys and values of the projected text context [B, T, D]."""
         return carry, self.attn2.key_value(context)
 
-    def __call__(self, hidden_states, text_key_value, temb, rope_cos, rope_sin, text_mask):
-        """hidden_states [B, N, D]; text_key_value: this layer's (k, v) [B, T, D]; temb [B, 1 or N, 6D];
-        rope [B or 1, N, D]; text_mask [B, T] or None."""
+    def __call__(self, hidden_states, text_key_value, skip_mask, temb, rope_cos, rope_sin, text_mask, skip_strategy):
+        """hidden_states [B, N, D]; text_key_value: this layer's (k, v) [B, T, D]; skip_mask: this layer's [B] (0 =
+        perturb the row, spatio-temporal guidance) or None; temb [B, 1 or N, 6D]; rope [B or 1, N, D]; text_mask
+        [B, T] or None; skip_strategy: one of ``SKIP_LAYER_STRATEGIES`` or None."""
         dim = self.config.inner_dim
         batch = hidden_states.shape[0]
+        block_input = hidden_states
         ada = self.scale_shift_table[None, None].astype(temb.dtype) + temb.reshape(batch, temb.shape[1], 6, dim)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (ada[:, :, i] for i in range(6))  # [B, 1|N, D]
 
         x = self.norm1(hidden_states) * (1 + scale_msa) + shift_msa
-        hidden_states = hidden_states + self.attn1(x, rope=(rope_cos, rope_sin)) * gate_msa
+        attn = self.attn1(x, rope=(rope_cos, rope_sin), skip_mask=skip_mask, skip_strategy=skip_strategy)
+        # "residual" perturbs nothing: the original gates attention's residual connection, which LTX's attention
+        # layers do not have (attn.residual_connection is False), so its perturbed rows equal the unperturbed ones.
+        hidden_states = hidden_states + attn * gate_msa
         hidden_states = hidden_states + self.attn2(hidden_states, key_value=text_key_value, key_mask=text_mask)
         x = self.norm2(hidden_states) * (1 + scale_mlp) + shift_mlp
         hidden_states = hidden_states + self.ff(x) * gate_mlp
+        if skip_mask is not None and skip_strategy == "transformer_block":  # the block is skipped for those rows
+            m = skip_mask.astype(hidden_states.dtype)[:, None, None]
+            hidden_states = hidden_states * m + block_input * (1.0 - m)
         return hidden_states.astype(self.dtype), None
 
 
@@ -263,7 +283,8 @@ class LTXVideoTransformer3DModel(nn.Module):
         scan = dict(variable_axes={"params": 0}, split_rngs={"params": True}, length=cfg.num_layers,
                     metadata_params={nn.PARTITION_NAME: "layers"})
         blocks = nn.scan(block, methods={
-            "__call__": dict(scan, in_axes=(0,) + (nn.broadcast,) * 4),  # per-layer text k/v; the rest shared
+            # per-layer text k/v and skip masks; the rest shared by the layers
+            "__call__": dict(scan, in_axes=(0, 0) + (nn.broadcast,) * 5),
             "text_key_value": dict(scan, in_axes=(nn.broadcast,)),
         })
         self.transformer_blocks = blocks(cfg, self.resolved_attention_implementation, self.dtype, self.param_dtype,
@@ -289,6 +310,8 @@ class LTXVideoTransformer3DModel(nn.Module):
         width: int | None = None,
         rope_interpolation_scale: Sequence[Any] | jax.Array | None = None,
         video_coords: jax.Array | None = None,
+        skip_layer_mask: jax.Array | None = None,
+        skip_layer_strategy: str | None = None,
     ) -> jax.Array:
         """Predicts the flow velocity of packed latent tokens.
 
@@ -301,6 +324,11 @@ class LTXVideoTransformer3DModel(nn.Module):
           rope_interpolation_scale: (frames, height, width) scales, e.g. (8 / frame_rate, 32, 32); None uses raw
             token indices, as diffusers does.
           video_coords: [B, 3, N] explicit (frame, row, column) coordinates of each token; replaces the grid.
+          skip_layer_mask: [L, B] float, 1 = run layer l normally for row b, 0 = perturb it (spatio-temporal guidance,
+            the original package's convention); a traced input, so other blocks never recompile.
+          skip_layer_strategy: how a layer is perturbed, one of ``SKIP_LAYER_STRATEGIES`` (the original's four
+            modes: "attention_values", "attention_skip", "residual" (which perturbs nothing, as in the original),
+            "transformer_block"); required with ``skip_layer_mask``.
         Returns:
           [B, N, out_channels] in ``dtype``.
         """
@@ -308,7 +336,7 @@ class LTXVideoTransformer3DModel(nn.Module):
         constants = self.prepare(encoder_hidden_states, encoder_attention_mask, num_frames=num_frames, height=height,
                                  width=width, rope_interpolation_scale=rope_interpolation_scale,
                                  video_coords=video_coords)
-        return self.predict(hidden_states, timestep, constants)
+        return self.predict(hidden_states, timestep, constants, skip_layer_mask, skip_layer_strategy)
 
     def prepare(
         self,
@@ -349,9 +377,11 @@ class LTXVideoTransformer3DModel(nn.Module):
         _, (text_key, text_value) = self.transformer_blocks.text_key_value(None, context)  # [L, B, T, D] each
         return TransformerConstants(rope_cos, rope_sin, text_key, text_value, text_mask)
 
-    def predict(self, hidden_states: jax.Array, timestep: jax.Array, constants: TransformerConstants) -> jax.Array:
+    def predict(self, hidden_states: jax.Array, timestep: jax.Array, constants: TransformerConstants,
+                skip_layer_mask: jax.Array | None = None, skip_layer_strategy: str | None = None) -> jax.Array:
         """The per-step part of a forward pass: latents [B, N, C] and timestep ([B], [B, 1] or [B, N]) with the
-        ``prepare`` output of the same batch -> [B, N, out_channels] in ``dtype``."""
+        ``prepare`` output of the same batch (and ``__call__``'s skip arguments) -> [B, N, out_channels] in
+        ``dtype``."""
         dim = self.config.inner_dim
         self._check_hidden_states(hidden_states)
         batch, num_tokens = hidden_states.shape[:2]
@@ -369,8 +399,10 @@ class LTXVideoTransformer3DModel(nn.Module):
         temb = temb.reshape(batch, -1, 6 * dim)  # [B, 1|N, 6D]
         embedded_timestep = embedded_timestep.reshape(batch, -1, dim)  # [B, 1|N, D]
 
+        self._check_skip(skip_layer_mask, skip_layer_strategy, batch)
         text_kv = (constants.text_key, constants.text_value)
-        x, _ = self.transformer_blocks(x, text_kv, temb, constants.rope_cos, constants.rope_sin, constants.text_mask)
+        x, _ = self.transformer_blocks(x, text_kv, skip_layer_mask, temb, constants.rope_cos, constants.rope_sin,
+                                       constants.text_mask, skip_layer_strategy)
 
         mod = self.scale_shift_table[None, None].astype(embedded_timestep.dtype) + embedded_timestep[:, :, None]
         shift, scale = mod[:, :, 0], mod[:, :, 1]  # [B, 1|N, D]
@@ -378,6 +410,16 @@ class LTXVideoTransformer3DModel(nn.Module):
         return self.proj_out(x)
 
     # ---------------------------------------------------------------------------------------------- checks
+
+    def _check_skip(self, mask, strategy, batch):
+        if mask is None:
+            return
+        if strategy not in SKIP_LAYER_STRATEGIES:
+            raise ValueError(f"skip_layer_strategy={strategy!r}; use one of {SKIP_LAYER_STRATEGIES} with a "
+                             "skip_layer_mask.")
+        if tuple(mask.shape) != (self.config.num_layers, batch):
+            raise ValueError(f"skip_layer_mask has shape {tuple(mask.shape)}; expected [layers, B] = "
+                             f"[{self.config.num_layers}, {batch}] (1 = run the layer, 0 = perturb it).")
 
     def _check_hidden_states(self, hidden_states):
         if hidden_states.ndim != 3 or hidden_states.shape[-1] != self.config.in_channels:

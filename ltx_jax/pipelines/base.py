@@ -106,6 +106,13 @@ def _encode_program(vae, vae_params, video, key):
 _jitted_encode = jax.jit(_encode_program, static_argnames=("vae",))
 
 
+# Arguments every pipeline takes for guidance (the original package's names; diffusers' guidance_scale /
+# guidance_rescale), with the release's defaults when left as None.
+STEP_SKIPS = ("skip_initial_inference_steps", "skip_final_inference_steps")
+GUIDANCE_ARGUMENTS = ("guidance_scale", "guidance_rescale", "stg_scale", "rescaling_scale", "skip_block_list",
+                      "skip_layer_strategy", "cfg_star_rescale", "guidance_timesteps") + STEP_SKIPS
+
+
 @dataclasses.dataclass
 class CallSettings:
     """One pipeline call's arguments after checking, with the release's defaults filled in."""
@@ -113,15 +120,14 @@ class CallSettings:
     grid: sampling.LatentGrid
     num_inference_steps: int
     timesteps: Sequence[float] | None
-    guidance_scale: float | Sequence[float]
-    guidance_rescale: float | Sequence[float]
+    guidance: dict  # GUIDANCE_ARGUMENTS -> values (denoise's keyword arguments)
     decode_timestep: float | Sequence[float]
     decode_noise_scale: float | Sequence[float] | None
     start: float  # perf_counter at the call's start
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return bool(np.max(self.guidance_scale) > 1.0)
+        return bool(np.max(self.guidance["guidance_scale"]) > 1.0)
 
 
 class PipelineBase:
@@ -211,8 +217,13 @@ class PipelineBase:
 
     @property
     def defaults(self) -> GenerationDefaults:
-        """The release's generation defaults, or diffusers' own."""
-        return self.release.defaults if self.release is not None else GenerationDefaults()
+        """The release's generation defaults, or diffusers' own; for another architecture named after a release
+        (a fine-tune, a tiny model), without the skipped blocks it does not have."""
+        if self.release is None:
+            return GenerationDefaults()
+        if self.release.transformer != self.transformer.config:
+            return self.release.defaults.for_layers(self.transformer.config.num_layers)
+        return self.release.defaults
 
     @property
     def vae_spatial_compression_ratio(self) -> int:
@@ -275,11 +286,18 @@ class PipelineBase:
         validation.check_output_type(a["output_type"])
         validation.check_prompts(prompt, negative_prompt, a["prompt_embeds"], a["prompt_attention_mask"],
                                  a["negative_prompt_embeds"], a["negative_prompt_attention_mask"], num_videos_per_prompt)
-        pick = lambda value, default: default if value is None else value  # noqa: E731
-        return CallSettings(grid, num_inference_steps, timesteps, pick(guidance_scale, defaults.guidance_scale),
-                            pick(guidance_rescale, defaults.guidance_rescale),
-                            pick(decode_timestep, defaults.decode_timestep),
-                            pick(decode_noise_scale, defaults.decode_noise_scale), start)
+        pick = lambda name: getattr(defaults, name) if a.get(name) is None else a[name]  # noqa: E731
+        guidance = {name: pick(name) for name in GUIDANCE_ARGUMENTS}
+        validation.check_number("stg_scale", guidance["stg_scale"], minimum=0, per_step=True)
+        validation.check_number("rescaling_scale", guidance["rescaling_scale"], per_step=True)
+        skips = [guidance[name] for name in STEP_SKIPS]
+        for name, value in zip(STEP_SKIPS, skips):
+            validation.check_int(name, value, minimum=0)
+        stand_in = np.linspace(1000.0, 0.0, max(1, num_inference_steps - sum(skips)), endpoint=False)
+        sampling.guidance_plan(stand_in, num_layers=self.transformer.config.num_layers,  # every rule checked now
+                               **{k: v for k, v in guidance.items() if k not in STEP_SKIPS})
+        return CallSettings(grid, num_inference_steps, timesteps, guidance, pick("decode_timestep"),
+                            pick("decode_noise_scale"), start)
 
     def _end_call(self, latents: jax.Array, call: CallSettings, *, output_type: str, key: jax.Array, tiling) -> np.ndarray:
         """The call's output: frames decoded from packed latents [B, N, C] (or the latents themselves)."""
@@ -386,7 +404,11 @@ class PipelineBase:
                 negative_prompt_embeds=None, negative_prompt_attention_mask=None, *, frame_rate: float = 25,
                 num_inference_steps: int | None = 50, timesteps: Sequence[float] | None = None,
                 sigmas: Sequence[float] | None = None, guidance_scale: float | Sequence[float] = 3.0,
-                guidance_rescale: float | Sequence[float] = 0.0, conditioning_mask=None, video_coords=None,
+                guidance_rescale: float | Sequence[float] = 0.0, stg_scale: float | Sequence[float] = 0.0,
+                rescaling_scale: float | Sequence[float] = 1.0, skip_block_list=None,
+                skip_layer_strategy: str = "attention_values", cfg_star_rescale: bool = False,
+                guidance_timesteps: Sequence[float] | None = None, skip_initial_inference_steps: int = 0,
+                skip_final_inference_steps: int = 0, conditioning_mask=None, video_coords=None,
                 per_token_timesteps: bool = False, schedule=None, image_cond_noise_scale: float | None = None,
                 noise_key: jax.Array | None = None) -> jax.Array:
         """The whole denoising loop, one compiled program: packed latents [B, N, C] -> denoised [B, N, C] float32.
@@ -395,7 +417,16 @@ class PipelineBase:
           latents: initial packed latents (``prepare_latents``); consumed (their buffer is donated).
           prompt_embeds, prompt_attention_mask (and the negative pair with classifier-free guidance): [B, T, E] / [B, T].
           num_inference_steps / timesteps / sigmas: the schedule (diffusers' meaning; explicit lists win).
-          guidance_scale, guidance_rescale: one value or one per step; CFG runs when a scale is above 1.
+          guidance_scale, guidance_rescale: CFG scale (a step runs CFG when its scale is above 1) and diffusers' CFG
+            rescale.
+          stg_scale, rescaling_scale, skip_block_list, skip_layer_strategy, cfg_star_rescale: spatio-temporal guidance
+            (a step runs STG when its scale is above 0: the blocks of ``skip_block_list`` are perturbed with
+            ``skip_layer_strategy`` in a third branch), the original package's std rescaling (with STG only, where
+            not 1) and CFG-star (see ``sampling.guidance``).
+          guidance_timesteps: the original's guidance schedule: timesteps in [0, 1]; each step takes the values of
+            the first entry at or below its timestep / 1000. Without it, lists are one value per step.
+          skip_initial_inference_steps, skip_final_inference_steps: steps dropped from a ``num_inference_steps``
+            schedule (the last kept step goes to sigma 0), as the original does.
           conditioning_mask: [B, N] in [0, 1], 1 = a clean conditioning token (see ``sampling.Sampler``).
           video_coords: [B, 3, N] token coordinates (frames already divided by the frame rate, as diffusers'
             condition pipeline passes them); replaces the grid and ``frame_rate``.
@@ -404,49 +435,56 @@ class PipelineBase:
             ``denoise_strength``); replaces the other schedule arguments.
           image_cond_noise_scale, noise_key: per-token rule only: before each step, tokens whose mask is 1 are reset
             to their initial latents plus ``scale * N(0, 1) * (t / 1000)^2`` (diffusers' condition pipeline).
+        Scales, skipped blocks, CFG-star and the guidance schedule are traced inputs: changing them recompiles
+        nothing unless the sequence of branch sets (which steps run CFG, which STG) changes.
         """
         with self._stage("denoising"):
+            if (skip_initial_inference_steps or skip_final_inference_steps) and (
+                    timesteps is not None or schedule is not None):
+                raise ValueError("skip_initial_inference_steps / skip_final_inference_steps trim a num_inference_steps "
+                                 "schedule; with explicit timesteps, pass the ones to run.")
             sigmas_, timesteps_ = schedule if schedule is not None else self.schedule(
                 grid, num_inference_steps, timesteps=timesteps, sigmas=sigmas)
+            sigmas_, timesteps_ = sampling.trim_schedule(sigmas_, timesteps_, skip_initial_inference_steps,
+                                                         skip_final_inference_steps)
             steps = len(timesteps_)
-            scales = {"guidance_scale": sampling.per_step("guidance_scale", guidance_scale, steps),
-                      "guidance_rescale": sampling.per_step("guidance_rescale", guidance_rescale, steps)}
-            guidance = sampling.Guidance.for_scales(scales["guidance_scale"])
-            if guidance.cfg and negative_prompt_embeds is None:
+            scales, skip_masks, segments = sampling.guidance_plan(
+                timesteps_, num_layers=self.transformer.config.num_layers, guidance_scale=guidance_scale,
+                guidance_rescale=guidance_rescale, stg_scale=stg_scale, rescaling_scale=rescaling_scale,
+                skip_block_list=skip_block_list, skip_layer_strategy=skip_layer_strategy,
+                cfg_star_rescale=cfg_star_rescale, guidance_timesteps=guidance_timesteps)
+            if any(s.guidance.cfg for s in segments) and negative_prompt_embeds is None:
                 raise ValueError("guidance_scale > 1 runs classifier-free guidance: pass negative_prompt_embeds and "
                                  "negative_prompt_attention_mask (or prompts, with a text encoder).")
-            embeds = {"positive": (prompt_embeds, prompt_attention_mask),
-                      "negative": (negative_prompt_embeds, negative_prompt_attention_mask)}
-            rows = [embeds[sampling.BRANCH_PROMPTS[b]] for b in guidance.branches]
-            sampler = sampling.Sampler(self.transformer, grid, guidance, per_token_timesteps=per_token_timesteps)
+            sampler = sampling.Sampler(self.transformer, grid, segments, per_token_timesteps=per_token_timesteps)
+            as_dtype = lambda x: None if x is None else jnp.asarray(x).astype(self.transformer.dtype)  # noqa: E731
+            as_mask = lambda x: None if x is None else jnp.asarray(x).astype(jnp.int32)  # noqa: E731
             with sampling.StepBar(steps, self.progress) as bar:
                 control = sampling.RunControl(bar)
                 with sampling.controlled(control) as token:
-                    result = sampling.run(lambda: self._run_sampler(
-                        sampler, latents, rows, sigmas_, timesteps_, scales, frame_rate, conditioning_mask, video_coords,
-                        token, image_cond_noise_scale, noise_key), control, stage="denoising", total_steps=steps)
+                    inputs = sampling.SamplingInputs(
+                        prompt_embeds=as_dtype(prompt_embeds), prompt_attention_mask=as_mask(prompt_attention_mask),
+                        negative_prompt_embeds=as_dtype(negative_prompt_embeds),
+                        negative_prompt_attention_mask=as_mask(negative_prompt_attention_mask),
+                        sigmas=jnp.asarray(sigmas_), timesteps=jnp.asarray(timesteps_),
+                        guidance={k: jnp.asarray(v) for k, v in scales.items()},
+                        skip_masks=jnp.asarray(skip_masks) if any(s.guidance.stg for s in segments) else None,
+                        rope_interpolation_scale=None if video_coords is not None else jnp.asarray(
+                            self.rope_interpolation_scale(frame_rate), jnp.float32),
+                        video_coords=None if video_coords is None else jnp.asarray(video_coords, jnp.float32),
+                        conditioning_mask=None if conditioning_mask is None else jnp.asarray(conditioning_mask,
+                                                                                             jnp.float32),
+                        control_token=token,
+                        image_cond_noise_scale=None if image_cond_noise_scale is None else jnp.float32(
+                            image_cond_noise_scale),
+                        noise_key=noise_key)
+                    result = sampling.run(lambda: sampling.jitted_sample(sampler, self.transformer_params, latents,
+                                                                         inputs),
+                                          control, stage="denoising", total_steps=steps)
             if int(result.nonfinite_step) >= 0:
                 raise NonFiniteError(f"denoising produced NaN or Inf at step {int(result.nonfinite_step) + 1} of "
                                      f"{steps}; the run was stopped there (check the inputs, dtype and weights).")
             return result.latents
-
-    def _run_sampler(self, sampler, latents, rows, sigmas, timesteps, scales, frame_rate, conditioning_mask,
-                     video_coords, token, image_cond_noise_scale, noise_key) -> sampling.SamplingResult:
-        """Dispatches the compiled loop (asynchronously: the caller waits)."""
-        inputs = sampling.SamplingInputs(
-            prompt_embeds=jnp.concatenate([jnp.asarray(e) for e, _ in rows]).astype(self.transformer.dtype),
-            prompt_attention_mask=jnp.concatenate([jnp.asarray(m) for _, m in rows]).astype(jnp.int32),
-            sigmas=jnp.asarray(sigmas), timesteps=jnp.asarray(timesteps),
-            guidance={k: jnp.asarray(v) for k, v in scales.items()},
-            rope_interpolation_scale=None if video_coords is not None else jnp.asarray(
-                self.rope_interpolation_scale(frame_rate), jnp.float32),
-            video_coords=None if video_coords is None else jnp.asarray(video_coords, jnp.float32),
-            conditioning_mask=None if conditioning_mask is None else jnp.asarray(conditioning_mask, jnp.float32),
-            control_token=token,
-            image_cond_noise_scale=None if image_cond_noise_scale is None else jnp.float32(image_cond_noise_scale),
-            noise_key=noise_key,
-        )
-        return sampling.jitted_sample(sampler, self.transformer_params, latents, inputs)
 
     def decode(self, latents: jax.Array, grid: sampling.LatentGrid, *, decode_timestep: float | Sequence[float] = 0.0,
                decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,

@@ -140,6 +140,14 @@ class LTXConditionPipeline(PipelineBase):
         timesteps: Sequence[float] | None = None,
         guidance_scale: float | Sequence[float] | None = None,
         guidance_rescale: float | Sequence[float] | None = None,
+        stg_scale: float | Sequence[float] | None = None,
+        rescaling_scale: float | Sequence[float] | None = None,
+        skip_block_list=None,
+        skip_layer_strategy: str | None = None,
+        cfg_star_rescale: bool | None = None,
+        guidance_timesteps: Sequence[float] | None = None,
+        skip_initial_inference_steps: int | None = None,
+        skip_final_inference_steps: int | None = None,
         image_cond_noise_scale: float = 0.15,
         num_videos_per_prompt: int = 1,
         seed: int = 0,
@@ -186,7 +194,10 @@ class LTXConditionPipeline(PipelineBase):
         timesteps = call.timesteps
         if timesteps is None:
             timesteps = linear_quadratic_sigmas(call.num_inference_steps) * np.float32(1000.0)
-        sigmas, timesteps = self.schedule(call.grid, timesteps=timesteps)
+        guidance = dict(call.guidance)
+        sigmas, timesteps = sampling.trim_schedule(*self.schedule(call.grid, timesteps=timesteps),
+                                                   guidance.pop("skip_initial_inference_steps"),
+                                                   guidance.pop("skip_final_inference_steps"))
         steps = len(timesteps)
         start = max(steps - min(int(steps * denoise_strength), steps), 0)  # diffusers' get_timesteps
         sigmas, timesteps = sigmas[start:], timesteps[start:]
@@ -196,8 +207,7 @@ class LTXConditionPipeline(PipelineBase):
             embeds[0].shape[0], call.grid, noise_key, latents, noise, prepared,
             float(sigmas[0]) if denoise_strength < 1 else None)
         coords[:, 0] = coords[:, 0] * np.float32(1.0 / frame_rate)  # as diffusers scales them before the loop
-        latents = self.denoise(latents, call.grid, *embeds, guidance_scale=call.guidance_scale,
-                               guidance_rescale=call.guidance_rescale, conditioning_mask=mask, video_coords=coords,
+        latents = self.denoise(latents, call.grid, *embeds, **guidance, conditioning_mask=mask, video_coords=coords,
                                per_token_timesteps=True, schedule=(sigmas, timesteps),
                                image_cond_noise_scale=image_cond_noise_scale if mask is not None else None,
                                noise_key=jax.random.fold_in(root, 3))

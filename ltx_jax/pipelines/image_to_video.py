@@ -69,6 +69,14 @@ class LTXImageToVideoPipeline(PipelineBase):
         timesteps: Sequence[float] | None = None,
         guidance_scale: float | Sequence[float] | None = None,
         guidance_rescale: float | Sequence[float] | None = None,
+        stg_scale: float | Sequence[float] | None = None,
+        rescaling_scale: float | Sequence[float] | None = None,
+        skip_block_list=None,
+        skip_layer_strategy: str | None = None,
+        cfg_star_rescale: bool | None = None,
+        guidance_timesteps: Sequence[float] | None = None,
+        skip_initial_inference_steps: int | None = None,
+        skip_final_inference_steps: int | None = None,
         num_videos_per_prompt: int = 1,
         seed: int = 0,
         latents=None,
@@ -105,7 +113,6 @@ class LTXImageToVideoPipeline(PipelineBase):
         latents, mask = self.prepare_latents(batch, call.grid, noise_key, latents, noise, pixels,
                                              jax.random.fold_in(root, 2))
         latents = self.denoise(latents, call.grid, *embeds, frame_rate=frame_rate,
-                               num_inference_steps=call.num_inference_steps, timesteps=call.timesteps,
-                               guidance_scale=call.guidance_scale, guidance_rescale=call.guidance_rescale,
+                               num_inference_steps=call.num_inference_steps, timesteps=call.timesteps, **call.guidance,
                                conditioning_mask=mask)
         return self._end_call(latents, call, output_type=output_type, key=decode_key, tiling=tiling)

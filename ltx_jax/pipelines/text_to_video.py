@@ -36,6 +36,14 @@ class LTXPipeline(PipelineBase):
         timesteps: Sequence[float] | None = None,
         guidance_scale: float | Sequence[float] | None = None,
         guidance_rescale: float | Sequence[float] | None = None,
+        stg_scale: float | Sequence[float] | None = None,
+        rescaling_scale: float | Sequence[float] | None = None,
+        skip_block_list=None,
+        skip_layer_strategy: str | None = None,
+        cfg_star_rescale: bool | None = None,
+        guidance_timesteps: Sequence[float] | None = None,
+        skip_initial_inference_steps: int | None = None,
+        skip_final_inference_steps: int | None = None,
         num_videos_per_prompt: int = 1,
         seed: int = 0,
         latents=None,
@@ -60,6 +68,11 @@ class LTXPipeline(PipelineBase):
             ratio + 1 (8k + 1 for the releases).
           timesteps: explicit timesteps (0-1000) for distilled checkpoints; replaces num_inference_steps.
           guidance_scale, guidance_rescale: one value, or one per step (changing them never recompiles).
+            ``guidance_rescale`` is diffusers' CFG rescale; ``rescaling_scale`` below is the original's.
+          stg_scale, rescaling_scale, skip_block_list, skip_layer_strategy, cfg_star_rescale, guidance_timesteps,
+          skip_initial_inference_steps, skip_final_inference_steps: spatio-temporal guidance, CFG-star and guidance
+            schedules with the original package's names and meaning (``PipelineBase.denoise``); the release's
+            values when None (Lightricks' configs: STG 1 on block 19 for the 2B dev releases, a schedule for 13B dev).
           seed: seeds the initial noise and the decode noise.
           latents: initial packed latents [B, N, C] (or channels-last [B, F, H, W, C]), float32.
           noise: the initial Gaussian noise on the latent grid (same layouts), instead of drawing it from ``seed``: to
@@ -75,6 +88,5 @@ class LTXPipeline(PipelineBase):
         noise_key, decode_key = jax.random.split(jax.random.PRNGKey(seed))
         latents = self.prepare_latents(embeds[0].shape[0], call.grid, noise_key, latents, noise)
         latents = self.denoise(latents, call.grid, *embeds, frame_rate=frame_rate,
-                               num_inference_steps=call.num_inference_steps, timesteps=call.timesteps,
-                               guidance_scale=call.guidance_scale, guidance_rescale=call.guidance_rescale)
+                               num_inference_steps=call.num_inference_steps, timesteps=call.timesteps, **call.guidance)
         return self._end_call(latents, call, output_type=output_type, key=decode_key, tiling=tiling)

@@ -1,23 +1,34 @@
-"""Guidance as data: which model branches run in each step's batched forward, and how their predictions combine.
+"""Guidance as data: which model branches run in a step's batched forward, and how their predictions combine.
 
-A ``Guidance`` is static (it fixes the program's structure: the branches and the combining ops). The strengths are
+A ``Guidance`` is static (it fixes a program's structure: the branches and the combining ops). The strengths are
 traced per-step arrays (``SamplingInputs.guidance``, name -> [S] float32), so changing them never recompiles.
 
-Branches today: "uncond" (the negative prompt) and "cond" (the prompt). Each branch is one block of the batch, in
-``Guidance.branches`` order, and sees the prompt named by ``BRANCH_PROMPTS``.
+Branches: "uncond" (the negative prompt), "cond" (the prompt), "perturbed" (the prompt, with the layers of the
+step's skip mask perturbed: spatio-temporal guidance). Each branch is one block of the batch, in ``branches`` order,
+and sees the prompt named by ``BRANCH_PROMPTS``. The combination is the original package's (``LTXVideoPipeline``):
+
+    uncond <- alpha * uncond, alpha = <cond, uncond> / (|uncond|^2 + 1e-8)      CFG-star, where cfg_star is 1
+    x = uncond + guidance_scale * (cond - uncond)                               CFG (else x = cond)
+    x = diffusers' rescale_noise_cfg(x, cond, guidance_rescale)                 where guidance_rescale > 0 (CFG)
+    x = x + stg_scale * (cond - perturbed)                                      STG
+    x = x * (r * std(cond) / std(x) + 1 - r), r = rescaling_scale               where stg_scale > 0 and r != 1
+
+``guidance_rescale`` is diffusers' CFG rescale; ``rescaling_scale`` is the original's, which runs only with STG:
+two different operations.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 # Which prompt each branch is conditioned on.
-BRANCH_PROMPTS = {"uncond": "negative", "cond": "positive"}
+BRANCH_PROMPTS = {"uncond": "negative", "cond": "positive", "perturbed": "positive"}
+# The per-step strengths a loop carries (SamplingInputs.guidance), with their neutral values.
+SCALES = {"guidance_scale": 1.0, "guidance_rescale": 0.0, "stg_scale": 0.0, "rescaling_scale": 1.0, "cfg_star": 0.0}
 
 
 def rescale_noise_cfg(guided: jax.Array, cond: jax.Array, rescale: jax.Array) -> jax.Array:
@@ -29,37 +40,44 @@ def rescale_noise_cfg(guided: jax.Array, cond: jax.Array, rescale: jax.Array) ->
     return rescale * (guided * (std_cond / std_guided)) + (1 - rescale) * guided
 
 
+def _per_sample(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Guidance:
-    """The static structure of guidance.
+    """The static structure of one run of steps.
 
     Attributes:
-      cfg: classifier-free guidance, ``uncond + guidance_scale * (cond - uncond)`` (branches uncond, cond), followed
-        by diffusers' ``guidance_rescale`` towards the std of cond at the steps whose rescale is above 0 (a traced
-        choice: turning the rescale on or off does not change the program).
+      cfg: classifier-free guidance (the "uncond" branch runs).
+      stg: spatio-temporal guidance (the "perturbed" branch runs, with the step's skip mask).
+      skip_layer_strategy: how the perturbed branch's skipped layers are perturbed (the transformer's modes).
     """
 
     cfg: bool = False
-
-    @classmethod
-    def for_scales(cls, guidance_scale: Sequence[float] | np.ndarray) -> "Guidance":
-        """What diffusers runs for these (per-step) scales: classifier-free guidance when a scale is above 1."""
-        return cls(cfg=bool(np.max(guidance_scale) > 1.0))
+    stg: bool = False
+    skip_layer_strategy: str = "attention_values"
 
     @property
     def branches(self) -> tuple[str, ...]:
-        return ("uncond", "cond") if self.cfg else ("cond",)
-
-    @property
-    def scale_names(self) -> tuple[str, ...]:
-        """The per-step strengths ``combine`` reads."""
-        return ("guidance_scale", "guidance_rescale")
+        return ("uncond",) * self.cfg + ("cond",) + ("perturbed",) * self.stg
 
     def combine(self, outputs: Mapping[str, jax.Array], scales: Mapping[str, jax.Array]) -> jax.Array:
         """Branch predictions ([B, N, C] float32 each) and this step's strengths ([] each) -> the guided prediction."""
         cond = outputs["cond"]
-        if not self.cfg:
-            return cond
-        guided = outputs["uncond"] + scales["guidance_scale"] * (cond - outputs["uncond"])
-        rescale = scales["guidance_rescale"]
-        return jnp.where(rescale > 0, rescale_noise_cfg(guided, cond, rescale), guided)
+        guided = cond
+        if self.cfg:
+            uncond = outputs["uncond"]
+            alpha = (jnp.sum(_per_sample(cond) * _per_sample(uncond), axis=1)
+                     / (jnp.sum(_per_sample(uncond) ** 2, axis=1) + 1e-8))[:, None, None]
+            uncond = jnp.where(scales["cfg_star"] > 0, alpha * uncond, uncond)
+            guided = uncond + scales["guidance_scale"] * (cond - uncond)
+            rescale = scales["guidance_rescale"]
+            guided = jnp.where(rescale > 0, rescale_noise_cfg(guided, cond, rescale), guided)
+        if self.stg:
+            stg, r = scales["stg_scale"], scales["rescaling_scale"]
+            guided = guided + stg * (cond - outputs["perturbed"])
+            factor = r * (jnp.std(_per_sample(cond), axis=1, ddof=1) / jnp.std(_per_sample(guided), axis=1, ddof=1)) \
+                + (1 - r)
+            guided = jnp.where((stg > 0) & (r != 1), guided * factor[:, None, None], guided)
+        return guided

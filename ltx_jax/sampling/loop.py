@@ -1,17 +1,20 @@
 """The denoising loop of LTX-Video as one jit-compiled program.
 
 A ``Sampler`` is a frozen, hashable description of everything that fixes the program's structure: the model, the
-latent grid, the guidance branches, the stepping rule. Everything that may change between calls without changing
-shapes (text embeddings, sigmas, timesteps, per-step guidance strengths, RoPE scale or coordinates, conditioning
-mask) travels in a ``SamplingInputs`` pytree of arrays, and the initial latents next to it (donated: the loop
-writes its result into their buffer), so a second call with the same shapes never recompiles.
+latent grid, the guidance branches of each run of steps, the stepping rule. Everything that may change between
+calls without changing shapes (text embeddings, sigmas, timesteps, per-step guidance strengths and skipped blocks,
+RoPE scale or coordinates, conditioning mask) travels in a ``SamplingInputs`` pytree of arrays, and the initial
+latents next to it (donated: the loop writes its result into their buffer), so a second call with the same shapes
+never recompiles.
 
-Per call, before the loop, the transformer's step-invariant work runs once (``prepare``: RoPE tables, caption
-projection, every layer's text keys and values). The loop is a ``lax.while_loop`` over steps; each step runs one
-batched forward over the guidance branches, combines them (``Guidance.combine``) and takes the Euler step in float32
-(as diffusers keeps latents in float32 whatever the model dtype). After each step the loop checks its latents are
-finite and calls the host once (``control.poll``: progress, and whether to stop); it ends early on a stop request or
-on the first non-finite step, and says so in its ``SamplingResult``.
+Per call, before the loop, the transformer's step-invariant work runs once per prompt (``prepare``: RoPE tables,
+caption projection, every layer's text keys and values). The steps are grouped into ``Segment`` s, consecutive steps
+with the same branches (a step with CFG 1 and STG 0 runs the conditional branch alone, one with both runs three);
+each segment is a ``lax.while_loop`` inside the one program. Each step runs one batched forward over its branches,
+combines them (``Guidance.combine``) and takes the Euler step in float32 (as diffusers keeps latents in float32
+whatever the model dtype). After each step the loop checks its latents are finite and calls the host once
+(``control.poll``: progress, and whether to stop); it ends early on a stop request or on the first non-finite step,
+and says so in its ``SamplingResult``.
 
 Two stepping rules, as diffusers' pipelines have them:
   * global (``LTXPipeline``, ``LTXImageToVideoPipeline``): timestep ``t * (1 - mask)`` per token, one Euler step
@@ -21,7 +24,7 @@ Two stepping rules, as diffusers' pipelines have them:
     where ``t / 1000 - 1e-6 < 1 - mask``.
 
 Axis letters: B batch (videos), G guidance branches, N latent tokens, C latent channels, T text tokens, E text
-channels, S steps.
+channels, S steps, L layers.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ import dataclasses
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import io_callback
 
 from ltx_jax import scheduler as sched
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, TransformerConstants
 from ltx_jax.sampling import control
-from ltx_jax.sampling.guidance import Guidance
+from ltx_jax.sampling.guidance import BRANCH_PROMPTS, Guidance
 from ltx_jax.sampling.latents import LatentGrid
 
 
@@ -44,11 +48,14 @@ from ltx_jax.sampling.latents import LatentGrid
 class SamplingInputs:
     """Arrays consumed by the loop. Shapes are what a compiled program is specialised on."""
 
-    prompt_embeds: jax.Array  # [G*B, T, E], one block of B rows per branch, in Guidance.branches order
-    prompt_attention_mask: jax.Array  # [G*B, T]
+    prompt_embeds: jax.Array  # [B, T, E]
+    prompt_attention_mask: jax.Array  # [B, T]
     sigmas: jax.Array  # [S + 1] float32, ending with the terminal sigma
     timesteps: jax.Array  # [S] float32, 0-1000 scale
-    guidance: dict  # name -> [S] float32 per-step strengths (Guidance.scale_names)
+    guidance: dict  # name -> [S] float32 per-step strengths (guidance.SCALES)
+    negative_prompt_embeds: jax.Array | None = None  # [B, T, E] (runs with CFG)
+    negative_prompt_attention_mask: jax.Array | None = None  # [B, T]
+    skip_masks: jax.Array | None = None  # [S, L] float32, 0 = the perturbed branch skips layer l at step s (STG)
     rope_interpolation_scale: jax.Array | None = None  # [3] float32 (temporal ratio / frame rate, spatial, spatial)
     video_coords: jax.Array | None = None  # [B, 3, N] float32 token coordinates; replaces the grid + scale
     conditioning_mask: jax.Array | None = None  # [B, N] float32 in [0, 1], 1 = clean conditioning token
@@ -67,13 +74,50 @@ class SamplingResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class Segment:
+    """Steps ``start`` .. ``stop - 1``, all with the branches of ``guidance``."""
+
+    start: int
+    stop: int
+    guidance: Guidance
+
+
+def segments_for(guidance_scale: np.ndarray, stg_scale: np.ndarray, skip_layer_strategy: str = "attention_values"
+                 ) -> tuple[Segment, ...]:
+    """Consecutive steps with the same branches, as the original package decides them per step: CFG where the
+    scale is above 1, STG where its scale is above 0."""
+    out: list[Segment] = []
+    for i, (g, s) in enumerate(zip(np.asarray(guidance_scale), np.asarray(stg_scale))):
+        guidance = Guidance(cfg=bool(g > 1.0), stg=bool(s > 0.0), skip_layer_strategy=skip_layer_strategy)
+        if out and out[-1].guidance == guidance:
+            out[-1] = dataclasses.replace(out[-1], stop=i + 1)
+        else:
+            out.append(Segment(i, i + 1, guidance))
+    return tuple(out)
+
+
+def _join(constants: list[TransformerConstants]) -> TransformerConstants:
+    """Branch blocks of prepared constants stacked along the batch (a grid's RoPE table stays shared)."""
+    if len(constants) == 1:
+        return constants[0]
+    first = constants[0]
+    rope_shared = first.rope_cos.shape[0] == 1
+    cat = lambda name, axis: jnp.concatenate([getattr(c, name) for c in constants], axis=axis)  # noqa: E731
+    return TransformerConstants(
+        rope_cos=first.rope_cos if rope_shared else cat("rope_cos", 0),
+        rope_sin=first.rope_sin if rope_shared else cat("rope_sin", 0),
+        text_key=cat("text_key", 1), text_value=cat("text_value", 1),
+        text_mask=None if first.text_mask is None else cat("text_mask", 0))
+
+
+@dataclasses.dataclass(frozen=True)
 class Sampler:
     """Static structure of a denoising run; ``sample`` is jitted with ``self`` static (``jitted_sample``).
 
     Attributes:
       transformer: the (hashable) Flax module.
       grid: the latent grid of the video.
-      guidance: the guidance branches and how they combine.
+      segments: the runs of steps and their branches (``segments_for``); they cover the steps in order.
       per_token_timesteps: step each token from its own timestep (diffusers' ``LTXConditionPipeline``); False takes
         one global step (``LTXPipeline``, ``LTXImageToVideoPipeline``).
       host_callbacks: call the host after each step (progress, stop requests); False runs without any callback
@@ -82,28 +126,20 @@ class Sampler:
 
     transformer: LTXVideoTransformer3DModel
     grid: LatentGrid
-    guidance: Guidance
+    segments: tuple[Segment, ...]
     per_token_timesteps: bool = False
     host_callbacks: bool = True
 
-    @property
-    def num_branches(self) -> int:
-        return len(self.guidance.branches)
-
-    def _tile(self, x: jax.Array | None) -> jax.Array | None:
-        """[B, ...] -> [G*B, ...]: the same rows for every branch."""
-        return x if x is None or self.num_branches == 1 else jnp.concatenate([x] * self.num_branches, axis=0)
-
-    def prepare(self, params, inputs: SamplingInputs) -> TransformerConstants:
-        """The transformer's step-invariant work for every branch, once per call."""
+    def prepare(self, params, inputs: SamplingInputs) -> dict[str, TransformerConstants]:
+        """The transformer's step-invariant work, once per call for each prompt the branches use."""
+        prompts = {"positive": (inputs.prompt_embeds, inputs.prompt_attention_mask)}
+        if any(s.guidance.cfg for s in self.segments):
+            prompts["negative"] = (inputs.negative_prompt_embeds, inputs.negative_prompt_attention_mask)
         grid = self.grid
-        return self.transformer.apply(
-            {"params": params}, inputs.prompt_embeds, inputs.prompt_attention_mask,
-            num_frames=grid.token_frames, height=grid.token_height, width=grid.token_width,
-            rope_interpolation_scale=inputs.rope_interpolation_scale,
-            video_coords=self._tile(inputs.video_coords),
-            method="prepare",
-        )
+        return {name: self.transformer.apply(
+            {"params": params}, embeds, mask, num_frames=grid.token_frames, height=grid.token_height,
+            width=grid.token_width, rope_interpolation_scale=inputs.rope_interpolation_scale,
+            video_coords=inputs.video_coords, method="prepare") for name, (embeds, mask) in prompts.items()}
 
     def timestep(self, t: jax.Array, batch: int, inputs: SamplingInputs) -> jax.Array:
         """The model's timestep for one video batch: [B], or per token [B, 1] / [B, N], following the stepping rule."""
@@ -114,26 +150,40 @@ class Sampler:
         timestep = jnp.broadcast_to(t, (batch,))
         return timestep if mask is None else timestep[:, None] * (1.0 - mask)
 
-    def velocity(self, params, constants: TransformerConstants, latents: jax.Array, timestep: jax.Array, i,
-                 inputs: SamplingInputs) -> jax.Array:
+    def velocity(self, params, guidance: Guidance, constants: TransformerConstants, latents: jax.Array,
+                 timestep: jax.Array, i, inputs: SamplingInputs) -> jax.Array:
         """Guided flow velocity for latents [B, N, C] at this step's timestep; float32 [B, N, C]."""
-        model_in = self._tile(latents).astype(self.transformer.dtype)  # [G*B, N, C]
-        out = self.transformer.apply({"params": params}, model_in, self._tile(timestep), constants,
-                                     method="predict").astype(jnp.float32)
-        outputs = dict(zip(self.guidance.branches, jnp.split(out, self.num_branches, axis=0)))
-        scales = {name: inputs.guidance[name][i] for name in self.guidance.scale_names}
-        return self.guidance.combine(outputs, scales)
+        branches = guidance.branches
+        tile = lambda x: x if len(branches) == 1 else jnp.concatenate([x] * len(branches), axis=0)  # noqa: E731
+        skip_mask = None
+        if guidance.stg:  # [L, G*B]: the perturbed branch's rows take the step's mask, the others run every layer
+            batch, layers_ = latents.shape[0], self.transformer.config.num_layers
+            rows = [jnp.ones((layers_, batch), jnp.float32) if b != "perturbed" else
+                    jnp.broadcast_to(inputs.skip_masks[i][:, None], (layers_, batch)) for b in branches]
+            skip_mask = jnp.concatenate(rows, axis=1)
+        out = self.transformer.apply(
+            {"params": params}, tile(latents).astype(self.transformer.dtype), tile(timestep), constants, skip_mask,
+            guidance.skip_layer_strategy if guidance.stg else None, method="predict").astype(jnp.float32)
+        outputs = dict(zip(branches, jnp.split(out, len(branches), axis=0)))
+        return guidance.combine(outputs, {name: values[i] for name, values in inputs.guidance.items()})
 
-    def step(self, params, constants: TransformerConstants, latents: jax.Array, i, inputs: SamplingInputs,
-             initial: jax.Array | None = None) -> jax.Array:
+    def noise_conditioning(self, latents, initial, t, i, inputs: SamplingInputs) -> jax.Array:
+        """diffusers' ``add_noise_to_image_conditioning_latents``: tokens whose mask is 1 (within 1e-6) become their
+        initial latents plus ``image_cond_noise_scale * N(0, 1) * (t / 1000)^2``."""
+        noise = jax.random.normal(jax.random.fold_in(inputs.noise_key, i), latents.shape, jnp.float32)
+        hard = (inputs.conditioning_mask > 1.0 - 1e-6)[..., None]
+        return jnp.where(hard, initial + inputs.image_cond_noise_scale * noise * (t / 1000.0) ** 2, latents)
+
+    def step(self, params, guidance: Guidance, constants: TransformerConstants, latents: jax.Array, i,
+             inputs: SamplingInputs, initial: jax.Array | None = None) -> jax.Array:
         """One denoising step i: latents [B, N, C] float32 -> the next latents (``initial``: the loop's first latents,
         for the conditioning noise)."""
         t = inputs.timesteps[i]
-        if self.per_token_timesteps and inputs.conditioning_mask is not None and inputs.image_cond_noise_scale is not None:
+        mask = inputs.conditioning_mask
+        if self.per_token_timesteps and mask is not None and inputs.image_cond_noise_scale is not None:
             latents = self.noise_conditioning(latents, initial, t, i, inputs)
         timestep = self.timestep(t, latents.shape[0], inputs)
-        velocity = self.velocity(params, constants, latents, timestep, i, inputs)
-        mask = inputs.conditioning_mask
+        velocity = self.velocity(params, guidance, constants, latents, timestep, i, inputs)
         if self.per_token_timesteps:
             per_token = jnp.broadcast_to(timestep, latents.shape[:2])  # [B, N]
             new = sched.step_per_token(-velocity, latents, per_token, inputs.sigmas)
@@ -144,36 +194,31 @@ class Sampler:
         new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
         return new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)
 
-    def noise_conditioning(self, latents, initial, t, i, inputs: SamplingInputs) -> jax.Array:
-        """diffusers' ``add_noise_to_image_conditioning_latents``: tokens whose mask is 1 (within 1e-6) become their
-        initial latents plus ``image_cond_noise_scale * N(0, 1) * (t / 1000)^2``."""
-        noise = jax.random.normal(jax.random.fold_in(inputs.noise_key, i), latents.shape, jnp.float32)
-        hard = (inputs.conditioning_mask > 1.0 - 1e-6)[..., None]
-        return jnp.where(hard, initial + inputs.image_cond_noise_scale * noise * (t / 1000.0) ** 2, latents)
-
     def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
         """Runs the steps from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start) until
         the last one, a stop request or non-finite latents. Call through ``jitted_sample``."""
-        constants = self.prepare(params, inputs)
-        num_steps = inputs.timesteps.shape[0]
+        prepared = self.prepare(params, inputs)
         initial = latents.astype(jnp.float32)
+        carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+        for segment in self.segments:
+            constants = _join([prepared[BRANCH_PROMPTS[b]] for b in segment.guidance.branches])
 
-        def running(carry):
-            i, _, stop, nonfinite = carry
-            return (i < num_steps) & ~stop & (nonfinite < 0)
+            def running(carry, stop_at=segment.stop):
+                i, _, stop, nonfinite = carry
+                return (i < stop_at) & ~stop & (nonfinite < 0)
 
-        def body(carry):
-            i, latents, _, nonfinite = carry
-            latents = self.step(params, constants, latents, i, inputs, initial)
-            nonfinite = jnp.where(jnp.all(jnp.isfinite(latents)), nonfinite, i)
-            stop = jnp.bool_(False)
-            if self.host_callbacks:
-                stop = io_callback(control.poll, jax.ShapeDtypeStruct((), jnp.bool_), inputs.control_token, i,
-                                   ordered=True)
-            return i + 1, latents, stop, nonfinite
+            def body(carry, segment=segment, constants=constants):
+                i, latents, _, nonfinite = carry
+                latents = self.step(params, segment.guidance, constants, latents, i, inputs, initial)
+                nonfinite = jnp.where(jnp.all(jnp.isfinite(latents)), nonfinite, i)
+                stop = jnp.bool_(False)
+                if self.host_callbacks:
+                    stop = io_callback(control.poll, jax.ShapeDtypeStruct((), jnp.bool_), inputs.control_token, i,
+                                       ordered=True)
+                return i + 1, latents, stop, nonfinite
 
-        start = (jnp.int32(0), latents.astype(jnp.float32), jnp.bool_(False), jnp.int32(-1))
-        steps, latents, _, nonfinite = jax.lax.while_loop(running, body, start)
+            carry = jax.lax.while_loop(running, body, carry)
+        steps, latents, _, nonfinite = carry
         return SamplingResult(latents, steps, nonfinite)
 
 

@@ -31,3 +31,106 @@ def per_step(name: str, value: float | Sequence[float] | Any, num_steps: int) ->
     if values.shape != (num_steps,):
         raise ValueError(f"{name} has {values.size} values for {num_steps} steps; give one number or one per step.")
     return values
+
+
+def guidance_steps(timesteps: np.ndarray, guidance_timesteps: Sequence[float] | None) -> np.ndarray | None:
+    """For each step, the entry of a guidance schedule it takes, as the original package maps them: the first
+    guidance timestep (on its 0-1 scale, i.e. ours / 1000) at or below the step's timestep, else the last entry."""
+    if guidance_timesteps is None:
+        return None
+    marks = np.asarray(guidance_timesteps, np.float64)
+    if marks.ndim != 1 or marks.size == 0:
+        raise ValueError(f"guidance_timesteps must be a non-empty list of timesteps in [0, 1], got {guidance_timesteps!r}.")
+    out = []
+    for t in np.asarray(timesteps, np.float64) / 1000.0:
+        at_or_below = np.nonzero(marks <= t)[0]
+        out.append(int(at_or_below[0]) if at_or_below.size else len(marks) - 1)
+    return np.asarray(out)
+
+
+def scheduled(name: str, value: Any, num_steps: int, guidance_timesteps: Sequence[float] | None,
+              mapping: np.ndarray | None) -> np.ndarray:
+    """One strength for every step, [S] float32: a number; a list with one value per ``guidance_timesteps`` entry
+    (``mapping`` from ``guidance_steps``); or, without a guidance schedule, one value per step."""
+    if guidance_timesteps is not None and np.ndim(value) == 1:
+        values = np.asarray(value, np.float32)
+        if len(values) != len(guidance_timesteps):
+            raise ValueError(f"{name} has {len(values)} values but guidance_timesteps has {len(guidance_timesteps)}; "
+                             "give one value per guidance timestep (or a single number).")
+        return values[mapping]
+    return per_step(name, value, num_steps)
+
+
+def skip_masks(skip_block_list, num_layers: int, num_steps: int, guidance_timesteps: Sequence[float] | None,
+               mapping: np.ndarray | None) -> np.ndarray:
+    """[S, L] float32, 0 where a step's perturbed branch skips a layer: ``skip_block_list`` is None (skip nothing),
+    a list of block indices (every step), or a list of such lists (one per ``guidance_timesteps`` entry, or one per
+    step without a guidance schedule)."""
+    masks = np.ones((num_steps, num_layers), np.float32)
+    if skip_block_list is None:
+        return masks
+    if not isinstance(skip_block_list, (list, tuple)):
+        raise ValueError(f"skip_block_list must be a list of block indices or a list of such lists, got "
+                         f"{skip_block_list!r}.")
+    nested = len(skip_block_list) > 0 and all(isinstance(b, (list, tuple)) for b in skip_block_list)
+    if nested:
+        expected, what = ((num_steps, "steps") if guidance_timesteps is None
+                          else (len(guidance_timesteps), "guidance_timesteps entries"))
+        if len(skip_block_list) != expected:
+            raise ValueError(f"skip_block_list has {len(skip_block_list)} lists for {expected} {what}; give one list of "
+                             f"blocks for every step, or one list per {what[:-1]}.")
+        per_step_blocks = [skip_block_list[i] for i in (range(num_steps) if mapping is None else mapping)]
+    else:
+        per_step_blocks = [skip_block_list] * num_steps
+    for i, blocks in enumerate(per_step_blocks):
+        for b in blocks:
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 0 <= b < num_layers:
+                raise ValueError(f"skip_block_list holds block {b!r}; the transformer's blocks are 0 .. "
+                                 f"{num_layers - 1}.")
+            masks[i, b] = 0.0
+    return masks
+
+
+def trim_schedule(sigmas: np.ndarray, timesteps: np.ndarray, skip_initial: int = 0, skip_final: int = 0):
+    """The original package's ``skip_initial_inference_steps`` / ``skip_final_inference_steps``: drop steps from the
+    start and the end; the last step kept then goes to the terminal sigma."""
+    for name, value in (("skip_initial_inference_steps", skip_initial), ("skip_final_inference_steps", skip_final)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}.")
+    steps = len(timesteps)
+    if skip_initial + skip_final >= steps:
+        raise ValueError(f"skip_initial_inference_steps + skip_final_inference_steps = {skip_initial + skip_final} "
+                         f"leaves none of the {steps} steps; skip fewer.")
+    if not skip_initial and not skip_final:
+        return sigmas, timesteps
+    keep = slice(skip_initial, steps - skip_final)
+    return np.append(sigmas[keep], sigmas[-1]).astype(np.float32), np.asarray(timesteps[keep], np.float32)
+
+
+def guidance_plan(timesteps: np.ndarray, *, num_layers: int, guidance_scale=3.0, guidance_rescale=0.0, stg_scale=0.0,
+                  rescaling_scale=1.0, skip_block_list=None, skip_layer_strategy: str = "attention_values",
+                  cfg_star_rescale: bool = False, guidance_timesteps=None):
+    """Every step's guidance, for the loop: (strengths name -> [S] float32, skip masks [S, L], segments).
+
+    Lists map to steps through ``guidance_timesteps`` as the original package maps them (``guidance_steps``), or, with
+    no guidance schedule, are one value per step. A step runs CFG where its scale is above 1 and STG where its scale
+    is above 0 (``segments_for``).
+    """
+    from ltx_jax.models.transformer import SKIP_LAYER_STRATEGIES
+    from ltx_jax.sampling.loop import segments_for
+
+    if skip_layer_strategy not in SKIP_LAYER_STRATEGIES:
+        raise ValueError(f"skip_layer_strategy={skip_layer_strategy!r}; use one of {', '.join(SKIP_LAYER_STRATEGIES)}.")
+    if not isinstance(cfg_star_rescale, (bool, np.bool_)):
+        raise ValueError(f"cfg_star_rescale must be True or False, got {cfg_star_rescale!r}.")
+    if guidance_timesteps is not None and (np.ndim(guidance_timesteps) != 1 or len(guidance_timesteps) == 0 or any(
+            not 0 <= float(g) <= 1 for g in guidance_timesteps)):
+        raise ValueError(f"guidance_timesteps must be a non-empty list of timesteps in [0, 1] (the original's scale: "
+                         f"ours / 1000), got {guidance_timesteps!r}.")
+    steps = len(timesteps)
+    mapping = guidance_steps(timesteps, guidance_timesteps)
+    values = {"guidance_scale": guidance_scale, "guidance_rescale": guidance_rescale, "stg_scale": stg_scale,
+              "rescaling_scale": rescaling_scale, "cfg_star": float(bool(cfg_star_rescale))}
+    scales = {name: scheduled(name, value, steps, guidance_timesteps, mapping) for name, value in values.items()}
+    masks = skip_masks(skip_block_list, num_layers, steps, guidance_timesteps, mapping)
+    return scales, masks, segments_for(scales["guidance_scale"], scales["stg_scale"], skip_layer_strategy)
