@@ -1,9 +1,9 @@
 """LTX-Video pipelines: a shared base of stages (``PipelineBase``) and the pipelines composed from them."""
 
-from ltx_jax.pipelines.base import (
+from ltx_jax.pipelines.base import PipelineBase
+from ltx_jax.pipelines.runtime import (
     AUTO_TILING_PIXELS,
     NonFiniteError,
-    PipelineBase,
     StageTimings,
     enable_compilation_cache,
     write_model_index,

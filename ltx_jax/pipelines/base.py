@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -29,82 +28,11 @@ import numpy as np
 from ltx_jax import sampling
 from ltx_jax import scheduler as sched
 from ltx_jax.pipelines import validation
+from ltx_jax.pipelines.runtime import (AUTO_TILING_PIXELS, NonFiniteError, StageTimings, enable_compilation_cache,
+                                       jitted_decode, jitted_encode, resolve_path)
 from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
 
 logger = logging.getLogger("ltx_jax")
-
-# Above this many output pixels (frames x height x width) the VAE decodes in tiles by default. The decoder's widest
-# activations hold ~128 channels at full resolution, several alive at once: 768x512x49 = 19M pixels is ~5 GB per
-# bf16 activation, past which an untiled decode stops fitting next to the 13B transformer on an 80 GB card.
-AUTO_TILING_PIXELS = 768 * 512 * 49
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "ltx_jax", "jax_compilation_cache")
-
-
-def enable_compilation_cache(cache_dir: str | None = None) -> str:
-    """Turns on JAX's persistent compilation cache, so a second process with the same shapes skips compilation."""
-    cache_dir = cache_dir or os.environ.get("LTX_JAX_CACHE_DIR", DEFAULT_CACHE_DIR)
-    os.makedirs(cache_dir, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return cache_dir
-
-
-class NonFiniteError(RuntimeError):
-    """NaN or Inf appeared in a stage's output (the message names the stage, and the step for denoising)."""
-
-
-class StageTimings:
-    """Seconds of each stage of the last call, in the order they ran (each stage blocks on its result before its
-    clock stops); ``total`` is the whole call. Read as ``timings.denoising`` or ``timings.stages["denoising"]``."""
-
-    def __init__(self):
-        self.stages: dict[str, float] = {}
-        self.total = 0.0
-
-    def __getattr__(self, name: str) -> float:
-        stages = self.__dict__.get("stages", {})
-        if name in stages:
-            return stages[name]
-        raise AttributeError(f"no stage {name!r} in the last call (stages: {', '.join(stages) or 'none'})")
-
-    def as_dict(self) -> dict[str, float]:
-        """{stage: seconds, ..., "total": seconds}."""
-        return {**self.stages, "total": self.total}
-
-    def __str__(self) -> str:
-        parts = [f"{name.replace('_', ' ')} {seconds:.2f} s" for name, seconds in self.stages.items()]
-        return ", ".join(parts + [f"total {self.total:.2f} s"])
-
-
-def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling):
-    """Latents [B, F, H, W, C] -> frames in [0, 1]: denormalise, add decode noise, decode, map [-1, 1] -> [0, 1]."""
-    latents = vae.apply({"params": vae_params}, latents, method="denormalize_latents")
-    if timestep is not None:
-        noise = jax.random.normal(key, latents.shape, jnp.float32)
-        scale = noise_scale[:, None, None, None, None]
-        latents = (1 - scale) * latents + scale * noise
-    latents = latents.astype(vae.dtype)
-    noise_key = jax.random.fold_in(key, 1)  # the decoder's own noise injection (0.9.1 VAEs)
-    video = vae.apply({"params": vae_params}, latents, timestep, method="decode", key=noise_key, tiling=tiling)
-    frames = jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
-    return frames, jnp.all(jnp.isfinite(frames))  # NaN survives the clip
-
-
-_jitted_decode = jax.jit(_decode_program, static_argnames=("vae", "tiling"))
-
-
-def _encode_program(vae, vae_params, video, key):
-    """Frames [B, F, H, W, 3] in [-1, 1] -> normalised latents [B, F', H', W', C] float32: a posterior sample
-    (mean + std * N(0, 1) from ``key``, as diffusers' ``retrieve_latents`` samples it), normalised."""
-    mean, logvar = vae.apply({"params": vae_params}, video.astype(vae.dtype), method="encode")
-    mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
-    sample = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, jnp.float32)
-    return vae.apply({"params": vae_params}, sample, method="normalize_latents")
-
-
-_jitted_encode = jax.jit(_encode_program, static_argnames=("vae",))
-
 
 # Arguments every pipeline takes for guidance (the original package's names; diffusers' guidance_scale /
 # guidance_rescale), with the release's defaults when left as None.
@@ -183,7 +111,7 @@ class PipelineBase:
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
         if compilation_cache:
             enable_compilation_cache(cache_dir)
-        path = _resolve_path(os.fspath(path))
+        path = resolve_path(os.fspath(path))
         dtype = jnp.dtype(dtype)
         single_file = os.path.isfile(path)
         root = os.path.dirname(path) if single_file else path
@@ -362,7 +290,7 @@ class PipelineBase:
         """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]
         float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from)."""
         with self._stage("encoding"):
-            return sampling.run(lambda: _jitted_encode(self.vae, self.vae_params, jnp.asarray(video), key),
+            return sampling.run(lambda: jitted_encode(self.vae, self.vae_params, jnp.asarray(video), key),
                                 stage="encoding")
 
     def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None,
@@ -507,7 +435,7 @@ class PipelineBase:
                 timestep, noise_scale = jnp.asarray(dt), jnp.asarray(dns)
             key = jax.random.PRNGKey(0) if key is None else key
             tiles = self._tiling(tiling, grid)
-            frames, finite = sampling.run(lambda: _jitted_decode(self.vae, self.vae_params, latents5, timestep,
+            frames, finite = sampling.run(lambda: jitted_decode(self.vae, self.vae_params, latents5, timestep,
                                                                  noise_scale, key, tiles), stage="decoding")
             if not bool(finite):
                 raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
@@ -525,31 +453,3 @@ class PipelineBase:
             pixels = frames * grid.height * grid.width * self.vae_spatial_compression_ratio**2
             tiling = pixels > AUTO_TILING_PIXELS
         return VAETiling.resolve(tiling)
-
-
-def _resolve_path(path: str) -> str:
-    """A local path as is; a hub id (``org/name``) fetched with huggingface_hub when it is not a local path."""
-    from weight_conversion import CheckpointError
-
-    if os.path.exists(path):
-        return path
-    if path.count("/") == 1 and not path.startswith((".", "/")):
-        try:
-            from huggingface_hub import snapshot_download
-        except ImportError as e:  # pragma: no cover
-            raise CheckpointError(f"{path} is not a local path and huggingface_hub is not installed; pass a "
-                                  "checkpoint folder or file.") from e
-        logger.info("fetching %s from the hub", path)
-        return snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.model", "tokenizer*/*",
-                                                       "*/spiece.model"])
-    raise CheckpointError(f"{path} does not exist (and is not a hub id like Lightricks/LTX-Video); pass a diffusers "
-                          "folder, a Lightricks .safetensors file or an Orbax folder.")
-
-
-def write_model_index(path: str) -> None:
-    """Writes a minimal diffusers ``model_index.json`` (used when saving a tiny random pipeline)."""
-    with open(os.path.join(path, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "LTXPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-                   "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5TokenizerFast"],
-                   "transformer": ["diffusers", "LTXVideoTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLLTXVideo"]},
-                  f, indent=2)
