@@ -1,7 +1,7 @@
 """Command line: ``python -m ltx_jax generate --model PATH --prompt "..." --output out.mp4``.
 
 ``--model tiny-random`` runs the whole pipeline with small random weights on the CPU in well under a minute, as an
-installation check (its output is noise).
+installation check (its output is noise); ``--upsampler tiny-random`` with it runs multi-scale generation so.
 
 Every argument is checked before any model is loaded; a user error prints one line (``error: ...``, exit 2; add
 ``--debug`` for the traceback). Ctrl-C or SIGTERM stops a run within one denoising step and leaves no file (exit 130 /
@@ -35,6 +35,9 @@ flags.DEFINE_string("video", None, "Video-to-video: the clip to re-render (with 
                     "the default --num_frames.", flag_values=FLAGS)
 flags.DEFINE_float("denoise_strength", None, "Video-to-video: the share of the schedule to run, in (0, 1); lower "
                    "keeps more of --video.", flag_values=FLAGS)
+flags.DEFINE_string("upsampler", None, "Multi-scale generation (0.9.7 / 0.9.8) with this latent upsampler: a Lightricks "
+                    "ltxv-spatial-upscaler-*.safetensors file, a diffusers latent_upsampler folder or Orbax (tiny-random "
+                    "with --model tiny-random); the two passes follow the release's recipe.", flag_values=FLAGS)
 flags.DEFINE_enum("resize_mode", "stretch", ["stretch", "crop"], "How images and clips are fitted to the size: "
                   "stretch (diffusers) or center-crop to the aspect ratio, then resize (Lightricks' inference "
                   "script).", flag_values=FLAGS)
@@ -120,6 +123,8 @@ def resolve_arguments() -> dict:
     check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     facts = _model_facts(tiny)
     args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None)
+    if FLAGS.upsampler is not None:
+        _check_multi_scale(tiny, facts, height, width)
     if facts is not None:
         validation.check_video_size(height, width, num_frames, spatial_multiple=facts["spatial"],
                                     temporal_ratio=facts["temporal"], temporal_patch=facts["temporal_patch"])
@@ -134,6 +139,48 @@ def resolve_arguments() -> dict:
                                         temporal_ratio=facts["temporal"])
             schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
     return args
+
+
+# Flags that set the one pass of a plain run; a multi-scale run takes its passes from the release's recipe.
+ONE_PASS_FLAGS = ("steps", "guidance", "stg_scale", "stg_mode", "stg_blocks", "cfg_star")
+
+
+def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int) -> None:
+    """--upsampler checked against the model (its config only: nothing is loaded) and the other flags."""
+    from ltx_jax.pipelines.multi_scale import first_pass_size
+
+    if (FLAGS.upsampler == "tiny-random") != tiny:
+        raise UsageError("--upsampler tiny-random goes with --model tiny-random (and a real model with a real "
+                         "upsampler file).")
+    given = [f"--{name}" for name in ONE_PASS_FLAGS if FLAGS[name].present]
+    if given:
+        what = "this flag sets" if len(given) == 1 else "these flags set"
+        raise UsageError(f"{', '.join(given)}: {what} the one pass of a plain run; with --upsampler the two passes "
+                         "follow the release's multi-scale recipe (change a pass with the Python API's first_pass= / "
+                         "second_pass=).")
+    if FLAGS.video is not None:
+        raise UsageError("--video (video-to-video) runs one pass; it does not combine with --upsampler.")
+    if facts is None:
+        return  # a hub id: checked once it is fetched
+    if not tiny:
+        from weight_conversion import read_latent_upsampler_config
+
+        if not os.path.exists(FLAGS.upsampler):
+            raise ValueError(f"--upsampler {FLAGS.upsampler} does not exist; pass a ltxv-spatial-upscaler-*.safetensors "
+                             "file, a diffusers latent_upsampler folder or an Orbax folder.")
+        config = read_latent_upsampler_config(FLAGS.upsampler)
+        if config.in_channels != facts["latent_channels"]:
+            raise ValueError(f"--upsampler {FLAGS.upsampler} takes {config.in_channels}-channel latents but the model's "
+                             f"VAE makes {facts['latent_channels']}; use the upscaler released with the model.")
+        if config.temporal_upsample or not config.spatial_upsample:
+            raise ValueError(f"--upsampler {FLAGS.upsampler} upsamples in time; multi-scale generation runs a spatial "
+                             "upscaler (ltxv-spatial-upscaler-*.safetensors).")
+    release = facts["release"]
+    if release is None or release.multi_scale is None:
+        name = release.name if release is not None else "no release detected"
+        raise ValueError(f"--upsampler: the model has no multi-scale recipe ({name}); pass --preset with a 0.9.7 / "
+                         "0.9.8 release, e.g. --preset ltx-video-0.9.8-2b-distilled.")
+    first_pass_size(height, width, release.multi_scale.downscale_factor, facts["spatial"])
 
 
 def _read_video_source():
@@ -189,16 +236,19 @@ def _conditioning_inputs(source, num_frames: int, height: int, width: int, tempo
 def _model_facts(tiny: bool) -> dict | None:
     """What the checks need of the model, from its configs alone (no weights): the VAE's ratios, the transformer's
     patch sizes, the scheduler when its config is at hand; None for a hub id (checked once it is fetched)."""
+    import warnings
+
     from ltx_jax import scheduler as sched
+    from ltx_jax.releases import RELEASES, detect_release, get_release
 
     scheduler = None
     if tiny:
-        from ltx_jax.releases import RELEASES
-        from ltx_jax.tiny_random import TINY_TRANSFORMER, TINY_VAE
+        from ltx_jax.tiny_random import TINY_MULTI_SCALE_RELEASE, TINY_TRANSFORMER, TINY_VAE
 
         transformer, vae, scheduler = TINY_TRANSFORMER, TINY_VAE, RELEASES["ltx-video-0.9.1"].scheduler
+        release = RELEASES[TINY_MULTI_SCALE_RELEASE if FLAGS.upsampler else "ltx-video-0.9.1"]
     else:
-        from weight_conversion import read_transformer_config, read_vae_config
+        from weight_conversion import read_single_file_config, read_transformer_config, read_vae_config
 
         path = FLAGS.model
         if not os.path.exists(path):
@@ -216,9 +266,16 @@ def _model_facts(tiny: bool) -> dict | None:
         scheduler_json = os.path.join(path, "scheduler", "scheduler_config.json")
         if os.path.isfile(scheduler_json):
             scheduler = sched.FlowMatchSchedulerConfig.from_json(scheduler_json)
+        if FLAGS.preset is not None:
+            release = get_release(FLAGS.preset)
+        else:
+            with warnings.catch_warnings():  # loading detects it again and says so
+                warnings.simplefilter("ignore")
+                metadata = read_single_file_config(path) if os.path.isfile(path) else None
+                release = detect_release(path, transformer, vae, metadata)
     return dict(spatial=vae.spatial_ratio * transformer.patch_size, spatial_ratio=vae.spatial_ratio,
                 temporal=vae.temporal_ratio, temporal_patch=transformer.patch_size_t, scheduler=scheduler,
-                num_layers=transformer.num_layers)
+                num_layers=transformer.num_layers, latent_channels=vae.latent_channels, release=release)
 
 
 def generate(args: dict) -> int:
@@ -230,18 +287,26 @@ def generate(args: dict) -> int:
     dtype = FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
     _say(f"loading {FLAGS.model} ({dtype})")
     if args["tiny"]:
-        from ltx_jax.tiny_random import tiny_random_pipeline
+        from ltx_jax.tiny_random import tiny_random_multi_scale_pipeline, tiny_random_pipeline
 
         _say("tiny-random: small random weights, as an installation check; the output is noise, not a video of the "
              "prompt.")
         if FLAGS.compilation_cache:
             enable_compilation_cache()
-        pipe = tiny_random_pipeline(dtype=dtype, progress=FLAGS.progress)
+        make = tiny_random_multi_scale_pipeline if FLAGS.upsampler else tiny_random_pipeline
+        pipe = make(dtype=dtype, progress=FLAGS.progress)
+    elif FLAGS.upsampler is not None:
+        from ltx_jax.pipelines import LTXMultiScalePipeline
+
+        pipe = LTXMultiScalePipeline.from_pretrained(
+            FLAGS.model, dtype=dtype, latent_upsampler_path=FLAGS.upsampler, text_encoder_path=FLAGS.text_encoder,
+            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache, progress=FLAGS.progress)
     else:
         pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=dtype, text_encoder_path=FLAGS.text_encoder,
                                            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache,
                                            progress=FLAGS.progress)
-    _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}")
+    multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
+    _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
     common = dict(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
                   num_frames=args["num_frames"], frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
                   guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale, skip_layer_strategy=FLAGS.stg_mode,
@@ -259,9 +324,12 @@ def generate(args: dict) -> int:
 
 
 def _pipeline_for(pipe, args: dict):
-    """The pipeline the flags ask for, over the loaded components: text-, image- or condition-to-video."""
+    """The pipeline the flags ask for, over the loaded components: text-, image- or condition-to-video (multi-scale
+    generation takes them all)."""
     from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
 
+    if FLAGS.upsampler is not None:
+        return pipe
     if "image" in args:
         return LTXImageToVideoPipeline.from_pipe(pipe)
     if args["conditions"] or args["source"] is not None:
@@ -272,9 +340,14 @@ def _pipeline_for(pipe, args: dict):
 def _generate(pipe, args: dict, common: dict):
     import jax
 
-    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
+    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline, LTXMultiScalePipeline
     from ltx_jax.pipelines.conditioning import preprocess
 
+    if isinstance(pipe, LTXMultiScalePipeline):
+        keep = ("prompt", "negative_prompt", "height", "width", "num_frames", "frame_rate", "seed",
+                "max_sequence_length", "tiling")
+        return pipe(conditions=args["conditions"] or None, image=args.get("image"), resize_mode=FLAGS.resize_mode,
+                    **{k: common[k] for k in keep})
     if isinstance(pipe, LTXImageToVideoPipeline):
         return pipe(image=args["image"], resize_mode=FLAGS.resize_mode, **common)
     if isinstance(pipe, LTXConditionPipeline):

@@ -320,3 +320,61 @@ class VAEConfig:
 
     def replace(self, **changes) -> "VAEConfig":
         return dataclasses.replace(self, **changes)
+
+
+# ------------------------------------------------------------------------------------------------- latent upsampler
+
+GROUP_NORM_GROUPS = 32  # every GroupNorm of the latent upsampler (diffusers' and the original's constant)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentUpsamplerConfig:
+    """Architecture of diffusers' ``LTXLatentUpsamplerModel`` / the original's ``LatentUpsampler`` (their field
+    names; diffusers' defaults = the released spatial upscalers).
+
+    ``dims`` 3: 3-D convolutions over [F, H, W] (the spatial upsampling conv still runs per frame); 2: everything per
+    frame. ``spatial_upsample`` doubles height and width, ``temporal_upsample`` takes F latent frames to 2F - 1.
+    """
+
+    in_channels: int = 128
+    mid_channels: int = 512
+    num_blocks_per_stage: int = 4
+    dims: int = 3
+    spatial_upsample: bool = True
+    temporal_upsample: bool = False
+
+    def __post_init__(self):
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims={self.dims}; the latent upsampler has 2-D (per frame) or 3-D convolutions.")
+        if not (self.spatial_upsample or self.temporal_upsample):
+            raise ValueError("spatial_upsample and temporal_upsample are both false; an upsampler needs one of them.")
+        if self.dims == 2 and self.temporal_upsample:
+            raise ValueError("dims=2 runs every frame on its own and cannot upsample in time; use dims=3.")
+        if self.mid_channels % GROUP_NORM_GROUPS:
+            raise ValueError(f"mid_channels={self.mid_channels} must be a multiple of {GROUP_NORM_GROUPS} (GroupNorm "
+                             f"groups).")
+        if self.in_channels < 1 or self.num_blocks_per_stage < 0:
+            raise ValueError(f"in_channels={self.in_channels}, num_blocks_per_stage={self.num_blocks_per_stage}: "
+                             "need in_channels >= 1 and num_blocks_per_stage >= 0.")
+
+    @property
+    def spatial_scale(self) -> int:
+        return 2 if self.spatial_upsample else 1
+
+    def output_frames(self, frames: int) -> int:
+        """Latent frames out for ``frames`` in (2F - 1 when upsampling in time: the first frame is dropped)."""
+        return 2 * frames - 1 if self.temporal_upsample else frames
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "LatentUpsamplerConfig":
+        return _dataclass_from_dict(cls, config)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "LatentUpsamplerConfig":
+        return config_from_json(cls, path)
+
+    def to_dict(self) -> dict:
+        return {"_class_name": "LTXLatentUpsamplerModel", **dataclasses.asdict(self)}
+
+    def replace(self, **changes) -> "LatentUpsamplerConfig":
+        return dataclasses.replace(self, **changes)

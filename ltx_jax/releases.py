@@ -93,6 +93,11 @@ LTX_SCHEDULER_STATIC = LTX_SCHEDULER.replace(use_dynamic_shifting=False)
 #: after latent upsampling.
 LTX_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
 LTX_DISTILLED_REFINE_TIMESTEPS = (1000.0, 909.0, 725.0, 421.0, 0.0)
+#: The scheduler Lightricks' single files of 0.9.x carry (the original's ``RectifiedFlowScheduler`` with SD3
+#: resolution-dependent shifting, terminal 0.1, uniform sampler) gives, for a step count, exactly diffusers'
+#: ``LTXPipeline`` schedule under LTX_SCHEDULER (``tests/test_original_reference.py`` checks it); explicit timesteps
+#: it takes as they are. ``LTXMultiScalePipeline`` schedules its passes this way.
+ORIGINAL_SCHEDULER = LTX_SCHEDULER
 
 # ------------------------------------------------------------------------------------------------- records
 
@@ -131,6 +136,31 @@ class GenerationDefaults:
 
 
 @dataclasses.dataclass(frozen=True)
+class MultiScaleDefaults:
+    """Lightricks' multi-scale recipe for a release (``configs/*.yaml`` with ``pipeline_type: multi-scale``): a first
+    pass at ``downscale_factor`` of the size, the latent upsampler, a second pass from the upsampled latents (noised
+    to its first timestep), tone mapping before the decode, a resize to the requested size.
+
+    Attributes:
+      first_pass, second_pass: each pass's schedule and guidance (the decode settings are the second pass's).
+      downscale_factor: the first pass's share of the size (rounded down to the VAE's spatial ratio).
+      tone_map_compression_ratio: the second pass's tone mapping of the latents before decoding (0 = none).
+      latent_upsampler: Lightricks' upscaler file the recipe names.
+    """
+
+    first_pass: GenerationDefaults
+    second_pass: GenerationDefaults
+    downscale_factor: float = 0.6666666
+    tone_map_compression_ratio: float = 0.0
+    latent_upsampler: str = ""
+
+    def for_layers(self, num_layers: int) -> "MultiScaleDefaults":
+        """The recipe for a model of ``num_layers`` blocks (see ``GenerationDefaults.for_layers``)."""
+        return dataclasses.replace(self, first_pass=self.first_pass.for_layers(num_layers),
+                                   second_pass=self.second_pass.for_layers(num_layers))
+
+
+@dataclasses.dataclass(frozen=True)
 class Release:
     """One released checkpoint.
 
@@ -143,6 +173,7 @@ class Release:
       files: Lightricks' single-file names of this release (fp8 variants included).
       latent_upsamplers: Lightricks' latent upscaler files released with it.
       lightricks_config: the name of its inference config in Lightricks' repository (``configs/``).
+      multi_scale: its multi-scale recipe (``LTXMultiScalePipeline``), for the releases that have one.
     """
 
     name: str
@@ -157,6 +188,7 @@ class Release:
     latent_upsamplers: tuple[str, ...] = ()
     lightricks_config: str | None = None
     text_encoder: T5Config = T5_PRESETS["t5-v1_1-xxl"]
+    multi_scale: MultiScaleDefaults | None = None
 
     @property
     def distilled(self) -> bool:
@@ -180,6 +212,23 @@ _DEV_13B = GenerationDefaults(
 _DISTILLED = GenerationDefaults(num_inference_steps=len(LTX_DISTILLED_TIMESTEPS), timesteps=LTX_DISTILLED_TIMESTEPS,
                                 guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025)
 
+# The multi-scale recipes of configs/ltxv-13b-0.9.7-dev.yaml / ltxv-13b-0.9.8-dev.yaml (first pass = _DEV_13B) and of
+# the distilled ltxv-*-0.9.7/0.9.8-distilled.yaml (timesteps on our 0-1000 scale; the files write them on 0-1).
+_DEV_13B_SECOND_PASS = GenerationDefaults(
+    num_inference_steps=30, skip_initial_inference_steps=17, guidance_scale=(1.0,), stg_scale=(1.0,),
+    rescaling_scale=(1.0,), guidance_timesteps=(1.0,), skip_block_list=(27,), cfg_star_rescale=True,
+    decode_timestep=0.05, decode_noise_scale=0.025)
+_DISTILLED_FIRST_PASS = GenerationDefaults(
+    num_inference_steps=7, timesteps=(1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0), guidance_scale=1.0,
+    stg_scale=0.0, rescaling_scale=1.0, skip_block_list=(42,), decode_timestep=0.05, decode_noise_scale=0.025)
+_DISTILLED_SECOND_PASS = dataclasses.replace(_DISTILLED_FIRST_PASS, num_inference_steps=3,
+                                             timesteps=(909.4, 725.0, 421.9))
+
+
+def _multi_scale(first: GenerationDefaults, second: GenerationDefaults, upsampler: str,
+                 tone_map: float = 0.0) -> MultiScaleDefaults:
+    return MultiScaleDefaults(first, second, tone_map_compression_ratio=tone_map, latent_upsampler=upsampler)
+
 
 def _files(stem: str, fp8: bool = True) -> tuple[str, ...]:
     return (f"{stem}.safetensors",) + ((f"{stem}-fp8.safetensors",) if fp8 else ())
@@ -200,22 +249,30 @@ RELEASES: dict[str, Release] = {r.name: r for r in (
     Release("ltx-video-0.9.7-13b-dev", "0.9.7", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
             files=_files("ltxv-13b-0.9.7-dev"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.7.safetensors", "ltxv-temporal-upscaler-0.9.7.safetensors"),
-            lightricks_config="ltxv-13b-0.9.7-dev.yaml"),
+            lightricks_config="ltxv-13b-0.9.7-dev.yaml",
+            multi_scale=_multi_scale(_DEV_13B, _DEV_13B_SECOND_PASS, "ltxv-spatial-upscaler-0.9.7.safetensors")),
     Release("ltx-video-0.9.7-13b-distilled", "0.9.7", "13b", "distilled", _13B, _VAE_095, LTX_SCHEDULER_STATIC,
             _DISTILLED, files=_files("ltxv-13b-0.9.7-distilled"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.7.safetensors", "ltxv-temporal-upscaler-0.9.7.safetensors"),
-            lightricks_config="ltxv-13b-0.9.7-distilled.yaml"),
+            lightricks_config="ltxv-13b-0.9.7-distilled.yaml",
+            multi_scale=_multi_scale(_DISTILLED_FIRST_PASS, _DISTILLED_SECOND_PASS,
+                                     "ltxv-spatial-upscaler-0.9.7.safetensors")),
     Release("ltx-video-0.9.8-13b-dev", "0.9.8", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
             files=_files("ltxv-13b-0.9.8-dev"), latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
-            lightricks_config="ltxv-13b-0.9.8-dev.yaml"),
+            lightricks_config="ltxv-13b-0.9.8-dev.yaml",
+            multi_scale=_multi_scale(_DEV_13B, _DEV_13B_SECOND_PASS, "ltxv-spatial-upscaler-0.9.8.safetensors")),
     Release("ltx-video-0.9.8-13b-distilled", "0.9.8", "13b", "distilled", _13B, _VAE_095, LTX_SCHEDULER_STATIC,
             _DISTILLED, files=_files("ltxv-13b-0.9.8-distilled"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
-            lightricks_config="ltxv-13b-0.9.8-distilled.yaml"),
+            lightricks_config="ltxv-13b-0.9.8-distilled.yaml",
+            multi_scale=_multi_scale(_DISTILLED_FIRST_PASS, _DISTILLED_SECOND_PASS,
+                                     "ltxv-spatial-upscaler-0.9.8.safetensors", tone_map=0.6)),
     Release("ltx-video-0.9.8-2b-distilled", "0.9.8", "2b", "distilled", _2B, _VAE_095, LTX_SCHEDULER_STATIC,
             _DISTILLED, files=_files("ltxv-2b-0.9.8-distilled"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
-            lightricks_config="ltxv-2b-0.9.8-distilled.yaml"),
+            lightricks_config="ltxv-2b-0.9.8-distilled.yaml",
+            multi_scale=_multi_scale(_DISTILLED_FIRST_PASS, _DISTILLED_SECOND_PASS,
+                                     "ltxv-spatial-upscaler-0.9.8.safetensors")),
 )}
 
 

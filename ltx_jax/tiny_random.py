@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ltx_jax.configs import T5Config, TransformerConfig, VAEConfig
+from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
 
 # Sentences the tiny sentencepiece tokenizer is trained on.
 TOKENIZER_CORPUS = (
@@ -42,6 +42,11 @@ TINY_VAE = VAEConfig(
     upsample_factor=(2, 2, 2),
     timestep_conditioning=True,
 )
+
+# A spatial latent upscaler for TINY_VAE's latents (the released ones: 128 channels in, 512 wide, 4 blocks a stage).
+TINY_UPSAMPLER = LatentUpsamplerConfig(in_channels=TINY_VAE.latent_channels, mid_channels=32, num_blocks_per_stage=1)
+# The release whose multi-scale recipe the tiny multi-scale pipeline runs (its distilled schedules are short).
+TINY_MULTI_SCALE_RELEASE = "ltx-video-0.9.8-2b-distilled"
 
 
 def write_tiny_tokenizer(folder: str | os.PathLike) -> str:
@@ -116,3 +121,20 @@ def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool =
     return LTXPipeline(transformer, init_params(transformer, k_tr), vae, init_params(vae, k_vae), prompt_encoder,
                        scheduler_config=RELEASES["ltx-video-0.9.1"].scheduler, release=RELEASES["ltx-video-0.9.1"],
                        progress=progress)
+
+
+def tiny_random_multi_scale_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True):
+    """``tiny_random_pipeline``'s components with a tiny random spatial upsampler, as an ``LTXMultiScalePipeline``
+    running the recipe of ``TINY_MULTI_SCALE_RELEASE``."""
+    from ltx_jax.models import init_params
+    from ltx_jax.models.latent_upsampler import LatentUpsampler
+    from ltx_jax.pipelines import LTXMultiScalePipeline
+    from ltx_jax.releases import RELEASES
+
+    pipe = tiny_random_pipeline(dtype, seed, progress)
+    dtype = jnp.dtype(dtype)
+    upsampler = LatentUpsampler(TINY_UPSAMPLER, dtype=dtype, param_dtype=dtype)
+    params = init_params(upsampler, jax.random.fold_in(jax.random.PRNGKey(seed), 7))
+    multi = LTXMultiScalePipeline.from_pipe(pipe, upsampler, params)
+    multi.release = RELEASES[TINY_MULTI_SCALE_RELEASE]
+    return multi

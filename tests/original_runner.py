@@ -5,7 +5,7 @@ script); it imports only ltx_video, torch, numpy and the standard library (ltx_v
 transformers < 4.52 with it). Usage: ``python original_runner.py JOB.json INPUTS.npz OUTPUTS.npz``.
 
 The job is JSON; any string value ``"@name"`` anywhere in it stands for the array ``name`` of INPUTS.npz (as a torch
-tensor). Two kinds:
+tensor). Three kinds:
 
 ``{"kind": "transformer", "checkpoint": FILE, "kwargs": {...}, "coords": {...}}``
     ``Transformer3DModel.from_pretrained(FILE)`` and one forward with ``kwargs`` (``hidden_states`` [B, N, C],
@@ -16,6 +16,15 @@ tensor). Two kinds:
     ``LTXVideoPipeline.__call__`` does (patchifier corner coordinates, ``latent_to_pixel_coords`` with the VAE of the
     same file and the transformer's ``causal_temporal_positioning``, frame axis divided by the frame rate).
     Outputs: ``sample`` [B, N, C_out] and ``indices_grid``.
+
+``{"kind": "latent_upsampler", "checkpoint": FILE, "kwargs": {"latent": "@x"}}``
+    ``LatentUpsampler.from_pretrained(FILE)`` (a single .safetensors file whose metadata ``config`` it reads with
+    ``LatentUpsampler.from_config``: its own defaults for missing keys; strict ``load_state_dict``) and one forward
+    on ``latent`` [B, C, F, H, W] (raw VAE latents). Outputs: ``sample`` [B, C, F', H', W'].
+
+``{"kind": "schedule", "scheduler": {...}, "cases": [[steps, [B, C, F, H, W]], ...]}``
+    ``RectifiedFlowScheduler(**scheduler).set_timesteps(steps, samples_shape=shape)`` per case. Outputs:
+    ``timesteps.<i>`` [steps] (the 0-1 scale).
 
 ``{"kind": "pipeline", "checkpoint": FILE, "kwargs": {...}, "conditioning_items": [...], "seed": 0, ...}``
     ``LTXVideoPipeline`` over the file's transformer, VAE and scheduler, ``SymmetricPatchifier(patch_size=1)``,
@@ -75,6 +84,7 @@ import torch
 import diffusers.models.autoencoders.vae as diffusers_vae
 import ltx_video.pipelines.pipeline_ltx_video as ltx_pipeline
 from ltx_video.models.autoencoders.causal_video_autoencoder import CausalVideoAutoencoder
+from ltx_video.models.autoencoders.latent_upsampler import LatentUpsampler
 from ltx_video.models.autoencoders.vae_encode import latent_to_pixel_coords
 from ltx_video.models.transformers.symmetric_patchifier import SymmetricPatchifier
 from ltx_video.models.transformers.transformer3d import Transformer3DModel
@@ -216,6 +226,23 @@ def run_transformer(job, arrays) -> dict[str, np.ndarray]:
     return {"sample": to_numpy(sample), "indices_grid": to_numpy(kwargs["indices_grid"])}
 
 
+def run_latent_upsampler(job, arrays) -> dict[str, np.ndarray]:
+    upsampler = LatentUpsampler.from_pretrained(job["checkpoint"]).eval()
+    kwargs = resolve(job.get("kwargs", {}), arrays)
+    with torch.no_grad():
+        sample = upsampler(**kwargs)
+    return {"sample": to_numpy(sample)}
+
+
+def run_schedule(job, arrays) -> dict[str, np.ndarray]:
+    scheduler = RectifiedFlowScheduler(**job["scheduler"])
+    out = {}
+    for i, (steps, shape) in enumerate(job["cases"]):
+        scheduler.set_timesteps(steps, samples_shape=torch.Size(shape))
+        out[f"timesteps.{i}"] = to_numpy(scheduler.timesteps)
+    return out
+
+
 def build_pipeline(job) -> ltx_pipeline.LTXVideoPipeline:
     ckpt = job["checkpoint"]
     from safetensors import safe_open
@@ -297,8 +324,6 @@ def run_pipeline(job, arrays) -> dict[str, np.ndarray]:
     torch.manual_seed(int(job.get("seed", 0)))  # anything not intercepted (there should be nothing)
     with draws.patched(), torch.no_grad():
         if job.get("multi_scale"):
-            from ltx_video.models.autoencoders.latent_upsampler import LatentUpsampler
-
             ms = dict(job["multi_scale"])
             upsampler = LatentUpsampler.from_pretrained(ms.pop("latent_upsampler")).eval()
             result = ltx_pipeline.LTXMultiScalePipeline(pipe, latent_upsampler=upsampler)(**ms, **kwargs)
@@ -319,7 +344,8 @@ def main(argv):
         job = json.load(f)
     with np.load(inputs_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
-    kinds = {"transformer": run_transformer, "pipeline": run_pipeline}
+    kinds = {"transformer": run_transformer, "latent_upsampler": run_latent_upsampler, "schedule": run_schedule,
+             "pipeline": run_pipeline}
     if job.get("kind") not in kinds:
         raise ValueError(f"job kind must be one of {sorted(kinds)}, got {job.get('kind')!r}")
     torch.set_grad_enabled(False)

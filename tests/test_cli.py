@@ -269,3 +269,46 @@ def test_stg_flags(tmp_path, capsys):
         code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--output",
                                     str(tmp_path / "never.mp4"), *flags], capsys)
         assert code == 2 and err.startswith(message) and "loading" not in err, err
+
+
+def test_upsampler_runs_multi_scale_generation(tmp_path, capsys):
+    """--model tiny-random --upsampler tiny-random: the installation check of the two-pass recipe, in-process."""
+    out = tmp_path / "multi.mp4"
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--upsampler", "tiny-random", "--prompt",
+                                "a fox", "--output", str(out), "--noprogress"], capsys)
+    assert code == 0, err
+    assert "in two passes (ltx-video-0.9.8-2b-distilled's multi-scale recipe)" in err
+    assert read_video(out).shape == (9, 64, 96, 3)
+
+
+def test_upsampler_errors_before_loading(tmp_path, capsys, tiny_reference):
+    import torch
+    from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
+
+    never = str(tmp_path / "never.mp4")
+    tiny = ["generate", "--model", "tiny-random", "--prompt", "x", "--output", never]
+    for flags, message in (
+            (["--upsampler", "tiny-random", "--steps", "3", "--guidance", "2"],
+             "error: --steps, --guidance: these flags set the one pass of a plain run; with --upsampler"),
+            (["--upsampler", "up.safetensors"], "error: --upsampler tiny-random goes with --model tiny-random"),
+            (["--upsampler", "tiny-random", "--height", "32"],
+             "error: height=32 x downscale_factor=0.666667 leaves no first pass")):
+        code, err = run_in_process([*tiny, *flags], capsys)
+        assert code == 2 and err.startswith(message) and "loading" not in err, err
+
+    root = tiny_reference["root"]
+    wrong = tmp_path / "wrong_upsampler"
+    torch.manual_seed(0)
+    LTXLatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1).save_pretrained(wrong)
+    model = ["generate", "--model", root, "--prompt", "x", "--output", never, "--upsampler"]
+    for flags, message in (
+            ([str(tmp_path / "none.safetensors")], f"error: --upsampler {tmp_path / 'none.safetensors'} does not exist"),
+            ([str(wrong)], f"error: --upsampler {wrong} takes 4-channel latents but the model's VAE makes 8"),
+            ([str(wrong)], "error: --upsampler: the model has no multi-scale recipe")):
+        preset = [] if "recipe" in message else ["--preset", "ltx-video-0.9.8-2b-distilled"]
+        if "recipe" in message:  # a fitting upsampler, but a checkpoint without a recipe
+            fitting = tmp_path / "fitting"
+            LTXLatentUpsamplerModel(in_channels=8, mid_channels=32, num_blocks_per_stage=1).save_pretrained(fitting)
+            flags = [str(fitting)]
+        code, err = run_in_process([*model, *flags, *preset], capsys)
+        assert code == 2 and err.startswith(message) and "loading" not in err, err

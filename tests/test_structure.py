@@ -13,10 +13,11 @@ import pytest
 from conftest import rel_err
 
 from ltx_jax.models import abstract_params, count_params, init_params
+from ltx_jax.models.latent_upsampler import LatentUpsampler
 from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from ltx_jax.models.vae import AutoencoderKLLTXVideo, Decoder3d
-from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_VAE
+from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_UPSAMPLER, TINY_VAE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom to top; a module may import only from its own layer or the ones below.
@@ -97,7 +98,8 @@ def test_every_linear_comes_from_the_dense_factory():
     T5EncoderModel(TINY_T5),
     AutoencoderKLLTXVideo(TINY_VAE),
     Decoder3d(TINY_VAE, dtype=jnp.bfloat16, param_dtype=jnp.bfloat16),
-], ids=["transformer", "t5", "vae", "vae_decoder"])
+    LatentUpsampler(TINY_UPSAMPLER),
+], ids=["transformer", "t5", "vae", "vae_decoder", "latent_upsampler"])
 def test_init_params_and_abstract_params_agree(module):
     params = init_params(module, jax.random.PRNGKey(0))
     abstract = abstract_params(module)

@@ -14,12 +14,13 @@ import jax.numpy as jnp
 
 
 def _convert(args) -> int:
-    from weight_conversion import t5, transformer, vae
+    from weight_conversion import latent_upsampler, t5, transformer, vae
 
     loaders = {
         "transformer": (transformer.load_transformer, transformer.save_transformer_orbax),
         "text_encoder": (t5.load_text_encoder, t5.save_text_encoder_orbax),
         "vae": (vae.load_vae, vae.save_vae_orbax),
+        "latent_upsampler": (latent_upsampler.load_latent_upsampler, latent_upsampler.save_latent_upsampler_orbax),
     }
     load, save = loaders[args.component]
     start = time.perf_counter()
@@ -37,7 +38,8 @@ def main(argv=None) -> int:
     convert = sub.add_parser("convert", help="safetensors checkpoint -> Orbax checkpoint")
     convert.add_argument("src", help="diffusers folder or Lightricks single .safetensors file")
     convert.add_argument("dst", help="new directory for the Orbax checkpoint")
-    convert.add_argument("--component", default="transformer", choices=["transformer", "vae", "text_encoder"])
+    convert.add_argument("--component", default="transformer",
+                         choices=["transformer", "vae", "text_encoder", "latent_upsampler"])
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     args = parser.parse_args(argv)
     return _convert(args)

@@ -57,6 +57,11 @@ class Sizes:
     pipe_video: tuple[int, int, int]  # height, width, frames
     pipe_warmup: int
     pipe_repeats: int
+    # multi_scale (the pipeline section's components, plus a latent upsampler)
+    ms_upsampler: tuple[str, dict]
+    ms_preset: str
+    ms_video: tuple[int, int, int]  # height, width, frames (the output; the passes run at 2/3 and 4/3 of it)
+    ms_repeats: int
     # pipeline_vs_cpu_fp32
     pvc_transformer: tuple[str, dict]
     pvc_vae: tuple[str, dict]
@@ -95,11 +100,12 @@ CPU_SIZES = Sizes(
     scheduler_shapes=((2, 4096, 128), (1, 256, 128)),
     pipe_transformer=("tiny", {}), pipe_vae=("tiny", {}), pipe_t5=("tiny", {}),
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(64, 96, 17), pipe_warmup=0, pipe_repeats=2,
+    ms_upsampler=("tiny", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(64, 96, 17), ms_repeats=2,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
-                   text_encoder=15, scheduler=10, vae=30, pipeline=30,
+                   text_encoder=15, scheduler=10, vae=30, pipeline=30, multi_scale=25,
                    transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5),
 )
 
@@ -116,13 +122,15 @@ GPU_SIZES = Sizes(
     scheduler_shapes=((2, 4096, 128), (1, 256, 128)),
     pipe_transformer=("ltx-video-2b", {}), pipe_vae=("ltx-video-0.9.5", {}), pipe_t5=("t5-v1_1-xxl", {}),
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(512, 768, 121), pipe_warmup=0, pipe_repeats=2,
+    ms_upsampler=("released", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(704, 1216, 121),
+    ms_repeats=1,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(256, 384, 25), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=2e-2, pvc_psnr_min=30.0, pvc_psnr_min_fp32=35.0,
     # Seconds per section (they split the budget) and per optional part (run only when this much is left). First
     # guesses for an H100: rerun with the measured "seconds" of each section in the JSON if they are far off.
     estimates=dict(matmul_peak=15, attention_cudnn_vs_xla=45, pipeline_vs_cpu_fp32=35, transformer=85,
-                   text_encoder=55, scheduler=12, vae=150, pipeline=165,
+                   text_encoder=55, scheduler=12, vae=150, pipeline=165, multi_scale=150,
                    transformer_compile=45, vae_torch=35, vae_ours=100, vae_compile_2F=30, pipeline_torch=40),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
@@ -144,6 +152,15 @@ def vae_config(spec: tuple[str, dict]):
 
     source, overrides = spec
     return (TINY_VAE if source == "tiny" else VAE_PRESETS[source]).replace(**overrides)
+
+
+def upsampler_config(spec: tuple[str, dict]):
+    """"tiny" (ltx_jax.tiny_random's) or "released" (diffusers' defaults: the released spatial upscalers)."""
+    from ltx_jax.configs import LatentUpsamplerConfig
+    from ltx_jax.tiny_random import TINY_UPSAMPLER
+
+    source, overrides = spec
+    return (TINY_UPSAMPLER if source == "tiny" else LatentUpsamplerConfig()).replace(**overrides)
 
 
 def t5_config(spec: tuple[str, dict]):

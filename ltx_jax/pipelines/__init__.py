@@ -11,7 +11,10 @@ from ltx_jax.pipelines.runtime import (
 from ltx_jax.pipelines.condition import LTXConditionPipeline
 from ltx_jax.pipelines.conditioning import LTXVideoCondition
 from ltx_jax.pipelines.image_to_video import LTXImageToVideoPipeline
+from ltx_jax.pipelines.latent_upsample import LTXLatentUpsamplePipeline
+from ltx_jax.pipelines.multi_scale import LTXMultiScalePipeline
 from ltx_jax.pipelines.text_to_video import LTXPipeline
 
-__all__ = ["AUTO_TILING_PIXELS", "LTXConditionPipeline", "LTXImageToVideoPipeline", "LTXPipeline", "LTXVideoCondition",
-           "NonFiniteError", "PipelineBase", "StageTimings", "enable_compilation_cache", "write_model_index"]
+__all__ = ["AUTO_TILING_PIXELS", "LTXConditionPipeline", "LTXImageToVideoPipeline", "LTXLatentUpsamplePipeline",
+           "LTXMultiScalePipeline", "LTXPipeline", "LTXVideoCondition", "NonFiniteError", "PipelineBase", "StageTimings",
+           "enable_compilation_cache", "write_model_index"]

@@ -58,7 +58,80 @@ class CallSettings:
         return bool(np.max(self.guidance["guidance_scale"]) > 1.0)
 
 
-class PipelineBase:
+class VAEStages:
+    """The VAE's stages, shared by every pipeline (``vae``, ``vae_params``, ``last_timings`` are the owner's)."""
+
+    @property
+    def vae_spatial_compression_ratio(self) -> int:
+        return self.vae.config.spatial_ratio
+
+    @property
+    def vae_temporal_compression_ratio(self) -> int:
+        return self.vae.config.temporal_ratio
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        """Times a stage into ``last_timings`` (a stage run twice in one call adds up)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            stages = self.last_timings.stages
+            stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
+
+    def encode_video(self, video, key: jax.Array) -> jax.Array:
+        """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]
+        float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from)."""
+        with self._stage("encoding"):
+            return sampling.run(lambda: jitted_encode(self.vae, self.vae_params, jnp.asarray(video), key),
+                                stage="encoding")
+
+    def decode_video(self, latents: jax.Array, *, decode_timestep: float | Sequence[float] = 0.0,
+                     decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,
+                     tiling: Any = "auto", tone_map_compression_ratio: float = 0.0) -> np.ndarray:
+        """Normalised latents [B, F, H, W, C] -> frames np.ndarray [B, F', H', W', 3] float32 in [0, 1].
+
+        ``tone_map_compression_ratio`` > 0 first tone-maps the normalised latents (the original package's
+        ``tone_map_latents``). Timestep-conditioned VAEs (0.9.1+) decode at ``decode_timestep`` after mixing in
+        ``decode_noise_scale`` of noise from ``key`` (None: as much as the timestep, as diffusers), in denormalised
+        space as diffusers does. ``tiling``: "auto" (tiles above ``AUTO_TILING_PIXELS``), None/False (whole), True
+        (diffusers' default tiles), or a dict of diffusers' ``enable_tiling`` arguments.
+        """
+        validation.check_number("tone_map_compression_ratio", tone_map_compression_ratio, minimum=0, maximum=1)
+        with self._stage("decoding"):
+            batch = latents.shape[0]
+            timestep = noise_scale = None
+            if self.vae.config.timestep_conditioning:
+                dt = np.broadcast_to(np.asarray(decode_timestep, np.float32), (batch,))
+                dns = dt if decode_noise_scale is None else np.broadcast_to(
+                    np.asarray(decode_noise_scale, np.float32), (batch,))
+                timestep, noise_scale = jnp.asarray(dt), jnp.asarray(dns)
+            key = jax.random.PRNGKey(0) if key is None else key
+            tiles = self._tiling(tiling, latents.shape[1:4])
+            tone_map = jnp.float32(tone_map_compression_ratio) if tone_map_compression_ratio > 0 else None
+            frames, finite = sampling.run(lambda: jitted_decode(self.vae, self.vae_params, latents, timestep,
+                                                                 noise_scale, key, tiles, tone_map), stage="decoding")
+            if not bool(finite):
+                raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
+                                     "weights and dtype.")
+            return np.asarray(frames)
+
+    def _tiling(self, tiling, latent_size: tuple[int, int, int]):
+        """Resolves the ``tiling`` argument to a hashable ``VAETiling`` (or None for a whole decode) for latents of
+        (frames, height, width)."""
+        from ltx_jax.models.vae import VAETiling
+
+        if isinstance(tiling, str):
+            if tiling != "auto":
+                raise ValueError(f"tiling={tiling!r}; use 'auto', True, False/None, or a dict of enable_tiling arguments.")
+            frames, height, width = latent_size
+            pixels = ((frames - 1) * self.vae_temporal_compression_ratio + 1) * height * width * \
+                self.vae_spatial_compression_ratio**2
+            tiling = pixels > AUTO_TILING_PIXELS
+        return VAETiling.resolve(tiling)
+
+
+class PipelineBase(VAEStages):
     """Components and stages shared by the LTX-Video pipelines.
 
     Attributes:
@@ -154,14 +227,6 @@ class PipelineBase:
         return self.release.defaults
 
     @property
-    def vae_spatial_compression_ratio(self) -> int:
-        return self.vae.config.spatial_ratio
-
-    @property
-    def vae_temporal_compression_ratio(self) -> int:
-        return self.vae.config.temporal_ratio
-
-    @property
     def transformer_spatial_patch_size(self) -> int:
         return self.transformer.config.patch_size
 
@@ -186,9 +251,11 @@ class PipelineBase:
 
     # ------------------------------------------------------------------------------------------ stages
 
-    def _begin_call(self, arguments: dict) -> CallSettings:
+    def _begin_call(self, arguments: dict, defaults: GenerationDefaults | None = None, *,
+                    new_call: bool = True) -> CallSettings:
         """Checks a call's arguments (``locals()`` of a pipeline's ``__call__``: types, then values, before any work)
-        and fills the ones left as None from the release's defaults (a distilled release's timesteps among them)."""
+        and fills the ones left as None from ``defaults`` (the release's: a distilled release's timesteps among
+        them). ``new_call=False`` checks another pass of the same call (the timings go on)."""
         start = time.perf_counter()
         a = arguments
         height, width, num_frames, frame_rate = a["height"], a["width"], a["num_frames"], a["frame_rate"]
@@ -196,7 +263,8 @@ class PipelineBase:
         guidance_scale, guidance_rescale = a["guidance_scale"], a["guidance_rescale"]
         decode_timestep, decode_noise_scale = a["decode_timestep"], a["decode_noise_scale"]
         prompt, negative_prompt, num_videos_per_prompt = a["prompt"], a["negative_prompt"], a["num_videos_per_prompt"]
-        self.last_timings = StageTimings()
+        if new_call:
+            self.last_timings = StageTimings()
         validation.check_generation_arguments(
             frame_rate=frame_rate, num_inference_steps=num_inference_steps, timesteps=timesteps,
             guidance_scale=1.0 if guidance_scale is None else guidance_scale,
@@ -204,7 +272,7 @@ class PipelineBase:
             num_videos_per_prompt=num_videos_per_prompt, seed=a["seed"],
             decode_timestep=0.0 if decode_timestep is None else decode_timestep, decode_noise_scale=decode_noise_scale,
             max_sequence_length=a["max_sequence_length"], prompt=prompt, negative_prompt=negative_prompt)
-        defaults = self.defaults
+        defaults = self.defaults if defaults is None else defaults
         if timesteps is None and num_inference_steps is None:
             timesteps, num_inference_steps = defaults.timesteps, defaults.num_inference_steps
         if timesteps is not None:
@@ -227,23 +295,17 @@ class PipelineBase:
         return CallSettings(grid, num_inference_steps, timesteps, guidance, pick("decode_timestep"),
                             pick("decode_noise_scale"), start)
 
-    def _end_call(self, latents: jax.Array, call: CallSettings, *, output_type: str, key: jax.Array, tiling) -> np.ndarray:
+    def _end_call(self, latents: jax.Array, call: CallSettings, *, output_type: str, key: jax.Array, tiling,
+                  tone_map_compression_ratio: float = 0.0) -> np.ndarray:
         """The call's output: frames decoded from packed latents [B, N, C] (or the latents themselves)."""
         if output_type == "latent":
             out = np.asarray(latents)
         else:
             out = self.decode(latents, call.grid, decode_timestep=call.decode_timestep,
-                              decode_noise_scale=call.decode_noise_scale, key=key, tiling=tiling)
+                              decode_noise_scale=call.decode_noise_scale, key=key, tiling=tiling,
+                              tone_map_compression_ratio=tone_map_compression_ratio)
         self.last_timings.total = time.perf_counter() - call.start
         return out
-
-    @contextlib.contextmanager
-    def _stage(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.last_timings.stages[name] = time.perf_counter() - start
 
     def encode_prompt(self, prompt: str | Sequence[str] | None, negative_prompt: str | Sequence[str] | None = None,
                       do_classifier_free_guidance: bool = True, num_videos_per_prompt: int = 1, prompt_embeds=None,
@@ -285,13 +347,6 @@ class PipelineBase:
         encoder = self.prompt_encoder
         return encode_prompt(prompts, encoder.tokenizer, encoder.module, encoder.params, max_sequence_length,
                              mask_encoder_padding=self.mask_encoder_padding)
-
-    def encode_video(self, video, key: jax.Array) -> jax.Array:
-        """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]
-        float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from)."""
-        with self._stage("encoding"):
-            return sampling.run(lambda: jitted_encode(self.vae, self.vae_params, jnp.asarray(video), key),
-                                stage="encoding")
 
     def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None,
                         noise=None) -> jax.Array:
@@ -380,7 +435,7 @@ class PipelineBase:
                 timesteps_, num_layers=self.transformer.config.num_layers, guidance_scale=guidance_scale,
                 guidance_rescale=guidance_rescale, stg_scale=stg_scale, rescaling_scale=rescaling_scale,
                 skip_block_list=skip_block_list, skip_layer_strategy=skip_layer_strategy,
-                cfg_star_rescale=cfg_star_rescale, guidance_timesteps=guidance_timesteps)
+                cfg_star_rescale=cfg_star_rescale, guidance_timesteps=guidance_timesteps, step_sigmas=sigmas_[:-1])
             if any(s.guidance.cfg for s in segments) and negative_prompt_embeds is None:
                 raise ValueError("guidance_scale > 1 runs classifier-free guidance: pass negative_prompt_embeds and "
                                  "negative_prompt_attention_mask (or prompts, with a text encoder).")
@@ -416,40 +471,8 @@ class PipelineBase:
 
     def decode(self, latents: jax.Array, grid: sampling.LatentGrid, *, decode_timestep: float | Sequence[float] = 0.0,
                decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,
-               tiling: Any = "auto") -> np.ndarray:
-        """Packed latents [B, N, C] -> frames np.ndarray [B, F, H, W, 3] float32 in [0, 1].
-
-        Timestep-conditioned VAEs (0.9.1+) decode at ``decode_timestep`` after mixing in ``decode_noise_scale`` of
-        noise from ``key`` (None: as much as the timestep, as diffusers). ``tiling``: "auto" (tiles above
-        ``AUTO_TILING_PIXELS``), None/False (whole), True (diffusers' default tiles), or a dict of diffusers'
-        ``enable_tiling`` arguments.
-        """
-        with self._stage("decoding"):
-            batch = latents.shape[0]
-            latents5 = sampling.unpack_latents(latents, grid)  # [B, F, H, W, C]
-            timestep = noise_scale = None
-            if self.vae.config.timestep_conditioning:
-                dt = np.broadcast_to(np.asarray(decode_timestep, np.float32), (batch,))
-                dns = dt if decode_noise_scale is None else np.broadcast_to(
-                    np.asarray(decode_noise_scale, np.float32), (batch,))
-                timestep, noise_scale = jnp.asarray(dt), jnp.asarray(dns)
-            key = jax.random.PRNGKey(0) if key is None else key
-            tiles = self._tiling(tiling, grid)
-            frames, finite = sampling.run(lambda: jitted_decode(self.vae, self.vae_params, latents5, timestep,
-                                                                 noise_scale, key, tiles), stage="decoding")
-            if not bool(finite):
-                raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
-                                     "weights and dtype.")
-            return np.asarray(frames)
-
-    def _tiling(self, tiling, grid: sampling.LatentGrid):
-        """Resolves the ``tiling`` argument to a hashable ``VAETiling`` (or None for a whole decode)."""
-        from ltx_jax.models.vae import VAETiling
-
-        if isinstance(tiling, str):
-            if tiling != "auto":
-                raise ValueError(f"tiling={tiling!r}; use 'auto', True, False/None, or a dict of enable_tiling arguments.")
-            frames = (grid.frames - 1) * self.vae_temporal_compression_ratio + 1
-            pixels = frames * grid.height * grid.width * self.vae_spatial_compression_ratio**2
-            tiling = pixels > AUTO_TILING_PIXELS
-        return VAETiling.resolve(tiling)
+               tiling: Any = "auto", tone_map_compression_ratio: float = 0.0) -> np.ndarray:
+        """Packed latents [B, N, C] -> frames np.ndarray [B, F, H, W, 3] float32 in [0, 1] (``decode_video``)."""
+        return self.decode_video(sampling.unpack_latents(latents, grid), decode_timestep=decode_timestep,
+                                 decode_noise_scale=decode_noise_scale, key=key, tiling=tiling,
+                                 tone_map_compression_ratio=tone_map_compression_ratio)

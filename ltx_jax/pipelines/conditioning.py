@@ -143,6 +143,30 @@ def lerp(start, end, weight):
     return end - (end - start) * (1.0 - weight)
 
 
+def _linear_taps(size_in: int, size_out: int):
+    """torch's ``align_corners=False`` linear taps for one axis: (low index, high index, high weight) [size_out]."""
+    scale = np.float64(np.float32(size_in) / np.float32(size_out))  # a float32 scale, then one rounding (an FMA)
+    src = np.maximum(scale * (np.arange(size_out) + 0.5) - 0.5, 0).astype(np.float32)
+    low = np.floor(src).astype(np.int32)
+    high = np.minimum(low + 1, size_in - 1)
+    return low, high, (src - low).astype(np.float32)
+
+
+def resize_bilinear(x, height: int, width: int):
+    """[..., H, W, C] -> [..., height, width, C] float32 as ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)`` (no antialiasing) resizes: what the original package does to conditioning media at each
+    pass's size and to the multi-scale output. Runs under jit; the same size comes back unchanged."""
+    import jax.numpy as jnp
+
+    x = jnp.asarray(x, jnp.float32)
+    if x.shape[-3:-1] == (height, width):
+        return x
+    lo, hi, w = _linear_taps(x.shape[-2], width)  # along the width first, then the height, as torch's kernel
+    x = jnp.take(x, lo, axis=-2) * (1 - w)[:, None] + jnp.take(x, hi, axis=-2) * w[:, None]
+    lo, hi, w = _linear_taps(x.shape[-3], height)
+    return jnp.take(x, lo, axis=-3) * (1 - w)[:, None, None] + jnp.take(x, hi, axis=-3) * w[:, None, None]
+
+
 def video_ids(batch: int, frames: int, height: int, width: int, *, spatial_ratio: int, temporal_ratio: int,
               frame_index: int = 0, patch_size: int = 1, patch_size_t: int = 1) -> np.ndarray:
     """Pixel coordinates (frame, row, column) of every token, [B, 3, N] float32, as diffusers'

@@ -56,8 +56,18 @@ class StageTimings:
         return ", ".join(parts + [f"total {self.total:.2f} s"])
 
 
-def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling):
-    """Latents [B, F, H, W, C] -> frames in [0, 1]: denormalise, add decode noise, decode, map [-1, 1] -> [0, 1]."""
+def tone_map_latents(latents: jax.Array, compression: jax.Array | float) -> jax.Array:
+    """The original package's (and diffusers') ``tone_map_latents``: a sigmoid compression of large values,
+    ``x * (1 - 0.8 s sigmoid(4 s (|x| - 1)))`` with ``s = 0.75 * compression`` (0 = identity, 1 = the most)."""
+    scale = compression * 0.75
+    return latents * (1.0 - 0.8 * scale * jax.nn.sigmoid(4.0 * scale * (jnp.abs(latents) - 1.0)))
+
+
+def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None):
+    """Normalised latents [B, F, H, W, C] -> frames in [0, 1]: tone-map (when ``tone_map`` is given), denormalise,
+    add decode noise, decode, map [-1, 1] -> [0, 1]."""
+    if tone_map is not None:
+        latents = tone_map_latents(latents, tone_map)
     latents = vae.apply({"params": vae_params}, latents, method="denormalize_latents")
     if timestep is not None:
         noise = jax.random.normal(key, latents.shape, jnp.float32)

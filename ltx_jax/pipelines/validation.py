@@ -25,8 +25,8 @@ def check_int(name: str, value: Any, *, minimum: int | None = None) -> None:
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
-                 per_step: bool = False, note: str = "") -> None:
-    """A finite real number (or, with ``per_step``, a non-empty list of them), >= minimum / > above."""
+                 maximum: float | None = None, per_step: bool = False, note: str = "") -> None:
+    """A finite real number (or, with ``per_step``, a non-empty list of them), >= minimum / > above, <= maximum."""
     values = list(value) if per_step and isinstance(value, (list, tuple, np.ndarray)) else [value]
     what = "a number or a list of numbers (one per step)" if per_step else "a number"
     if per_step and not values:
@@ -37,6 +37,8 @@ def check_number(name: str, value: Any, *, minimum: float | None = None, above: 
         if (minimum is not None and v < minimum) or (above is not None and v <= above):
             bound = f">= {minimum}" if minimum is not None else f"> {above}"
             raise ValueError(f"{name} must be {bound}{note}, got {v}.")
+        if maximum is not None and v > maximum:
+            raise ValueError(f"{name} must be <= {maximum}{note}, got {v}.")
 
 
 def check_text(name: str, value: Any) -> None:

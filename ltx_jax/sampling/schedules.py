@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +23,44 @@ def schedule(config: sched.FlowMatchSchedulerConfig, num_inference_steps: int | 
     return sched.sigmas_and_timesteps(config, None, mu=mu, sigmas=sigmas, timesteps=timesteps)
 
 
+def _torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
+    """``torch.linspace`` in float32 as its CUDA kernel and its scalar CPU loop compute it (start + i * step up to the
+    middle, then end - (steps - 1 - i) * step); torch's vectorised CPU loop differs by an ulp here and there from 13
+    steps on."""
+    f = np.float32
+    first, last = f(start), f(end)
+    step = (last - first) / f(max(steps - 1, 1))
+    return np.array([first + step * f(i) if i < steps // 2 else last - step * f(steps - 1 - i) for i in range(steps)],
+                    np.float32)
+
+
+def original_schedule(config: sched.FlowMatchSchedulerConfig, num_inference_steps: int | None, num_tokens: int,
+                      timesteps=None) -> tuple[np.ndarray, np.ndarray]:
+    """(sigmas [S + 1], timesteps [S]) float32 as the original package's ``RectifiedFlowScheduler`` sets them.
+
+    Explicit ``timesteps`` (our 0-1000 scale: its 0-1 scale times 1000) are taken as they are (sigma = t / 1000, no
+    shift), the last step going to 0. A step count takes its uniform sampler and SD3 resolution shift with the
+    terminal stretch, as the released single files configure it (``releases.ORIGINAL_SCHEDULER``: the shift's
+    ``mu`` from the token count between ``base_image_seq_len`` and ``max_image_seq_len``), in float32 with torch's
+    order of operations (``exp(mu) / (exp(mu) + 1/t - 1)`` is a reciprocal times ``exp(mu)`` in torch), so that the
+    first timestep rounds as the original's does (it can land 1 ulp below 1, which decides the step's entry of a
+    guidance schedule). diffusers' ``LTXPipeline`` schedule under the same config is the same function, rounded
+    otherwise: 6e-5 away at 22400 tokens.
+    """
+    f = np.float32
+    if timesteps is not None:
+        timesteps = np.asarray(timesteps, np.float32)
+        return np.append(timesteps / f(config.num_train_timesteps), f(0.0)).astype(np.float32), timesteps
+    t = _torch_linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
+    e = f(math.exp(sched.mu_for_tokens(config, num_tokens)))
+    shifted = (f(1.0) / ((f(1.0) / t - f(1.0)) + e)) * e
+    if config.shift_terminal:
+        one_minus = f(1.0) - shifted
+        shifted = f(1.0) - one_minus / (one_minus[-1] / f(1.0 - config.shift_terminal))
+    sigmas = shifted.astype(np.float32)
+    return np.append(sigmas, f(0.0)).astype(np.float32), (sigmas * f(config.num_train_timesteps)).astype(np.float32)
+
+
 def per_step(name: str, value: float | Sequence[float] | Any, num_steps: int) -> np.ndarray:
     """A strength given once or once per step -> [num_steps] float32 (the shape the compiled loop always takes, so a
     scalar and a list of the same length run the same program)."""
@@ -33,16 +72,20 @@ def per_step(name: str, value: float | Sequence[float] | Any, num_steps: int) ->
     return values
 
 
-def guidance_steps(timesteps: np.ndarray, guidance_timesteps: Sequence[float] | None) -> np.ndarray | None:
+def guidance_steps(timesteps: np.ndarray, guidance_timesteps: Sequence[float] | None,
+                   step_sigmas: np.ndarray | None = None) -> np.ndarray | None:
     """For each step, the entry of a guidance schedule it takes, as the original package maps them: the first
-    guidance timestep (on its 0-1 scale, i.e. ours / 1000) at or below the step's timestep, else the last entry."""
+    guidance timestep at or below the step's timestep on its 0-1 scale (``step_sigmas``, else ours / 1000), else the
+    last entry; compared in float32, as torch compares a number with a float32 tensor."""
     if guidance_timesteps is None:
         return None
     marks = np.asarray(guidance_timesteps, np.float64)
     if marks.ndim != 1 or marks.size == 0:
         raise ValueError(f"guidance_timesteps must be a non-empty list of timesteps in [0, 1], got {guidance_timesteps!r}.")
+    marks = marks.astype(np.float32)
+    values = np.asarray(timesteps, np.float64) / 1000.0 if step_sigmas is None else np.asarray(step_sigmas)
     out = []
-    for t in np.asarray(timesteps, np.float64) / 1000.0:
+    for t in values.astype(np.float32):
         at_or_below = np.nonzero(marks <= t)[0]
         out.append(int(at_or_below[0]) if at_or_below.size else len(marks) - 1)
     return np.asarray(out)
@@ -109,11 +152,11 @@ def trim_schedule(sigmas: np.ndarray, timesteps: np.ndarray, skip_initial: int =
 
 def guidance_plan(timesteps: np.ndarray, *, num_layers: int, guidance_scale=3.0, guidance_rescale=0.0, stg_scale=0.0,
                   rescaling_scale=1.0, skip_block_list=None, skip_layer_strategy: str = "attention_values",
-                  cfg_star_rescale: bool = False, guidance_timesteps=None):
+                  cfg_star_rescale: bool = False, guidance_timesteps=None, step_sigmas: np.ndarray | None = None):
     """Every step's guidance, for the loop: (strengths name -> [S] float32, skip masks [S, L], segments).
 
-    Lists map to steps through ``guidance_timesteps`` as the original package maps them (``guidance_steps``), or, with
-    no guidance schedule, are one value per step. A step runs CFG where its scale is above 1 and STG where its scale
+    Lists map to steps through ``guidance_timesteps`` as the original package maps them (``guidance_steps``, on
+    ``step_sigmas`` [S] when given: the steps' sigmas), or, with no guidance schedule, are one value per step. A step runs CFG where its scale is above 1 and STG where its scale
     is above 0 (``segments_for``).
     """
     from ltx_jax.models.transformer import SKIP_LAYER_STRATEGIES
@@ -128,7 +171,7 @@ def guidance_plan(timesteps: np.ndarray, *, num_layers: int, guidance_scale=3.0,
         raise ValueError(f"guidance_timesteps must be a non-empty list of timesteps in [0, 1] (the original's scale: "
                          f"ours / 1000), got {guidance_timesteps!r}.")
     steps = len(timesteps)
-    mapping = guidance_steps(timesteps, guidance_timesteps)
+    mapping = guidance_steps(timesteps, guidance_timesteps, step_sigmas)
     values = {"guidance_scale": guidance_scale, "guidance_rescale": guidance_rescale, "stg_scale": stg_scale,
               "rescaling_scale": rescaling_scale, "cfg_star": float(bool(cfg_star_rescale))}
     scales = {name: scheduled(name, value, steps, guidance_timesteps, mapping) for name, value in values.items()}

@@ -8,6 +8,7 @@ from typing import Callable
 from ..context import Context
 from .attention import section_attention_cudnn_vs_xla
 from .matmul_peak import section_matmul_peak
+from .multi_scale import section_multi_scale
 from .pipeline import section_pipeline
 from .pipeline_vs_cpu import section_pipeline_vs_cpu_fp32
 from .scheduler import section_scheduler
@@ -24,5 +25,6 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "scheduler": section_scheduler,
     "vae": section_vae,
     "pipeline": section_pipeline,
+    "multi_scale": section_multi_scale,
 }
 
