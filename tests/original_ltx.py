@@ -55,7 +55,7 @@ ORIGINAL_SCHEDULER = {"_class_name": "RectifiedFlowScheduler", "_diffusers_versi
 
 
 def original_venv_dir() -> str:
-    return os.path.abspath(os.path.expanduser(os.environ.get(VENV_VARIABLE, DEFAULT_VENV)))
+    return os.path.abspath(os.path.expanduser(os.environ.get(VENV_VARIABLE) or DEFAULT_VENV))
 
 
 def _marker_text() -> str:
