@@ -35,6 +35,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.timing import write_json  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # --startup children run from here, with -m
 PROMPT = "A red fox trots through fresh snow in a pine forest, morning light, the camera tracking alongside."
 
@@ -263,9 +265,7 @@ def main(argv=None) -> int:
         results["startup_s"] = {"first_process": runs[0], "second_process": runs[1]}
         print(f"process start -> frames: first process {runs[0]:.2f} s, second process (warm compilation cache) "
               f"{runs[1]:.2f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0
 
 

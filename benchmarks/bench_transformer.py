@@ -16,7 +16,6 @@ Outputs are checked to be finite; with --compare-torch both models share weights
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import sample_times
+from benchmarks.timing import sample_times, write_json
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
 from ltx_jax.models import abstract_params, count_params
 
@@ -231,9 +230,7 @@ def main(argv=None) -> int:
         c28 = compile_seconds(cfg, 28, dtype, args.attention, args.batch, shapes[0], args.text_tokens)
         results["compile_s"] = {"4": c4, "28": c28, "ratio": c28 / c4}
         print(f"jit compile at {'x'.join(map(str, shapes[0]))}: 4 layers {c4:.2f} s, 28 layers {c28:.2f} s, ratio {c28 / c4:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    write_json(args.json, results)
     return 0
 
 

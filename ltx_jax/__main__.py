@@ -38,6 +38,13 @@ flags.DEFINE_float("denoise_strength", None, "Video-to-video: the share of the s
 flags.DEFINE_string("upsampler", None, "Multi-scale generation (0.9.7 / 0.9.8) with this latent upsampler: a Lightricks "
                     "ltxv-spatial-upscaler-*.safetensors file, a diffusers latent_upsampler folder or Orbax (tiny-random "
                     "with --model tiny-random); the two passes follow the release's recipe.", flag_values=FLAGS)
+flags.DEFINE_multi_string("lora", [], "PATH[:SCALE]: a LoRA adapter (diffusers / PEFT or ComfyUI format, .safetensors) "
+                          "with its weight (default 1); repeatable.", flag_values=FLAGS)
+flags.DEFINE_enum("weights", None, ["int8", "fp8"], "The transformer blocks' kernels in int8 or fp8 (e4m3) with "
+                  "per-output-channel scales (about half the memory; computed in --dtype); default: the "
+                  "checkpoint's own (a Lightricks *-fp8 file loads as stored with fp8).", flag_values=FLAGS)
+flags.DEFINE_enum("text_encoder_weights", None, ["int8", "fp8"], "The same for T5's block kernels (T5-XXL: 9.5 GB "
+                  "in bf16, 4.9 GB in int8).", flag_values=FLAGS)
 flags.DEFINE_enum("resize_mode", "stretch", ["stretch", "crop"], "How images and clips are fitted to the size: "
                   "stretch (diffusers) or center-crop to the aspect ratio, then resize (Lightricks' inference "
                   "script).", flag_values=FLAGS)
@@ -122,7 +129,8 @@ def resolve_arguments() -> dict:
     validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
     check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     facts = _model_facts(tiny)
-    args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None)
+    args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None,
+                loras=_check_loras(facts))
     if FLAGS.upsampler is not None:
         _check_multi_scale(tiny, facts, height, width)
     if facts is not None:
@@ -139,6 +147,26 @@ def resolve_arguments() -> dict:
                                         temporal_ratio=facts["temporal"])
             schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
     return args
+
+
+def _check_loras(facts: dict | None) -> list[tuple[str, float]]:
+    """--lora specs read and checked against the transformer's config (adapters are small; the model is not loaded):
+    [(path, scale)]."""
+    from weight_conversion.lora import check_adapter, lora_targets, parse_lora_spec, read_lora
+
+    specs = [parse_lora_spec(spec) for spec in FLAGS.lora]
+    if not specs or facts is None:
+        return specs
+    from ltx_jax.models import abstract_params
+    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+    from weight_conversion.transformer import torch_key
+
+    config = facts["transformer"]
+    targets = lora_targets(abstract_params(LTXVideoTransformer3DModel(config)), torch_key,
+                           {"transformer_blocks": config.num_layers})
+    for path, _ in specs:
+        check_adapter(read_lora(path), "transformer", targets)  # T5 modules are checked once T5 is loaded
+    return specs
 
 
 # Flags that set the one pass of a plain run; a multi-scale run takes its passes from the release's recipe.
@@ -275,7 +303,8 @@ def _model_facts(tiny: bool) -> dict | None:
                 release = detect_release(path, transformer, vae, metadata)
     return dict(spatial=vae.spatial_ratio * transformer.patch_size, spatial_ratio=vae.spatial_ratio,
                 temporal=vae.temporal_ratio, temporal_patch=transformer.patch_size_t, scheduler=scheduler,
-                num_layers=transformer.num_layers, latent_channels=vae.latent_channels, release=release)
+                num_layers=transformer.num_layers, latent_channels=vae.latent_channels, release=release,
+                transformer=transformer)
 
 
 def generate(args: dict) -> int:
@@ -285,7 +314,14 @@ def generate(args: dict) -> int:
     from ltx_jax.video import write_video
 
     dtype = FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
-    _say(f"loading {FLAGS.model} ({dtype})")
+    weights = "".join(f", {name} {value}" for name, value in (("weights", FLAGS.weights),
+                                                              ("text encoder weights", FLAGS.text_encoder_weights))
+                      if value)
+    _say(f"loading {FLAGS.model} ({dtype}{weights})")
+    for path, scale in args["loras"]:
+        _say(f"LoRA {path} x {scale:g}")
+    # LoRA files are fused as the checkpoint is read (before any quantization): no run-time cost.
+    loading = dict(weights=FLAGS.weights, text_encoder_weights=FLAGS.text_encoder_weights, lora=args["loras"])
     if args["tiny"]:
         from ltx_jax.tiny_random import tiny_random_multi_scale_pipeline, tiny_random_pipeline
 
@@ -294,17 +330,20 @@ def generate(args: dict) -> int:
         if FLAGS.compilation_cache:
             enable_compilation_cache()
         make = tiny_random_multi_scale_pipeline if FLAGS.upsampler else tiny_random_pipeline
-        pipe = make(dtype=dtype, progress=FLAGS.progress)
+        pipe = make(dtype=dtype, progress=FLAGS.progress, weights=FLAGS.weights,
+                    text_encoder_weights=FLAGS.text_encoder_weights)
+        if args["loras"]:
+            _apply_loras(pipe, args["loras"])
     elif FLAGS.upsampler is not None:
         from ltx_jax.pipelines import LTXMultiScalePipeline
 
         pipe = LTXMultiScalePipeline.from_pretrained(
             FLAGS.model, dtype=dtype, latent_upsampler_path=FLAGS.upsampler, text_encoder_path=FLAGS.text_encoder,
-            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache, progress=FLAGS.progress)
+            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache, progress=FLAGS.progress, **loading)
     else:
         pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=dtype, text_encoder_path=FLAGS.text_encoder,
                                            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache,
-                                           progress=FLAGS.progress)
+                                           progress=FLAGS.progress, **loading)
     multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
     common = dict(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
@@ -321,6 +360,18 @@ def generate(args: dict) -> int:
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
     return 0
+
+
+def _apply_loras(pipe, loras: list[tuple[str, float]]) -> None:
+    """tiny-random (built, not loaded): the --lora adapters with their weights, fused into the kernels (no run-time
+    cost); on quantized weights they run unfused."""
+    names = []
+    for k, (path, scale) in enumerate(loras):
+        names.append(f"lora{k}")
+        pipe.load_lora_weights(path, adapter_name=names[-1])
+    pipe.set_adapters(names, [scale for _, scale in loras])
+    if getattr(pipe.transformer, "weights", None) is None:
+        pipe.fuse_lora()
 
 
 def _pipeline_for(pipe, args: dict):

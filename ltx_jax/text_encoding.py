@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltx_jax.models import as_variables
 from ltx_jax.models.t5 import T5EncoderModel
 from weight_conversion.safetensors_io import CheckpointError
 
@@ -105,7 +106,7 @@ def tokenize(
 
 @functools.partial(jax.jit, static_argnames=("module", "mask_encoder_padding"))
 def _encode(module: T5EncoderModel, params, input_ids, mask, mask_encoder_padding: bool):
-    return module.apply({"params": params}, input_ids, mask if mask_encoder_padding else None)
+    return module.apply(as_variables(params), input_ids, mask if mask_encoder_padding else None)
 
 
 def encode_prompt(

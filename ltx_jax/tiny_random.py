@@ -101,9 +101,11 @@ def tiny_tokenizer():
         return load_tokenizer(write_tiny_tokenizer(folder))
 
 
-def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True):
+def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True, weights: str | None = None,
+                         text_encoder_weights: str | None = None):
     """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included) and the 0.9.1 release's
-    generation defaults (its VAE kind: a timestep-conditioned decoder)."""
+    generation defaults (its VAE kind: a timestep-conditioned decoder); ``weights`` ("int8" / "fp8"): the
+    transformer's block kernels quantized from the same random float weights (``text_encoder_weights``: T5's)."""
     from ltx_jax.models import init_params
     from ltx_jax.models.t5 import T5EncoderModel
     from ltx_jax.models.transformer import LTXVideoTransformer3DModel
@@ -116,14 +118,28 @@ def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool =
     k_t5, k_tr, k_vae = jax.random.split(jax.random.PRNGKey(seed), 3)
     t5 = T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
     transformer = LTXVideoTransformer3DModel(TINY_TRANSFORMER, dtype=dtype, param_dtype=dtype)
+    transformer, transformer_params = _quantized(transformer, init_params(transformer, k_tr), weights)
+    t5, t5_params = _quantized(t5, init_params(t5, k_t5), text_encoder_weights)
     vae = AutoencoderKLLTXVideo(TINY_VAE, dtype=dtype, param_dtype=dtype)
-    prompt_encoder = PromptEncoder(tiny_tokenizer(), t5, init_params(t5, k_t5))
-    return LTXPipeline(transformer, init_params(transformer, k_tr), vae, init_params(vae, k_vae), prompt_encoder,
+    prompt_encoder = PromptEncoder(tiny_tokenizer(), t5, t5_params)
+    return LTXPipeline(transformer, transformer_params, vae, init_params(vae, k_vae), prompt_encoder,
                        scheduler_config=RELEASES["ltx-video-0.9.1"].scheduler, release=RELEASES["ltx-video-0.9.1"],
                        progress=progress)
 
 
-def tiny_random_multi_scale_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True):
+def _quantized(module, params, weights: str | None):
+    """(module, params) with the block kernels in ``weights`` ("int8" / "fp8"; None: unchanged)."""
+    if weights is None:
+        return module, params
+    from ltx_jax.models import abstract_params
+    from weight_conversion.quantize import quantize_params
+
+    module = module.clone(weights=weights)
+    return module, quantize_params(params, abstract_params(module))
+
+
+def tiny_random_multi_scale_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True,
+                                     weights: str | None = None, text_encoder_weights: str | None = None):
     """``tiny_random_pipeline``'s components with a tiny random spatial upsampler, as an ``LTXMultiScalePipeline``
     running the recipe of ``TINY_MULTI_SCALE_RELEASE``."""
     from ltx_jax.models import init_params
@@ -131,7 +147,7 @@ def tiny_random_multi_scale_pipeline(dtype: Any = "float32", seed: int = 0, prog
     from ltx_jax.pipelines import LTXMultiScalePipeline
     from ltx_jax.releases import RELEASES
 
-    pipe = tiny_random_pipeline(dtype, seed, progress)
+    pipe = tiny_random_pipeline(dtype, seed, progress, weights, text_encoder_weights)
     dtype = jnp.dtype(dtype)
     upsampler = LatentUpsampler(TINY_UPSAMPLER, dtype=dtype, param_dtype=dtype)
     params = init_params(upsampler, jax.random.fold_in(jax.random.PRNGKey(seed), 7))

@@ -312,3 +312,59 @@ def test_upsampler_errors_before_loading(tmp_path, capsys, tiny_reference):
             flags = [str(fitting)]
         code, err = run_in_process([*model, *flags, *preset], capsys)
         assert code == 2 and err.startswith(message) and "loading" not in err, err
+
+
+def test_lora_flag(tmp_path, capsys):
+    """--lora PATH:SCALE loads a PEFT adapter made for the tiny-random transformer; a wrong one fails before
+    loading, naming the module."""
+    import dataclasses
+
+    from diffusers import LTXPipeline as TorchLTXPipeline
+    from diffusers import LTXVideoTransformer3DModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from ltx_jax.tiny_random import TINY_TRANSFORMER
+
+    model = LTXVideoTransformer3DModel(**dataclasses.asdict(TINY_TRANSFORMER))
+    model.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_v"], init_lora_weights=False))
+    TorchLTXPipeline.save_lora_weights(str(tmp_path / "lora"), transformer_lora_layers=get_peft_model_state_dict(model))
+    out = tmp_path / "lora.mp4"
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "a fox", "--output", str(out),
+                                "--steps", "2", "--noprogress", "--lora", f"{tmp_path / 'lora'}:0.5"], capsys)
+    assert code == 0 and f"LoRA {tmp_path / 'lora'} x 0.5" in err, err
+    assert read_video(out).shape == (9, 64, 96, 3)
+    bigger = LTXVideoTransformer3DModel(**{**dataclasses.asdict(TINY_TRANSFORMER), "num_layers": 3})
+    bigger.add_adapter(LoraConfig(r=2, target_modules=["to_q"], init_lora_weights=False))
+    TorchLTXPipeline.save_lora_weights(str(tmp_path / "deep"), transformer_lora_layers=get_peft_model_state_dict(bigger))
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--output",
+                                str(tmp_path / "never.mp4"), "--lora", str(tmp_path / "deep")], capsys)
+    assert code == 2 and "'transformer_blocks.2.attn1.to_q' matches no linear layer" in err, err
+    assert "loading" not in err
+
+
+def test_weights_flags_with_a_lora(tmp_path, capsys, tiny_reference):
+    """--weights / --text_encoder_weights on a checkpoint folder with a --lora fused at load, and on tiny-random;
+    a bad value is refused by the flag parser before loading."""
+    import dataclasses
+
+    from diffusers import LTXPipeline as TorchLTXPipeline
+    from diffusers import LTXVideoTransformer3DModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from ltx_jax.tiny_random import TINY_TRANSFORMER
+
+    model = LTXVideoTransformer3DModel(**dataclasses.asdict(TINY_TRANSFORMER))
+    model.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "ff.net.2"], init_lora_weights=False))
+    TorchLTXPipeline.save_lora_weights(str(tmp_path / "lora"), transformer_lora_layers=get_peft_model_state_dict(model))
+    out = tmp_path / "int8.mp4"
+    code, err = run_in_process(["generate", "--model", tiny_reference["root"], "--prompt", "a fox", "--output",
+                                str(out), "--steps", "2", "--noprogress", "--height", "64", "--width", "96",
+                                "--num_frames", "9", "--weights", "int8",
+                                "--text_encoder_weights", "int8", "--lora", f"{tmp_path / 'lora'}:0.8"], capsys)
+    assert code == 0 and "weights int8, text encoder weights int8" in err and "x 0.8" in err, err
+    assert read_video(out).shape == (9, 64, 96, 3)
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "a fox", "--output",
+                                str(tmp_path / "fp8.mp4"), "--steps", "2", "--noprogress", "--weights", "fp8"], capsys)
+    assert code == 0 and read_video(tmp_path / "fp8.mp4").shape == (9, 64, 96, 3), err
+    code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--weights", "int4"], capsys)
+    assert code != 0 and "--weights" in err and "loading" not in err, err

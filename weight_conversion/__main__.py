@@ -1,7 +1,8 @@
-"""Command line: ``python -m weight_conversion convert SRC DST [--component transformer] [--dtype bfloat16]``.
+"""Command line: ``python -m weight_conversion convert SRC DST [--component transformer] [--dtype bfloat16]
+[--weights int8|fp8]``.
 
 Reads SRC (a diffusers folder, a Lightricks single file) and writes an Orbax checkpoint to DST that the
-``load_*`` functions read back directly.
+``load_*`` functions read back directly (``--weights``: the transformer's or T5's block kernels quantized).
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ def _convert(args) -> int:
         "latent_upsampler": (latent_upsampler.load_latent_upsampler, latent_upsampler.save_latent_upsampler_orbax),
     }
     load, save = loaders[args.component]
+    kwargs = {}
+    if args.weights is not None:
+        if args.component not in ("transformer", "text_encoder"):
+            raise SystemExit(f"--weights applies to the transformer and the text_encoder, not the {args.component}.")
+        kwargs["weights"] = args.weights
     start = time.perf_counter()
-    module, params = load(args.src, dtype=jnp.dtype(args.dtype))
+    module, params = load(args.src, dtype=jnp.dtype(args.dtype), **kwargs)
     loaded = time.perf_counter()
     save(module, params, args.dst)
-    print(f"converted {args.component} {args.src} -> {args.dst} ({args.dtype}): "
+    weights = f", {args.weights} weights" if args.weights else ""
+    print(f"converted {args.component} {args.src} -> {args.dst} ({args.dtype}{weights}): "
           f"load {loaded - start:.1f} s, write {time.perf_counter() - loaded:.1f} s")
     return 0
 
@@ -41,6 +48,8 @@ def main(argv=None) -> int:
     convert.add_argument("--component", default="transformer",
                          choices=["transformer", "vae", "text_encoder", "latent_upsampler"])
     convert.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    convert.add_argument("--weights", default=None, choices=["int8", "fp8"],
+                         help="store the block kernels in int8 / fp8 (e4m3) with per-output-channel scales")
     args = parser.parse_args(argv)
     return _convert(args)
 

@@ -64,3 +64,22 @@ def restore_orbax(path: str, component: str, config_cls, config, make_module: Ca
     config = config or config_cls.from_dict(orbax_io.read_marker(path)["config"])
     module = make_module(config)
     return module, orbax_io.restore(path, component, abstract_params(module), dtype)
+
+
+def fuse_after_restore(path: str, component: str, module, params, lora, torch_key, scanned) -> Any:
+    """``params`` restored from an Orbax directory with ``lora`` ([(file, scale)]) fused into its float kernels;
+    quantized ones cannot take a delta without a second rounding, so they are refused with what to do instead."""
+    if not lora:
+        return params
+    from weight_conversion.lora import fuse, loading_delta
+
+    delta = loading_delta(lora, component, params, torch_key, scanned)
+    if delta is None:
+        return params
+    if getattr(module, "weights", None) is not None:
+        raise CheckpointError(
+            f"{path} holds {module.weights} weights: LoRA files are fused into kernels before they are quantized, "
+            "so load the safetensors checkpoint with lora= and weights=, or run the adapter unfused "
+            "(pipe.load_lora_weights)."
+        )
+    return fuse(params, delta.deltas)

@@ -4,6 +4,11 @@ A ``Rule`` names one Flax param path, the torch key it comes from (or one key pe
 leading axis for scanned layers) and a ``Transform`` (identity, Linear transpose, conv layout). ``convert``
 checks that the rules cover every param of the model (from ``jax.eval_shape`` of ``init``), that every torch key
 is used, and every shape, and names the key and both shapes when something does not fit.
+
+Low-precision weights follow the model's own tree: a kernel whose abstract dtype is int8 / float8_e4m3fn (a
+``Dense(weights=...)``) has a rule with a ``scale_target`` (its ``kernel_scale`` leaf), and ``convert`` quantizes
+each layer of it on the host as it is read (``weight_conversion.quantize``). Stored fp8 tensors (with an optional
+``<module>.weight_scale`` / ``.scale_weight``) are dequantised for float params, and kept as stored for fp8 ones.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from weight_conversion import quantize
 from weight_conversion.safetensors_io import CheckpointError
 
 Path = tuple[str, ...]
+# ``kernel_delta(target, layer, shape)``: an additive float32 change [in, out] to one layer's kernel (layer None for
+# an unscanned param) in Flax layout, or None; added before the kernel is cast or quantized (how LoRA is fused).
+KernelDelta = Callable[[Path, "int | None", tuple[int, ...]], "np.ndarray | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +38,18 @@ class Transform:
     torch_shape: Callable[[tuple[int, ...]], tuple[int, ...]]
 
 
+def _transposed(x: np.ndarray, rows: int = 256) -> np.ndarray:
+    """``x.T`` as a new C-ordered array, copied in blocks of rows: a plain strided copy of a [8192, 2048] bf16
+    weight takes 5x longer (each block's reads and writes stay in cache)."""
+    out = np.empty(x.shape[::-1], x.dtype)
+    for i in range(0, x.shape[0], rows):
+        out[:, i:i + rows] = x[i:i + rows].T
+    return out
+
+
 IDENTITY = Transform("identity", lambda x: x, lambda s: tuple(s))
 # torch Linear weight [out, in] -> Flax Dense kernel [in, out].
-LINEAR = Transform("linear-transpose", lambda x: x.T, lambda s: tuple(reversed(s)))
+LINEAR = Transform("linear-transpose", _transposed, lambda s: tuple(reversed(s)))
 # torch ConvNd weight [out, in, *k] -> Flax Conv kernel [*k, in, out].
 CONV = Transform(
     "conv-transpose",
@@ -42,12 +60,16 @@ CONV = Transform(
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """One Flax param: its path, its torch key(s) (several = stacked on axis 0) and the transform of each."""
+    """One Flax param: its path, its torch key(s) (several = stacked on axis 0) and the transform of each.
+
+    ``scale_target``: for a quantized kernel, the path of its float32 ``kernel_scale`` (filled with it).
+    """
 
     target: Path
     sources: tuple[str, ...]
     transform: Transform = IDENTITY
     stacked: bool = False
+    scale_target: Path | None = None
 
 
 def flatten(tree: Mapping[str, Any], prefix: Path = ()) -> dict[Path, Any]:
@@ -85,17 +107,24 @@ def rules_from_tree(
         name must contain ``{i}`` where the layer index goes.
       transform_for: (flax path, ndim of one layer's param) -> Transform.
       stacked_prefixes: top-level names whose params are stacked over layers (nn.scan) -> number of layers.
+    A ``kernel_scale`` leaf gets no rule of its own: it is the ``scale_target`` of its sibling ``kernel``.
     """
     stacked_prefixes = dict(stacked_prefixes or {})
+    flat = flatten(abstract_params)
     rules = []
-    for path, leaf in sorted(flatten(abstract_params).items()):
+    for path, leaf in sorted(flat.items()):
+        if path[-1] == quantize.SCALE_LEAF and path[:-1] + ("kernel",) in flat:
+            continue
+        scale = path[:-1] + (quantize.SCALE_LEAF,)
+        scale = scale if path[-1] == "kernel" and scale in flat else None
         layers = stacked_prefixes.get(path[0])
         name = torch_name(path)
         if layers is None:
-            rules.append(Rule(path, (name,), transform_for(path, len(leaf.shape))))
+            rules.append(Rule(path, (name,), transform_for(path, len(leaf.shape)), scale_target=scale))
         else:
             sources = tuple(name.format(i=i) for i in range(layers))
-            rules.append(Rule(path, sources, transform_for(path, len(leaf.shape) - 1), stacked=True))
+            rules.append(Rule(path, sources, transform_for(path, len(leaf.shape) - 1), stacked=True,
+                              scale_target=scale))
     return rules
 
 
@@ -108,30 +137,44 @@ def convert(
     what: str,
     source_shape: Callable[[str], tuple[int, ...]] | None = None,
     ignore: Iterable[str] = (),
+    kernel_delta: KernelDelta | None = None,
 ) -> dict:
     """Builds the param tree from ``source`` with ``rules``, checking keys and shapes, casting to ``dtype``.
 
     Each param is assembled in host memory in the target dtype (one torch tensor at a time is upcast or
     downcast), then moved to the default device before the next one, so a bf16 model never passes through a
-    float32 copy of itself.
+    float32 copy of itself. Quantized kernels (int8 / float8_e4m3fn in ``abstract_params``) are quantized one layer
+    at a time, so the host holds one float32 layer plus the result; an fp8 tensor stored in the checkpoint goes into
+    an fp8 kernel as it is (bit for bit, its stored scale or 1 as ``kernel_scale``) unless a delta is added to it.
 
     Args:
-      source: torch key -> array (lazy); ``source_shape`` gives a key's shape without reading it.
+      source: torch key -> array (lazy); ``source_shape`` gives a key's shape without reading it. A source with a
+        ``release(key)`` method is told when a tensor has been used (its memory-mapped pages can go).
       what: name of the component for error messages, e.g. "transformer".
       ignore: torch keys that are known and deliberately unused.
+      kernel_delta: ``KernelDelta`` called for every ``kernel`` (each layer of a stacked one); a returned
+        float32 array [in, out] is added to the kernel (dequantised first if it was stored in fp8) before it is
+        cast or quantized. This is where LoRA is fused.
     Raises:
-      CheckpointError naming missing keys, unused keys, or the key and both shapes of a mismatch.
+      CheckpointError naming missing keys, unused keys, or the key and both shapes of a mismatch, and stored
+      quantization layouts that are not read (``weight_conversion.quantize``).
     """
     dtype = jnp.dtype(dtype)
     flat_abstract = flatten(abstract_params)
-    targets = {r.target for r in rules}
+    targets = {r.target for r in rules} | {r.scale_target for r in rules if r.scale_target is not None}
     if targets != set(flat_abstract):
         raise AssertionError(f"conversion table for {what} does not match the model: {sorted(targets ^ set(flat_abstract))}")
 
     needed = [k for r in rules for k in r.sources]
     available = set(source)
+    scale_of, companions = {}, set()  # stored fp8 scales of the needed weights; activation scales we skip
+    for key in needed:
+        scale, input_scales = quantize.weight_companions(key, available)
+        if scale is not None:
+            scale_of[key] = scale
+        companions.update(input_scales)
     missing = [k for k in needed if k not in available]
-    unused = sorted(available - set(needed) - set(ignore))
+    unused = sorted(available - set(needed) - set(scale_of.values()) - companions - set(ignore))
     problems = []
     if missing:
         problems.append(f"missing keys ({len(missing)}): {missing[:12]}{' ...' if len(missing) > 12 else ''}")
@@ -155,16 +198,87 @@ def convert(
                     f"(Flax param {'/'.join(rule.target)} {tuple(flat_abstract[rule.target].shape)}). "
                     "The config does not match this checkpoint."
                 )
+            if key in scale_of:
+                quantize.check_scale_shape(scale_of[key], shape_of(scale_of[key]), got)
 
+    reader = _Reader(source, scale_of, kernel_delta, what)
     flat_params = {}
     for rule in rules:
         shape = tuple(flat_abstract[rule.target].shape)
-        if rule.stacked:
+        layers = list(enumerate(rule.sources)) if rule.stacked else [(None, rule.sources[0])]
+        if rule.scale_target is not None:
+            weights = quantize.weight_format(flat_abstract[rule.target].dtype)
+            if weights is None:
+                raise AssertionError(f"{what}: {'/'.join(rule.target)} has a kernel_scale but a float dtype")
+            host = np.empty(shape, flat_abstract[rule.target].dtype)
+            scale = np.empty(flat_abstract[rule.scale_target].shape, np.float32)
+            for i, key in layers:
+                at = () if i is None else (i,)
+                host[at], scale[at] = reader.quantized(rule, i, key, weights)
+            flat_params[rule.scale_target] = jax.device_put(scale)
+        elif rule.stacked:
             host = np.empty(shape, dtype)
-            for i, key in enumerate(rule.sources):
-                host[i] = rule.transform.apply(source[key]).astype(dtype)
+            for i, key in layers:
+                host[i] = reader.value(rule, i, key, dtype)
         else:
-            host = np.array(rule.transform.apply(source[rule.sources[0]]), dtype=dtype, order="C")  # keeps 0-d params 0-d
+            host = reader.value(rule, None, rule.sources[0], dtype)
         flat_params[rule.target] = jax.device_put(host)
         del host
     return unflatten(flat_params)
+
+
+class _Reader:
+    """Reads one torch tensor (one layer of a param) at a time: stored scale, transform, delta, then a cast or
+    quantization by the caller; tells the source when the tensor's pages may go."""
+
+    def __init__(self, source, scale_of: dict[str, str], kernel_delta: KernelDelta | None, what: str):
+        self.source, self.scale_of, self.kernel_delta, self.what = source, scale_of, kernel_delta, what
+        self._release = getattr(source, "release", None)
+
+    def _stored(self, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+        stored = self.source[key]
+        scale_key = self.scale_of.get(key)
+        return stored, quantize.stored_scale(stored, None if scale_key is None else self.source[scale_key], key)
+
+    def _delta(self, rule: Rule, layer: int | None, shape: tuple[int, ...]) -> np.ndarray | None:
+        if self.kernel_delta is None or rule.target[-1] != "kernel":
+            return None
+        delta = self.kernel_delta(rule.target, layer, shape)
+        if delta is not None and tuple(delta.shape) != tuple(shape):
+            raise ValueError(f"{self.what}: kernel_delta for {'/'.join(rule.target)} (layer {layer}) has shape "
+                             f"{tuple(delta.shape)}; the kernel is {tuple(shape)}.")
+        return delta
+
+    def _done(self, key: str) -> None:
+        if self._release is not None:
+            self._release(key)
+            if key in self.scale_of:
+                self._release(self.scale_of[key])
+
+    def value(self, rule: Rule, layer: int | None, key: str, dtype: Any) -> np.ndarray:
+        """One layer of a float param in Flax layout, a C-ordered copy in ``dtype`` (0-d params stay 0-d)."""
+        stored, scale = self._stored(key)
+        value = rule.transform.apply(quantize.dequantize_stored(stored, scale))
+        delta = self._delta(rule, layer, value.shape)
+        if delta is not None:
+            value = value.astype(np.float32) + delta
+        if np.may_share_memory(value, stored):  # a view of the file: copied before its pages are released
+            value = np.array(value, dtype=dtype, order="C")
+        value = np.asarray(value, dtype=dtype, order="C")
+        self._done(key)
+        return value
+
+    def quantized(self, rule: Rule, layer: int | None, key: str, weights: str) -> tuple[np.ndarray, np.ndarray]:
+        """One layer of a quantized kernel: (q [in, out], scale [out])."""
+        if rule.transform is not LINEAR:
+            raise AssertionError(f"{self.what}: quantized param {'/'.join(rule.target)} is not a Linear kernel")
+        stored, scale = self._stored(key)  # torch Linear weight [out, in]
+        out = stored.shape[0]
+        delta = self._delta(rule, layer, (stored.shape[1], out))
+        if weights == "fp8" and stored.dtype == quantize.FP8_E4M3 and delta is None:  # as stored, bit for bit
+            q, s = rule.transform.apply(stored), np.broadcast_to(scale.reshape(-1), (out,))  # a copy (transposed)
+        else:
+            value = rule.transform.apply(quantize.dequantize_stored(stored, scale)).astype(np.float32, copy=False)
+            q, s = quantize.quantize_kernel(value if delta is None else value + delta, weights)
+        self._done(key)
+        return q, s

@@ -2,11 +2,14 @@
 
 Layout of a converted component::
 
-    DST/ltx_jax.json   {"format": "ltx_jax", "component": "transformer", "config": {...}, "dtype": "bfloat16"}
+    DST/ltx_jax.json   {"format": "ltx_jax", "component": "transformer", "config": {...}, "dtype": "bfloat16",
+                        "weights": null | "int8" | "fp8"}
     DST/params/        Orbax (StandardCheckpointer) tree of the Flax params
 
 Restoring takes the target tree from ``jax.eval_shape`` of the module's ``init``, so shapes are checked and the
-params come back in the requested dtype.
+params come back in the module's dtypes: the requested float dtype, and int8 / float8_e4m3fn kernels with float32
+``kernel_scale`` for a module built with ``weights=`` (the marker's ``weights``; markers written before it existed
+have none and mean float weights).
 """
 
 from __future__ import annotations
@@ -33,8 +36,28 @@ def read_marker(path: str | os.PathLike) -> dict:
         return json.load(f)
 
 
-def save(path: str | os.PathLike, component: str, config: dict, params: Any, dtype: Any) -> None:
-    """Writes ``params`` and the component's config to ``path`` (which must not exist yet)."""
+def stored_weights(path: str | os.PathLike) -> str | None:
+    """The weight format an Orbax directory was saved with (None: float; also every marker older than the field)."""
+    return read_marker(path).get("weights")
+
+
+def resolve_weights(path: str | os.PathLike, requested: str | None) -> str | None:
+    """The weights to build the module with for an Orbax directory: the stored ones; ``requested`` None means
+    "as stored", anything else must match them (quantized params cannot be turned into other ones losslessly)."""
+    stored = stored_weights(path)
+    if requested is not None and requested != stored:
+        raise CheckpointError(
+            f"{path} holds {stored or 'float'} weights, not {requested}: load it with weights=None (as stored), or "
+            f"convert the safetensors checkpoint again with `python -m weight_conversion convert SRC DST "
+            f"--weights {requested}`."
+        )
+    return stored
+
+
+def save(path: str | os.PathLike, component: str, config: dict, params: Any, dtype: Any,
+         weights: str | None = None) -> None:
+    """Writes ``params`` and the component's config to ``path`` (which must not exist yet); ``weights`` is the
+    module's weight format (None, "int8", "fp8"), recorded so that loading rebuilds the same module."""
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(os.fspath(path))
@@ -45,11 +68,13 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
     checkpointer.save(os.path.join(path, "params"), params)
     checkpointer.wait_until_finished()
     with open(os.path.join(path, MARKER), "w") as f:
-        json.dump({"format": "ltx_jax", "component": component, "config": config, "dtype": jnp.dtype(dtype).name}, f, indent=2)
+        json.dump({"format": "ltx_jax", "component": component, "config": config, "dtype": jnp.dtype(dtype).name,
+                   "weights": weights}, f, indent=2)
 
 
-def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype: Any) -> Any:
-    """Restores params saved by ``save``, checking every path and shape against ``abstract_params``."""
+def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype: Any = None) -> Any:
+    """Restores params saved by ``save``, checking every path and shape against ``abstract_params``, in its dtypes
+    (``dtype`` is kept for callers: the abstract tree of a module built with ``param_dtype=dtype`` already says it)."""
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(os.fspath(path))
@@ -68,5 +93,5 @@ def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype
     for p, shape in expected_flat.items():
         if stored_flat[p] != shape:
             raise CheckpointError(f"{path}: param {'/'.join(p)} has shape {stored_flat[p]}, the model expects {shape}.")
-    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.dtype(dtype)), abstract_params)
+    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_params)
     return checkpointer.restore(os.path.join(path, "params"), target)

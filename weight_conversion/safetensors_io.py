@@ -96,6 +96,19 @@ class SafetensorsFile:
         array = np.frombuffer(self._map, dtype=dtype, count=count, offset=self._data_start + begin)
         return array.reshape(entry["shape"])
 
+    def release(self, key: str) -> None:
+        """Lets the OS drop this process's mapped pages of ``key`` once it has been converted, so a whole checkpoint
+        never counts in the resident memory at once; a view that is touched again reads the file again."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        begin, end = self._entries[key]["data_offsets"]
+        start = (self._data_start + begin) // mmap.PAGESIZE * mmap.PAGESIZE
+        if self._data_start + end > start:
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED, start, self._data_start + end - start)
+            except OSError:  # an advice, never an error
+                pass
+
     def close(self):
         # Views handed out by read() keep the map alive through the buffer protocol; closing would break them,
         # so we only drop our references and let the garbage collector release the mapping.
@@ -126,6 +139,9 @@ class TensorSource(Mapping[str, np.ndarray]):
 
     def shape(self, key: str) -> tuple[int, ...]:
         return self._where[key].shape(key)
+
+    def release(self, key: str) -> None:
+        self._where[key].release(key)
 
     @property
     def metadata(self) -> dict[str, str]:

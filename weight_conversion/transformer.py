@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Sequence
 
 import jax.numpy as jnp
 
 from ltx_jax.configs import TransformerConfig
-from ltx_jax.models import abstract_params
+from ltx_jax.models import abstract_params, layers
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from weight_conversion import orbax_io
-from weight_conversion.common import (component_folder, folder_config, read_config, read_single_file_config,
-                                      restore_orbax)
-from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, convert, rules_from_tree
+from weight_conversion.common import (component_folder, folder_config, fuse_after_restore, read_config,
+                                      read_single_file_config, restore_orbax)
+from weight_conversion.lora import loading_delta
+from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
 # Flax module names that differ from the torch module path (everything else maps one to one, "/" -> ".").
@@ -133,25 +134,46 @@ def load_transformer(
     dtype: Any = jnp.float32,
     *,
     config: TransformerConfig | None = None,
+    weights: str | None = None,
+    lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
+    kernel_delta: KernelDelta | None = None,
     **module_kwargs,
 ) -> tuple[LTXVideoTransformer3DModel, dict]:
     """Loads the LTX-Video transformer.
 
     Args:
       path: a diffusers ``transformer/`` folder (``config.json`` + safetensors, sharded or not) or a pipeline root
-        holding one; a Lightricks single file (``ltxv-*.safetensors``, keys ``model.diffusion_model.*``); or an
-        Orbax directory written by ``python -m weight_conversion convert``.
+        holding one; a Lightricks single file (``ltxv-*.safetensors``, keys ``model.diffusion_model.*``, fp8
+        releases included); or an Orbax directory written by ``python -m weight_conversion convert``.
       dtype: dtype of the params and of the module's computation (e.g. ``jnp.bfloat16`` on GPU).
       config: overrides the config read from (or inferred for) the checkpoint.
+      weights: storage of the blocks' attention and feed-forward kernels: None (``dtype``), "int8" or "fp8"
+        (float8_e4m3fn), each with a float32 scale per output channel, quantized on the host one layer at a time
+        as it is read (``weight_conversion.quantize``). Stored fp8 kernels (Lightricks' ``*-fp8`` files) load as
+        stored with "fp8", are dequantised with None and re-quantized with "int8". For an Orbax directory None
+        means the weights it was saved with.
+      lora: LoRA files with their weights, ``[(path, scale), ...]`` (diffusers / PEFT or non-diffusers format,
+        ``weight_conversion.lora``), fused into the kernels as they are read: before the cast or quantization, so
+        a quantized model holds the adapted weights at no run-time cost. Each file is checked against the model
+        (module names, sizes) before any weight is read. Modules of other components (``text_encoder.*``) are
+        skipped here (``load_text_encoder(..., lora=)`` takes them).
+      kernel_delta: ``mapping.KernelDelta`` added to each float kernel before it is cast or quantized (what
+        ``lora`` uses; added to it when both are given).
       module_kwargs: extra module fields (``attention_implementation``, ``remat``, ``precision``).
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, ...)``.
     """
+    layers.check_weights(weights)
     path = component_folder(os.fspath(path), "transformer")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
-        return restore_orbax(path, "transformer", TransformerConfig, config,
-                             lambda c: _make_module(c, dtype, **module_kwargs), dtype)
+        if kernel_delta is not None:
+            raise CheckpointError(f"{path} is an Orbax checkpoint: kernel_delta is fused while converting safetensors; "
+                                  "load the safetensors checkpoint instead.")
+        weights = orbax_io.resolve_weights(path, weights)
+        module, params = restore_orbax(path, "transformer", TransformerConfig, config,
+                                       lambda c: _make_module(c, dtype, weights=weights, **module_kwargs), dtype)
+        return module, fuse_after_restore(path, "transformer", module, params, lora, torch_key, _scanned(module.config))
 
     if os.path.isdir(path):
         folder = path
@@ -163,12 +185,12 @@ def load_transformer(
         keys = _single_file_keys(source)
         config = config or _single_file_config(source, keys)
 
-    module = _make_module(config, dtype, **module_kwargs)
+    module = _make_module(config, dtype, weights=weights, **module_kwargs)
     abstract = abstract_params(module)
+    kernel_delta = loading_delta(lora, "transformer", abstract, torch_key, _scanned(config), also=kernel_delta)
     renamed = _Renamed(source, keys)
-    params = convert(
-        renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer", source_shape=renamed.shape
-    )
+    params = convert(renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer",
+                     source_shape=renamed.shape, kernel_delta=kernel_delta)
     return module, params
 
 
@@ -190,6 +212,14 @@ class _Renamed:
     def shape(self, key):
         return self._source.shape(self._keys[key])
 
+    def release(self, key):
+        self._source.release(self._keys[key])
+
+
+def _scanned(config: TransformerConfig) -> dict[str, int]:
+    return {"transformer_blocks": config.num_layers}
+
 
 def save_transformer_orbax(module: LTXVideoTransformer3DModel, params: dict, path: str | os.PathLike) -> None:
-    orbax_io.save(path, "transformer", module.config.to_dict(), params, module.param_dtype)
+    """Writes ``params`` (float or quantized) and the module's config and weight format as an Orbax checkpoint."""
+    orbax_io.save(path, "transformer", module.config.to_dict(), params, module.param_dtype, weights=module.weights)

@@ -34,6 +34,12 @@ def abstract_params(module):
     return jax.eval_shape(functools.partial(_init, module), jax.random.PRNGKey(0))
 
 
+def as_variables(params) -> dict:
+    """The variables ``apply`` takes: a param tree becomes {"params": tree}; variables already ({"params": ...,
+    "lora": ...}, what a pipeline passes while LoRA adapters run unfused) pass through."""
+    return params if "params" in params else {"params": params}
+
+
 def count_params(params) -> int:
     """Total number of parameters in a (possibly abstract) param tree."""
     return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(params)))

@@ -87,6 +87,7 @@ class T5Attention(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None  # kernel storage of the block linears (layers.Dense)
 
     @nn.compact
     def __call__(self, x: jax.Array, position_bias: jax.Array, key_mask: jax.Array | None) -> jax.Array:
@@ -119,6 +120,7 @@ class T5DenseReluDense(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None  # kernel storage of the block linears (layers.Dense)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -144,14 +146,14 @@ class T5LayerSelfAttention(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None  # kernel storage of the block linears (layers.Dense)
 
     @nn.compact
     def __call__(self, x, position_bias, key_mask):
         # T5's layer norm is an RMS norm (no mean subtraction, no bias) with float32 statistics.
         h = layers.RMSNorm(self.config.layer_norm_epsilon, True, self.param_dtype, name="layer_norm")(x).astype(self.dtype)
-        h = T5Attention(self.config, self.dtype, self.param_dtype, self.precision, name="SelfAttention")(
-            h, position_bias, key_mask
-        )
+        h = T5Attention(self.config, self.dtype, self.param_dtype, self.precision, self.weights,
+                        name="SelfAttention")(h, position_bias, key_mask)
         return x + h.astype(x.dtype)
 
 
@@ -160,12 +162,14 @@ class T5LayerFF(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None  # kernel storage of the block linears (layers.Dense)
 
     @nn.compact
     def __call__(self, x):
         # T5's layer norm is an RMS norm (no mean subtraction, no bias) with float32 statistics.
         h = layers.RMSNorm(self.config.layer_norm_epsilon, True, self.param_dtype, name="layer_norm")(x).astype(self.dtype)
-        h = T5DenseReluDense(self.config, self.dtype, self.param_dtype, self.precision, name="DenseReluDense")(h)
+        h = T5DenseReluDense(self.config, self.dtype, self.param_dtype, self.precision, self.weights,
+                             name="DenseReluDense")(h)
         return x + h.astype(x.dtype)
 
 
@@ -180,14 +184,14 @@ class T5Block(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None  # kernel storage of the block linears (layers.Dense)
 
     @nn.compact
     def __call__(self, x, position_bias, key_mask):
         """x: [B, T, D] float32; position_bias: [1, H, T, T] float32; key_mask: [B, T] bool or None."""
-        x = T5LayerSelfAttention(self.config, self.dtype, self.param_dtype, self.precision, name="layer_0")(
-            x, position_bias, key_mask
-        )
-        x = T5LayerFF(self.config, self.dtype, self.param_dtype, self.precision, name="layer_1")(x)
+        x = T5LayerSelfAttention(self.config, self.dtype, self.param_dtype, self.precision, self.weights,
+                                 name="layer_0")(x, position_bias, key_mask)
+        x = T5LayerFF(self.config, self.dtype, self.param_dtype, self.precision, self.weights, name="layer_1")(x)
         return x, None
 
 
@@ -200,12 +204,16 @@ class T5EncoderModel(nn.Module):
         and the residual stream are float32.
       param_dtype: dtype of the parameters created by ``init``.
       precision: matmul precision passed to every Dense and einsum (None = backend default).
+      weights: storage of the encoder blocks' linear kernels (q, k, v, o, wi*, wo): None (``param_dtype``), "int8"
+        or "fp8", with a float32 scale per output channel (``layers.Dense``); the embedding, the relative-position
+        table and the norms keep ``param_dtype``.
     """
 
     config: T5Config
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    weights: str | None = None
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
@@ -244,12 +252,12 @@ class T5EncoderModel(nn.Module):
         key_mask = None if attention_mask is None else attention_mask != 0  # [B, S]
         blocks = nn.scan(
             T5Block,
-            variable_axes={"params": 0},
+            variable_axes={"params": 0, layers.LORA_COLLECTION: 0},
             split_rngs={"params": True},
             in_axes=(nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
-        )(cfg, self.dtype, self.param_dtype, self.precision, name="block")
+        )(cfg, self.dtype, self.param_dtype, self.precision, self.weights, name="block")
         x, _ = blocks(x, position_bias, key_mask)
         final_norm = layers.RMSNorm(cfg.layer_norm_epsilon, True, self.param_dtype, name="final_layer_norm")
         return final_norm(x).astype(self.dtype)

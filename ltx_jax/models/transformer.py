@@ -105,6 +105,7 @@ class Attention(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None
 
     def setup(self):
         inner = self.heads * self.head_dim
@@ -159,6 +160,7 @@ class FeedForward(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -174,6 +176,7 @@ class TransformerBlock(nn.Module):
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    weights: str | None = None
 
     def setup(self):
         cfg = self.config
@@ -181,7 +184,7 @@ class TransformerBlock(nn.Module):
         attn = functools.partial(
             Attention, heads=cfg.num_attention_heads, head_dim=cfg.attention_head_dim, out_features=dim,
             use_bias=cfg.attention_bias, out_bias=cfg.attention_out_bias, implementation=self.implementation,
-            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
+            dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision, weights=self.weights,
         )
         norm = functools.partial(layers.RMSNorm, cfg.norm_eps, cfg.norm_elementwise_affine, self.param_dtype)
         self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (6, dim),
@@ -191,7 +194,7 @@ class TransformerBlock(nn.Module):
         self.attn2 = attn()
         self.norm2 = norm()
         self.ff = FeedForward(dim, cfg.activation_fn == "gelu-approximate", self.dtype, self.param_dtype,
-                              self.precision)
+                              self.precision, self.weights)
 
     def text_key_value(self, carry, context: jax.Array):
         """This layer's cross-attention keys and values of the projected text context [B, T, D]."""
@@ -252,6 +255,9 @@ class LTXVideoTransformer3DModel(nn.Module):
       remat_policy: what remat may keep: a name from ``REMAT_POLICIES`` (``jax.checkpoint_policies``), e.g.
         "dots_with_no_batch_dims_saveable"; None recomputes everything.
       precision: matmul precision passed to every Dense (None = backend default).
+      weights: storage of the blocks' linear kernels: None (``param_dtype``), "int8" or "fp8" (float8_e4m3fn), each
+        with a float32 scale per output channel (``layers.Dense``); ``weight_conversion.load_transformer(...,
+        weights=)`` quantizes a checkpoint into it.
     """
 
     config: TransformerConfig
@@ -261,6 +267,7 @@ class LTXVideoTransformer3DModel(nn.Module):
     remat: bool = False
     remat_policy: str | None = None
     precision: Any = None
+    weights: str | None = None
 
     @property
     def resolved_attention_implementation(self) -> layers.AttentionImplementation:
@@ -274,13 +281,14 @@ class LTXVideoTransformer3DModel(nn.Module):
     def setup(self):
         cfg = self.config
         dim = cfg.inner_dim
-        self.proj_in = layers.dense(self, dim)
+        self.proj_in = layers.dense(self, dim, weights=None)  # quantized weights: the blocks' linears only
         self.time_embed = AdaLayerNormSingle(dim, self.dtype, self.param_dtype, self.precision)
         self.caption_projection = CaptionProjection(dim, self.dtype, self.param_dtype, self.precision)
         block = TransformerBlock
         if self.remat:
             block = nn.remat(block, prevent_cse=False, policy=_remat_policy(self.remat_policy))
-        scan = dict(variable_axes={"params": 0}, split_rngs={"params": True}, length=cfg.num_layers,
+        scan = dict(variable_axes={"params": 0, layers.LORA_COLLECTION: 0}, split_rngs={"params": True},
+                    length=cfg.num_layers,
                     metadata_params={nn.PARTITION_NAME: "layers"})
         blocks = nn.scan(block, methods={
             # per-layer text k/v and skip masks; the rest shared by the layers
@@ -288,10 +296,10 @@ class LTXVideoTransformer3DModel(nn.Module):
             "text_key_value": dict(scan, in_axes=(nn.broadcast,)),
         })
         self.transformer_blocks = blocks(cfg, self.resolved_attention_implementation, self.dtype, self.param_dtype,
-                                         self.precision)
+                                         self.precision, self.weights)
         self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (2, dim),
                                             self.param_dtype)
-        self.proj_out = layers.dense(self, cfg.out_channels)
+        self.proj_out = layers.dense(self, cfg.out_channels, weights=None)
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""

@@ -26,8 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax import sampling
+from ltx_jax.models.layers import check_weights
 from ltx_jax import scheduler as sched
 from ltx_jax.pipelines import validation
+from ltx_jax.pipelines.lora import LoraMixin
 from ltx_jax.pipelines.runtime import (AUTO_TILING_PIXELS, NonFiniteError, StageTimings, enable_compilation_cache,
                                        jitted_decode, jitted_encode, resolve_path)
 from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
@@ -131,7 +133,7 @@ class VAEStages:
         return VAETiling.resolve(tiling)
 
 
-class PipelineBase(VAEStages):
+class PipelineBase(LoraMixin, VAEStages):
     """Components and stages shared by the LTX-Video pipelines.
 
     Attributes:
@@ -166,7 +168,9 @@ class PipelineBase(VAEStages):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "bfloat16", *, text_encoder_path: str | None = None,
                         preset: str | None = None, compilation_cache: bool = True, cache_dir: str | None = None,
-                        text_encoder_dtype: Any = None, progress: bool = True):
+                        text_encoder_dtype: Any = None, progress: bool = True, weights: str | None = None,
+                        text_encoder_weights: str | None = None,
+                        lora: Sequence[tuple[str | os.PathLike, float]] | None = None):
         """Loads every component.
 
         Args:
@@ -177,23 +181,33 @@ class PipelineBase(VAEStages):
           dtype: "bfloat16" (GPU) or "float32" (parity checks, CPU).
           preset: a release name from ``ltx_jax.releases.RELEASES`` whose defaults to use; detected when None.
           compilation_cache: turn on JAX's persistent compilation cache (``cache_dir`` or ``$LTX_JAX_CACHE_DIR``).
+          weights: the transformer blocks' kernels in "int8" or "fp8" (e4m3) with per-output-channel scales, or
+            None (``dtype``; for Orbax, as stored): ~0.51x the transformer's bytes, computed in ``dtype``
+            (``weight_conversion.load_transformer``). Lightricks' ``*-fp8`` files load as stored with "fp8".
+          text_encoder_weights: the same for T5's block kernels (T5-XXL: 9.5 GB in bf16, ~4.9 GB in int8).
+          lora: LoRA files fused at load, ``[(path, scale), ...]``, into the transformer (and T5 where a file has
+            ``text_encoder.*`` modules), before any quantization: no run-time cost, and they stay in the weights
+            (adapters to switch at run time: ``load_lora_weights`` / ``set_adapters`` after loading).
         """
         from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
         from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
 
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
+        check_weights(weights)
+        check_weights(text_encoder_weights, "text_encoder_weights")
         if compilation_cache:
             enable_compilation_cache(cache_dir)
         path = resolve_path(os.fspath(path))
         dtype = jnp.dtype(dtype)
         single_file = os.path.isfile(path)
         root = os.path.dirname(path) if single_file else path
-        transformer, transformer_params = load_transformer(path, dtype)
+        transformer, transformer_params = load_transformer(path, dtype, weights=weights, lora=lora)
         vae, vae_params = load_vae(path, dtype)
         te_root = text_encoder_path or (root if os.path.isdir(os.path.join(root, "text_encoder")) else None)
         prompt_encoder = None
         if te_root is not None:
-            te_module, te_params = load_text_encoder(te_root, jnp.dtype(text_encoder_dtype or dtype))
+            te_module, te_params = load_text_encoder(te_root, jnp.dtype(text_encoder_dtype or dtype),
+                                                     weights=text_encoder_weights, lora=lora)
             prompt_encoder = PromptEncoder(load_tokenizer(te_root), te_module, te_params)
         else:
             logger.warning("No text_encoder/ found next to %s: pass prompt_embeds, or text_encoder_path=.", path)
@@ -211,8 +225,10 @@ class PipelineBase(VAEStages):
     def from_pipe(cls, pipe: "PipelineBase"):
         """This pipeline over another pipeline's components (nothing is loaded or copied), e.g.
         ``LTXConditionPipeline.from_pipe(LTXPipeline.from_pretrained(path))``."""
-        return cls(pipe.transformer, pipe.transformer_params, pipe.vae, pipe.vae_params, pipe.prompt_encoder,
-                   pipe.scheduler_config, pipe.release, pipe.progress)
+        new = cls(pipe.transformer, pipe.transformer_params, pipe.vae, pipe.vae_params, pipe.prompt_encoder,
+                  pipe.scheduler_config, pipe.release, pipe.progress)
+        new._copy_lora_state(pipe)
+        return new
 
     # ------------------------------------------------------------------------------------------ sizes
 
@@ -345,7 +361,8 @@ class PipelineBase(VAEStages):
             raise ValueError("This pipeline has no text encoder: pass prompt_embeds and prompt_attention_mask "
                              "(and the negative pair with guidance), or load one with text_encoder_path=.")
         encoder = self.prompt_encoder
-        return encode_prompt(prompts, encoder.tokenizer, encoder.module, encoder.params, max_sequence_length,
+        variables = self._variables("text_encoder", encoder.params)  # params, or params and unfused LoRA adapters
+        return encode_prompt(prompts, encoder.tokenizer, encoder.module, variables, max_sequence_length,
                              mask_encoder_padding=self.mask_encoder_padding)
 
     def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None,
@@ -461,7 +478,8 @@ class PipelineBase(VAEStages):
                         image_cond_noise_scale=None if image_cond_noise_scale is None else jnp.float32(
                             image_cond_noise_scale),
                         noise_key=noise_key)
-                    result = sampling.run(lambda: sampling.jitted_sample(sampler, self.transformer_params, latents,
+                    variables = self._variables("transformer", self.transformer_params)
+                    result = sampling.run(lambda: sampling.jitted_sample(sampler, variables, latents,
                                                                          inputs),
                                           control, stage="denoising", total_steps=steps)
             if int(result.nonfinite_step) >= 0:

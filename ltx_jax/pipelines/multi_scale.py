@@ -122,8 +122,10 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
         """Over another pipeline's components (and ``latent_upsampler``, or the other pipeline's own)."""
         latent_upsampler = latent_upsampler or getattr(pipe, "latent_upsampler", None)
         latent_upsampler_params = latent_upsampler_params or getattr(pipe, "latent_upsampler_params", None)
-        return cls(pipe.transformer, pipe.transformer_params, pipe.vae, pipe.vae_params, pipe.prompt_encoder,
-                   pipe.scheduler_config, pipe.release, pipe.progress, latent_upsampler, latent_upsampler_params)
+        new = cls(pipe.transformer, pipe.transformer_params, pipe.vae, pipe.vae_params, pipe.prompt_encoder,
+                  pipe.scheduler_config, pipe.release, pipe.progress, latent_upsampler, latent_upsampler_params)
+        new._copy_lora_state(pipe)
+        return new
 
     @property
     def multi_scale_defaults(self) -> MultiScaleDefaults | None:

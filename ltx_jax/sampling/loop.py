@@ -38,6 +38,7 @@ import numpy as np
 from jax.experimental import io_callback
 
 from ltx_jax import scheduler as sched
+from ltx_jax.models import as_variables
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, TransformerConstants
 from ltx_jax.sampling import control
 from ltx_jax.sampling.guidance import BRANCH_PROMPTS, Guidance
@@ -137,7 +138,7 @@ class Sampler:
             prompts["negative"] = (inputs.negative_prompt_embeds, inputs.negative_prompt_attention_mask)
         grid = self.grid
         return {name: self.transformer.apply(
-            {"params": params}, embeds, mask, num_frames=grid.token_frames, height=grid.token_height,
+            as_variables(params), embeds, mask, num_frames=grid.token_frames, height=grid.token_height,
             width=grid.token_width, rope_interpolation_scale=inputs.rope_interpolation_scale,
             video_coords=inputs.video_coords, method="prepare") for name, (embeds, mask) in prompts.items()}
 
@@ -162,7 +163,7 @@ class Sampler:
                     jnp.broadcast_to(inputs.skip_masks[i][:, None], (layers_, batch)) for b in branches]
             skip_mask = jnp.concatenate(rows, axis=1)
         out = self.transformer.apply(
-            {"params": params}, tile(latents).astype(self.transformer.dtype), tile(timestep), constants, skip_mask,
+            as_variables(params), tile(latents).astype(self.transformer.dtype), tile(timestep), constants, skip_mask,
             guidance.skip_layer_strategy if guidance.stg else None, method="predict").astype(jnp.float32)
         outputs = dict(zip(branches, jnp.split(out, len(branches), axis=0)))
         return guidance.combine(outputs, {name: values[i] for name, values in inputs.guidance.items()})

@@ -1,8 +1,15 @@
 """The one construction point of every linear layer in ltx_jax's models.
 
-Each model builds its linears with ``dense(owner, features, ...)``, which takes the compute dtype, the param dtype and
-the matmul precision from the owning module. Quantized kernels, LoRA adapters and sharding annotations plug in here,
-once, instead of in every model.
+Each model builds its linears with ``dense(owner, features, ...)``, which takes the compute dtype, the param dtype,
+the matmul precision and the weight format from the owning module. Quantized kernels and LoRA adapters plug in here,
+once, instead of in every model:
+
+- ``weights="int8"`` / ``"fp8"``: the kernel is stored in int8 / float8_e4m3fn with a float32 scale per output
+  channel (param ``kernel_scale``); the matmul runs in the compute dtype on the upcast kernel and the scale multiplies
+  its output (exact: the scale is per output column), so XLA fuses the dequantisation into the matmul.
+- LoRA: when the ``"lora"`` collection holds ``a`` [in, R], ``b`` [R, out] and ``scale`` [R] for a layer, the layer
+  adds ``((x @ a) * scale) @ b``; the scales are traced, so new adapter weights (and other adapters of the same ranks)
+  never recompile (``weight_conversion.lora`` builds the collection).
 """
 
 from __future__ import annotations
@@ -16,6 +23,16 @@ import jax.numpy as jnp
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 
+#: Kernel storage formats of ``Dense.weights`` (None: the param dtype).
+WEIGHT_FORMATS = (None, "int8", "fp8")
+QUANTIZED_DTYPES = {"int8": jnp.dtype(jnp.int8), "fp8": jnp.dtype(jnp.float8_e4m3fn)}
+LORA_COLLECTION = "lora"
+
+
+def check_weights(weights: str | None, name: str = "weights") -> None:
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"{name}={weights!r}; use None (the dtype's), 'int8' or 'fp8'.")
+
 
 class Dense(nn.Module):
     """``y = x @ kernel + bias`` over the last axis; params ``kernel`` [in, out] and ``bias`` [out].
@@ -28,6 +45,7 @@ class Dense(nn.Module):
       use_bias: add ``bias``.
       dtype: compute dtype; param_dtype: dtype of the params created by ``init``.
       precision: matmul precision (None = backend default).
+      weights: kernel storage, one of ``WEIGHT_FORMATS`` (module docstring).
     """
 
     features: int
@@ -37,21 +55,38 @@ class Dense(nn.Module):
     precision: Any = None
     kernel_init: Initializer = nn.initializers.lecun_normal()
     bias_init: Initializer = nn.initializers.zeros_init()
+    weights: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """x [..., in] -> [..., features] in ``dtype``."""
-        kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), self.param_dtype)
+        check_weights(self.weights)
+        shape = (x.shape[-1], self.features)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=self.precision)
+        contract = (((x.ndim - 1,), (0,)), ((), ()))
+        if self.weights is None:
+            kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+            x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+            y = jax.lax.dot_general(x, kernel, contract, precision=self.precision)
+        else:
+            kernel = self.param("kernel", nn.initializers.zeros_init(), shape, QUANTIZED_DTYPES[self.weights])
+            scale = self.param("kernel_scale", nn.initializers.ones_init(), (self.features,), jnp.float32)
+            x, bias = nn.dtypes.promote_dtype(x, bias, dtype=self.dtype)
+            y = jax.lax.dot_general(x, kernel.astype(self.dtype), contract, precision=self.precision)
+            y = y * scale.astype(self.dtype)
+        if self.has_variable(LORA_COLLECTION, "a"):
+            a, b, s = (self.get_variable(LORA_COLLECTION, n).astype(self.dtype) for n in ("a", "b", "scale"))
+            h = jax.lax.dot_general(x, a, contract, precision=self.precision) * s  # [..., R]
+            y = y + jax.lax.dot_general(h, b, (((h.ndim - 1,), (0,)), ((), ())), precision=self.precision)
         return y if bias is None else y + bias
 
 
 def dense(owner: nn.Module, features: int, **kwargs) -> Dense:
-    """A ``Dense`` with the ``dtype``, ``param_dtype`` and ``precision`` of ``owner`` (the module that holds it).
+    """A ``Dense`` with the ``dtype``, ``param_dtype``, ``precision`` and ``weights`` of ``owner`` (the module that
+    holds it; ``weights`` only where the owner has the field).
 
     ``kwargs`` are the other ``Dense`` fields (``use_bias``, ``kernel_init``) and ``name`` inside ``@nn.compact``.
     """
+    kwargs.setdefault("weights", getattr(owner, "weights", None))
     return Dense(features, dtype=owner.dtype, param_dtype=owner.param_dtype, precision=getattr(owner, "precision", None),
                  **kwargs)
