@@ -45,6 +45,10 @@ flags.DEFINE_enum("weights", None, ["int8", "fp8"], "The transformer blocks' ker
                   "checkpoint's own (a Lightricks *-fp8 file loads as stored with fp8).", flag_values=FLAGS)
 flags.DEFINE_enum("text_encoder_weights", None, ["int8", "fp8"], "The same for T5's block kernels (T5-XXL: 9.5 GB "
                   "in bf16, 4.9 GB in int8).", flag_values=FLAGS)
+flags.DEFINE_string("mesh", None, "Run over several devices: AXIS=SIZE,... with axes data (videos, guidance "
+                    "branches), fsdp (parameters), context (video tokens), tensor (heads), e.g. data=2,context=4; the "
+                    "sizes multiply to the device count (every host's, after jax.distributed.initialize()).",
+                    flag_values=FLAGS)
 flags.DEFINE_enum("resize_mode", "stretch", ["stretch", "crop"], "How images and clips are fitted to the size: "
                   "stretch (diffusers) or center-crop to the aspect ratio, then resize (Lightricks' inference "
                   "script).", flag_values=FLAGS)
@@ -117,6 +121,13 @@ def resolve_arguments() -> dict:
     num_frames = FLAGS.num_frames or (len(source) if source is not None else num_frames)
     if FLAGS.preset is not None:
         get_release(FLAGS.preset)
+    if FLAGS.mesh is not None:
+        from ltx_jax.sharding import make_mesh
+
+        try:
+            make_mesh(FLAGS.mesh)  # the spec and the device count, before anything is loaded
+        except ValueError as e:
+            raise UsageError(f"--{e}") from None
     if FLAGS.steps is not None:
         validation.check_int("--steps", FLAGS.steps, minimum=1)
     if FLAGS.guidance is not None:
@@ -321,7 +332,8 @@ def generate(args: dict) -> int:
     for path, scale in args["loras"]:
         _say(f"LoRA {path} x {scale:g}")
     # LoRA files are fused as the checkpoint is read (before any quantization): no run-time cost.
-    loading = dict(weights=FLAGS.weights, text_encoder_weights=FLAGS.text_encoder_weights, lora=args["loras"])
+    loading = dict(weights=FLAGS.weights, text_encoder_weights=FLAGS.text_encoder_weights, lora=args["loras"],
+                   mesh=FLAGS.mesh)
     if args["tiny"]:
         from ltx_jax.tiny_random import tiny_random_multi_scale_pipeline, tiny_random_pipeline
 
@@ -334,6 +346,8 @@ def generate(args: dict) -> int:
                     text_encoder_weights=FLAGS.text_encoder_weights)
         if args["loras"]:
             _apply_loras(pipe, args["loras"])
+        if FLAGS.mesh is not None:
+            pipe = pipe.to_mesh(FLAGS.mesh)
     elif FLAGS.upsampler is not None:
         from ltx_jax.pipelines import LTXMultiScalePipeline
 
@@ -354,6 +368,9 @@ def generate(args: dict) -> int:
                   tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
     pipe = _pipeline_for(pipe, args)
     frames = _generate(pipe, args, common)
+    if jax.process_index() != 0:  # several hosts: every process has the same frames; process 0 writes them
+        print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
+        return 0
     _say(f"writing {FLAGS.output}")
     written = write_video(frames[0], FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"

@@ -59,11 +59,24 @@ def read_config(path: str | os.PathLike, component: str, config_cls, what: str,
     return from_single_file(open_safetensors(path), path)
 
 
-def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], dtype: Any):
-    """(module, params) from an Orbax directory written by ``python -m weight_conversion convert``."""
+def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], dtype: Any,
+                  sharding=None):
+    """(module, params) from an Orbax directory written by ``python -m weight_conversion convert``; with a
+    ``ShardingPlan``, each param is restored onto its shards."""
     config = config or config_cls.from_dict(orbax_io.read_marker(path)["config"])
     module = make_module(config)
-    return module, orbax_io.restore(path, component, abstract_params(module), dtype)
+    abstract = abstract_params(module)
+    shardings = None if sharding is None else sharding.param_shardings(abstract)
+    return module, orbax_io.restore(path, component, abstract, dtype, shardings)
+
+
+def placement(sharding):
+    """``mapping.convert``'s placement for a ``ShardingPlan`` (None: the default device)."""
+    if sharding is None:
+        return None
+    from jax.sharding import NamedSharding
+
+    return lambda path, shape: NamedSharding(sharding.mesh, sharding.param_spec(path, shape))
 
 
 def fuse_after_restore(path: str, component: str, module, params, lora, torch_key, scanned) -> Any:

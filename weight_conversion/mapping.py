@@ -14,6 +14,7 @@ each layer of it on the host as it is read (``weight_conversion.quantize``). Sto
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
@@ -138,6 +139,7 @@ def convert(
     source_shape: Callable[[str], tuple[int, ...]] | None = None,
     ignore: Iterable[str] = (),
     kernel_delta: KernelDelta | None = None,
+    placement: Callable[[Path, tuple[int, ...]], Any] | None = None,
 ) -> dict:
     """Builds the param tree from ``source`` with ``rules``, checking keys and shapes, casting to ``dtype``.
 
@@ -155,6 +157,9 @@ def convert(
       kernel_delta: ``KernelDelta`` called for every ``kernel`` (each layer of a stacked one); a returned
         float32 array [in, out] is added to the kernel (dequantised first if it was stored in fp8) before it is
         cast or quantized. This is where LoRA is fused.
+      placement: (flax path, shape) -> the ``jax.sharding.Sharding`` of that param (``ShardingPlan``); each layer
+        of a stacked param then goes straight to its shards (written into the sharded buffer, donated), so no
+        device and no host ever holds more than one layer of a sharded param. None: the default device.
     Raises:
       CheckpointError naming missing keys, unused keys, or the key and both shapes of a mismatch, and stored
       quantization layouts that are not read (``weight_conversion.quantize``).
@@ -206,25 +211,66 @@ def convert(
     for rule in rules:
         shape = tuple(flat_abstract[rule.target].shape)
         layers = list(enumerate(rule.sources)) if rule.stacked else [(None, rule.sources[0])]
+        place = _Placement(None if placement is None else placement(rule.target, shape), shape, rule.stacked)
         if rule.scale_target is not None:
             weights = quantize.weight_format(flat_abstract[rule.target].dtype)
             if weights is None:
                 raise AssertionError(f"{what}: {'/'.join(rule.target)} has a kernel_scale but a float dtype")
-            host = np.empty(shape, flat_abstract[rule.target].dtype)
-            scale = np.empty(flat_abstract[rule.scale_target].shape, np.float32)
+            scale_shape = tuple(flat_abstract[rule.scale_target].shape)
+            scale_place = _Placement(None if placement is None else placement(rule.scale_target, scale_shape),
+                                     scale_shape, rule.stacked)
+            kernel, scale = place.start(flat_abstract[rule.target].dtype), scale_place.start(np.float32)
             for i, key in layers:
-                at = () if i is None else (i,)
-                host[at], scale[at] = reader.quantized(rule, i, key, weights)
-            flat_params[rule.scale_target] = jax.device_put(scale)
-        elif rule.stacked:
-            host = np.empty(shape, dtype)
-            for i, key in layers:
-                host[i] = reader.value(rule, i, key, dtype)
+                q, s = reader.quantized(rule, i, key, weights)
+                kernel, scale = place.put(kernel, q, i), scale_place.put(scale, s, i)
+            flat_params[rule.scale_target] = scale_place.finish(scale)
         else:
-            host = reader.value(rule, None, rule.sources[0], dtype)
-        flat_params[rule.target] = jax.device_put(host)
-        del host
+            kernel = place.start(dtype)
+            for i, key in layers:
+                kernel = place.put(kernel, reader.value(rule, i, key, dtype), i)
+        flat_params[rule.target] = place.finish(kernel)
+        del kernel
     return unflatten(flat_params)
+
+
+class _Placement:
+    """Where one param's layers go: a host array moved once at the end (no sharding), or a sharded device buffer
+    that each layer is written into as it is read."""
+
+    def __init__(self, sharding, shape: tuple[int, ...], stacked: bool):
+        self.sharding, self.shape, self.stacked = sharding, shape, stacked
+
+    def start(self, dtype):
+        if not self.stacked:
+            return None
+        if self.sharding is None:
+            return np.empty(self.shape, dtype)
+        return jax.jit(lambda: jnp.zeros(self.shape, dtype), out_shardings=self.sharding)()
+
+    def put(self, buffer, value: np.ndarray, layer: int | None):
+        if self.sharding is None:
+            if layer is None:
+                return value  # the whole param, already in its dtype
+            buffer[layer] = value
+            return buffer
+        if not self.stacked:
+            return jax.device_put(value, self.sharding)
+        return _write_layer(buffer, jax.device_put(value, _layer_sharding(self.sharding)), layer)
+
+    def finish(self, buffer):
+        return jax.device_put(buffer) if self.sharding is None else buffer
+
+
+def _layer_sharding(sharding):
+    """The sharding of one layer of a stacked param (its leading "layers" axis dropped)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[1:]))
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _write_layer(buffer: jax.Array, layer_value: jax.Array, index) -> jax.Array:
+    return jax.lax.dynamic_update_index_in_dim(buffer, layer_value.astype(buffer.dtype), index, 0)
 
 
 class _Reader:

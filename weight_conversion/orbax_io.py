@@ -72,9 +72,11 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
                    "weights": weights}, f, indent=2)
 
 
-def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype: Any = None) -> Any:
+def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype: Any = None,
+            shardings: Any = None) -> Any:
     """Restores params saved by ``save``, checking every path and shape against ``abstract_params``, in its dtypes
-    (``dtype`` is kept for callers: the abstract tree of a module built with ``param_dtype=dtype`` already says it)."""
+    (``dtype`` is kept for callers: the abstract tree of a module built with ``param_dtype=dtype`` already says it);
+    ``shardings``: a tree of ``jax.sharding.Sharding`` like it, each param read straight onto its shards."""
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(os.fspath(path))
@@ -93,5 +95,9 @@ def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype
     for p, shape in expected_flat.items():
         if stored_flat[p] != shape:
             raise CheckpointError(f"{path}: param {'/'.join(p)} has shape {stored_flat[p]}, the model expects {shape}.")
-    target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_params)
+    if shardings is None:
+        target = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_params)
+    else:
+        target = jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                        abstract_params, shardings)
     return checkpointer.restore(os.path.join(path, "params"), target)

@@ -18,7 +18,7 @@ from ltx_jax.configs import T5Config
 from ltx_jax.models import abstract_params, layers
 from ltx_jax.models.t5 import T5EncoderModel
 from weight_conversion import orbax_io
-from weight_conversion.common import component_folder, folder_config, fuse_after_restore, restore_orbax
+from weight_conversion.common import component_folder, folder_config, fuse_after_restore, placement, restore_orbax
 from weight_conversion.lora import loading_delta
 from weight_conversion.mapping import IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
@@ -92,6 +92,7 @@ def load_text_encoder(
     ignore_decoder: bool = False,
     weights: str | None = None,
     lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
+    sharding: Any = None,
     kernel_delta: KernelDelta | None = None,
     **module_kwargs,
 ) -> tuple[T5EncoderModel, dict]:
@@ -110,6 +111,7 @@ def load_text_encoder(
         in bf16, ~4.8 GB in int8). For an Orbax directory None means the weights it was saved with.
       lora: LoRA files with their weights ``[(path, scale), ...]`` whose ``text_encoder.*`` modules are fused into
         the kernels as they are read (before the cast or quantization); files without T5 modules are skipped.
+      sharding: an ``ltx_jax.sharding.ShardingPlan``: each tensor goes from the file straight onto its shards.
       kernel_delta: ``mapping.KernelDelta`` added to each float kernel before it is cast or quantized (what
         ``lora`` uses; added to it when both are given).
       module_kwargs: extra module fields (``precision``).
@@ -125,7 +127,7 @@ def load_text_encoder(
                                   "load the safetensors checkpoint instead.")
         weights = orbax_io.resolve_weights(path, weights)
         module, params = restore_orbax(path, COMPONENT, T5Config, config, lambda c: T5EncoderModel(
-            c, dtype=dtype, param_dtype=dtype, weights=weights, **module_kwargs), dtype)
+            c, dtype=dtype, param_dtype=dtype, weights=weights, **module_kwargs), dtype, sharding)
         return module, fuse_after_restore(path, COMPONENT, module, params, lora, torch_key,
                                           {"block": module.config.num_layers})
 
@@ -154,6 +156,7 @@ def load_text_encoder(
     params = convert(
         source, text_encoder_rules(config, abstract, embed_key), abstract, dtype,
         what="text encoder", source_shape=source.shape, ignore=ignore, kernel_delta=kernel_delta,
+        placement=placement(sharding),
     )
     return module, params
 

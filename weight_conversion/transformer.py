@@ -12,7 +12,7 @@ from ltx_jax.configs import TransformerConfig
 from ltx_jax.models import abstract_params, layers
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from weight_conversion import orbax_io
-from weight_conversion.common import (component_folder, folder_config, fuse_after_restore, read_config,
+from weight_conversion.common import (component_folder, folder_config, fuse_after_restore, placement, read_config,
                                       read_single_file_config, restore_orbax)
 from weight_conversion.lora import loading_delta
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
@@ -136,6 +136,7 @@ def load_transformer(
     config: TransformerConfig | None = None,
     weights: str | None = None,
     lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
+    sharding: Any = None,
     kernel_delta: KernelDelta | None = None,
     **module_kwargs,
 ) -> tuple[LTXVideoTransformer3DModel, dict]:
@@ -157,6 +158,9 @@ def load_transformer(
         a quantized model holds the adapted weights at no run-time cost. Each file is checked against the model
         (module names, sizes) before any weight is read. Modules of other components (``text_encoder.*``) are
         skipped here (``load_text_encoder(..., lora=)`` takes them).
+      sharding: an ``ltx_jax.sharding.ShardingPlan``: every tensor goes from the file straight onto its shards
+        (``ShardingPlan.param_spec``; one layer at a time, never a whole param on one device), and the module
+        gets the plan (activation constraints, context-parallel attention).
       kernel_delta: ``mapping.KernelDelta`` added to each float kernel before it is cast or quantized (what
         ``lora`` uses; added to it when both are given).
       module_kwargs: extra module fields (``attention_implementation``, ``remat``, ``precision``).
@@ -172,7 +176,8 @@ def load_transformer(
                                   "load the safetensors checkpoint instead.")
         weights = orbax_io.resolve_weights(path, weights)
         module, params = restore_orbax(path, "transformer", TransformerConfig, config,
-                                       lambda c: _make_module(c, dtype, weights=weights, **module_kwargs), dtype)
+                                       lambda c: _make_module(c, dtype, weights=weights, sharding=sharding,
+                                                              **module_kwargs), dtype, sharding)
         return module, fuse_after_restore(path, "transformer", module, params, lora, torch_key, _scanned(module.config))
 
     if os.path.isdir(path):
@@ -185,12 +190,12 @@ def load_transformer(
         keys = _single_file_keys(source)
         config = config or _single_file_config(source, keys)
 
-    module = _make_module(config, dtype, weights=weights, **module_kwargs)
+    module = _make_module(config, dtype, weights=weights, sharding=sharding, **module_kwargs)
     abstract = abstract_params(module)
     kernel_delta = loading_delta(lora, "transformer", abstract, torch_key, _scanned(config), also=kernel_delta)
     renamed = _Renamed(source, keys)
     params = convert(renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer",
-                     source_shape=renamed.shape, kernel_delta=kernel_delta)
+                     source_shape=renamed.shape, kernel_delta=kernel_delta, placement=placement(sharding))
     return module, params
 
 

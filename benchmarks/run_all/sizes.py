@@ -57,6 +57,11 @@ class Sizes:
     pipe_video: tuple[int, int, int]  # height, width, frames
     pipe_warmup: int
     pipe_repeats: int
+    # sharding (benchmarks.bench_sharding: models "tiny" / "2b", the 2B slice's layers, meshes separated by ";")
+    sharding_models: str
+    sharding_layers: int
+    sharding_meshes: str
+    sharding_repeats: int
     # multi_scale (the pipeline section's components, plus a latent upsampler)
     ms_upsampler: tuple[str, dict]
     ms_preset: str
@@ -101,11 +106,12 @@ CPU_SIZES = Sizes(
     pipe_transformer=("tiny", {}), pipe_vae=("tiny", {}), pipe_t5=("tiny", {}),
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(64, 96, 17), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("tiny", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(64, 96, 17), ms_repeats=2,
+    sharding_models="tiny", sharding_layers=2, sharding_meshes="fsdp=8;data=2,fsdp=2,context=2", sharding_repeats=2,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
-                   text_encoder=15, scheduler=10, vae=30, pipeline=30, multi_scale=25,
+                   text_encoder=15, scheduler=10, vae=30, pipeline=30, multi_scale=25, sharding=20,
                    transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5),
 )
 
@@ -124,13 +130,15 @@ GPU_SIZES = Sizes(
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(512, 768, 121), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("released", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(704, 1216, 121),
     ms_repeats=1,
+    sharding_models="2b", sharding_layers=4, sharding_meshes="fsdp=2;context=2;data=2,context=4;fsdp=8;context=8",
+    sharding_repeats=5,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(256, 384, 25), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=2e-2, pvc_psnr_min=30.0, pvc_psnr_min_fp32=35.0,
     # Seconds per section (they split the budget) and per optional part (run only when this much is left). First
     # guesses for an H100: rerun with the measured "seconds" of each section in the JSON if they are far off.
     estimates=dict(matmul_peak=15, attention_cudnn_vs_xla=45, pipeline_vs_cpu_fp32=35, transformer=85,
-                   text_encoder=55, scheduler=12, vae=150, pipeline=165, multi_scale=150,
+                   text_encoder=55, scheduler=12, vae=150, pipeline=165, multi_scale=150, sharding=60,
                    transformer_compile=45, vae_torch=35, vae_ours=100, vae_compile_2F=30, pipeline_torch=40),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}

@@ -106,6 +106,7 @@ class Attention(nn.Module):
     param_dtype: Dtype
     precision: Any = None
     weights: str | None = None
+    sharding: Any = None  # ltx_jax.sharding.ShardingPlan or None
 
     def setup(self):
         inner = self.heads * self.head_dim
@@ -144,7 +145,10 @@ class Attention(nn.Module):
         q = q.reshape(batch, n_q, self.heads, self.head_dim)  # [B, N, H, K]
         k = k.reshape(batch, n_kv, self.heads, self.head_dim)  # [B, S, H, K]
         v = v.reshape(batch, n_kv, self.heads, self.head_dim)  # [B, S, H, K]
-        out = layers.attention(q, k, v, key_mask=key_mask, implementation=self.implementation)
+        if key_value is None and key_mask is None and layers.uses_context_parallel(self.sharding, self.heads):
+            out = layers.context_parallel_attention(q, k, v, plan=self.sharding, implementation=self.implementation)
+        else:
+            out = layers.attention(q, k, v, key_mask=key_mask, implementation=self.implementation)
         out = out.reshape(batch, n_q, inner).astype(self.dtype)  # [B, N, H*K]
         if skip_mask is not None and skip_strategy in ("attention_skip", "attention_values"):
             m = skip_mask.astype(out.dtype)[:, None, None]  # [B, 1, 1]
@@ -177,6 +181,7 @@ class TransformerBlock(nn.Module):
     param_dtype: Dtype
     precision: Any = None
     weights: str | None = None
+    sharding: Any = None  # ltx_jax.sharding.ShardingPlan or None
 
     def setup(self):
         cfg = self.config
@@ -185,6 +190,7 @@ class TransformerBlock(nn.Module):
             Attention, heads=cfg.num_attention_heads, head_dim=cfg.attention_head_dim, out_features=dim,
             use_bias=cfg.attention_bias, out_bias=cfg.attention_out_bias, implementation=self.implementation,
             dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision, weights=self.weights,
+            sharding=self.sharding,
         )
         norm = functools.partial(layers.RMSNorm, cfg.norm_eps, cfg.norm_elementwise_affine, self.param_dtype)
         self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (6, dim),
@@ -206,6 +212,7 @@ class TransformerBlock(nn.Module):
         [B, T] or None; skip_strategy: one of ``SKIP_LAYER_STRATEGIES`` or None."""
         dim = self.config.inner_dim
         batch = hidden_states.shape[0]
+        hidden_states = layers.constrain(self.sharding, hidden_states, "batch", "tokens", None)
         block_input = hidden_states
         ada = self.scale_shift_table[None, None].astype(temb.dtype) + temb.reshape(batch, temb.shape[1], 6, dim)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (ada[:, :, i] for i in range(6))  # [B, 1|N, D]
@@ -221,6 +228,7 @@ class TransformerBlock(nn.Module):
         if skip_mask is not None and skip_strategy == "transformer_block":  # the block is skipped for those rows
             m = skip_mask.astype(hidden_states.dtype)[:, None, None]
             hidden_states = hidden_states * m + block_input * (1.0 - m)
+        hidden_states = layers.constrain(self.sharding, hidden_states, "batch", "tokens", None)
         return hidden_states.astype(self.dtype), None
 
 
@@ -258,6 +266,10 @@ class LTXVideoTransformer3DModel(nn.Module):
       weights: storage of the blocks' linear kernels: None (``param_dtype``), "int8" or "fp8" (float8_e4m3fn), each
         with a float32 scale per output channel (``layers.Dense``); ``weight_conversion.load_transformer(...,
         weights=)`` quantizes a checkpoint into it.
+      sharding: an ``ltx_jax.sharding.ShardingPlan`` (or None: one device): the hidden states are constrained to
+        (batch, tokens) over (data x fsdp, context) and self-attention runs context-parallel
+        (``layers.context_parallel_attention``); the params' own shardings come with them
+        (``ShardingPlan.param_shardings``, ``load_transformer(..., sharding=)``).
     """
 
     config: TransformerConfig
@@ -268,6 +280,7 @@ class LTXVideoTransformer3DModel(nn.Module):
     remat_policy: str | None = None
     precision: Any = None
     weights: str | None = None
+    sharding: Any = None
 
     @property
     def resolved_attention_implementation(self) -> layers.AttentionImplementation:
@@ -296,7 +309,7 @@ class LTXVideoTransformer3DModel(nn.Module):
             "text_key_value": dict(scan, in_axes=(nn.broadcast,)),
         })
         self.transformer_blocks = blocks(cfg, self.resolved_attention_implementation, self.dtype, self.param_dtype,
-                                         self.precision, self.weights)
+                                         self.precision, self.weights, self.sharding)
         self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (2, dim),
                                             self.param_dtype)
         self.proj_out = layers.dense(self, cfg.out_channels, weights=None)
@@ -396,6 +409,7 @@ class LTXVideoTransformer3DModel(nn.Module):
         if constants.text_key.shape[1] != batch or constants.rope_cos.shape[1] != num_tokens:
             raise ValueError(f"hidden_states [B, N] = {hidden_states.shape[:2]} do not match the prepared constants "
                              f"(text batch {constants.text_key.shape[1]}, {constants.rope_cos.shape[1]} RoPE tokens).")
+        hidden_states = layers.constrain(self.sharding, hidden_states, "batch", "tokens", None)
         x = self.proj_in(hidden_states.astype(self.dtype))  # [B, N, D]
 
         timestep = jnp.asarray(timestep)
@@ -415,7 +429,7 @@ class LTXVideoTransformer3DModel(nn.Module):
         mod = self.scale_shift_table[None, None].astype(embedded_timestep.dtype) + embedded_timestep[:, :, None]
         shift, scale = mod[:, :, 0], mod[:, :, 1]  # [B, 1|N, D]
         x = layers.layer_norm_no_affine(x, 1e-6) * (1 + scale) + shift
-        return self.proj_out(x)
+        return layers.constrain(self.sharding, self.proj_out(x), "batch", "tokens", None)
 
     # ---------------------------------------------------------------------------------------------- checks
 

@@ -26,13 +26,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax import sampling
-from ltx_jax.models.layers import check_weights
 from ltx_jax import scheduler as sched
+from ltx_jax.models.layers import check_weights
 from ltx_jax.pipelines import validation
 from ltx_jax.pipelines.lora import LoraMixin
 from ltx_jax.pipelines.runtime import (AUTO_TILING_PIXELS, NonFiniteError, StageTimings, enable_compilation_cache,
                                        jitted_decode, jitted_encode, resolve_path)
 from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
+from ltx_jax.sharding import ShardingPlan
 
 logger = logging.getLogger("ltx_jax")
 
@@ -112,7 +113,8 @@ class VAEStages:
             tiles = self._tiling(tiling, latents.shape[1:4])
             tone_map = jnp.float32(tone_map_compression_ratio) if tone_map_compression_ratio > 0 else None
             frames, finite = sampling.run(lambda: jitted_decode(self.vae, self.vae_params, latents, timestep,
-                                                                 noise_scale, key, tiles, tone_map), stage="decoding")
+                                                                 noise_scale, key, tiles, tone_map,
+                                                                 sharding=self.sharding), stage="decoding")
             if not bool(finite):
                 raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
                                      "weights and dtype.")
@@ -163,6 +165,11 @@ class PipelineBase(LoraMixin, VAEStages):
         self.progress = progress
         self.last_timings = StageTimings()
 
+    @property
+    def sharding(self):
+        """The ``ltx_jax.sharding.ShardingPlan`` the transformer runs under (None: one device)."""
+        return getattr(self.transformer, "sharding", None)
+
     # ------------------------------------------------------------------------------------------ loading
 
     @classmethod
@@ -170,7 +177,7 @@ class PipelineBase(LoraMixin, VAEStages):
                         preset: str | None = None, compilation_cache: bool = True, cache_dir: str | None = None,
                         text_encoder_dtype: Any = None, progress: bool = True, weights: str | None = None,
                         text_encoder_weights: str | None = None,
-                        lora: Sequence[tuple[str | os.PathLike, float]] | None = None):
+                        lora: Sequence[tuple[str | os.PathLike, float]] | None = None, mesh: Any = None):
         """Loads every component.
 
         Args:
@@ -188,6 +195,11 @@ class PipelineBase(LoraMixin, VAEStages):
           lora: LoRA files fused at load, ``[(path, scale), ...]``, into the transformer (and T5 where a file has
             ``text_encoder.*`` modules), before any quantization: no run-time cost, and they stay in the weights
             (adapters to switch at run time: ``load_lora_weights`` / ``set_adapters`` after loading).
+          mesh: run sharded over several devices: a spec such as ``"data=2,context=4"`` (axes ``data``, ``fsdp``,
+            ``context``, ``tensor``; sizes multiplying to the device count), a ``jax.sharding.Mesh`` or an
+            ``ltx_jax.sharding.ShardingPlan`` (``ltx_jax.sharding``). The transformer and T5 load straight onto
+            their shards, the VAE is replicated, and the frames are those of one device. Several hosts:
+            ``jax.distributed.initialize()`` first, in every process.
         """
         from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
         from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
@@ -195,19 +207,22 @@ class PipelineBase(LoraMixin, VAEStages):
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
         check_weights(weights)
         check_weights(text_encoder_weights, "text_encoder_weights")
+        plan = ShardingPlan.create(mesh)  # a bad spec or device count fails before anything is loaded
         if compilation_cache:
             enable_compilation_cache(cache_dir)
         path = resolve_path(os.fspath(path))
         dtype = jnp.dtype(dtype)
         single_file = os.path.isfile(path)
         root = os.path.dirname(path) if single_file else path
-        transformer, transformer_params = load_transformer(path, dtype, weights=weights, lora=lora)
+        transformer, transformer_params = load_transformer(path, dtype, weights=weights, lora=lora, sharding=plan)
         vae, vae_params = load_vae(path, dtype)
+        if plan is not None:
+            vae_params = jax.device_put(vae_params, plan.replicated())
         te_root = text_encoder_path or (root if os.path.isdir(os.path.join(root, "text_encoder")) else None)
         prompt_encoder = None
         if te_root is not None:
             te_module, te_params = load_text_encoder(te_root, jnp.dtype(text_encoder_dtype or dtype),
-                                                     weights=text_encoder_weights, lora=lora)
+                                                     weights=text_encoder_weights, lora=lora, sharding=plan)
             prompt_encoder = PromptEncoder(load_tokenizer(te_root), te_module, te_params)
         else:
             logger.warning("No text_encoder/ found next to %s: pass prompt_embeds, or text_encoder_path=.", path)
@@ -220,6 +235,32 @@ class PipelineBase(LoraMixin, VAEStages):
         else:
             scheduler_config = chosen.scheduler if chosen is not None else LTX_SCHEDULER
         return cls(transformer, transformer_params, vae, vae_params, prompt_encoder, scheduler_config, chosen, progress)
+
+    def to_mesh(self, mesh) -> "PipelineBase":
+        """This pipeline over several devices: a new pipeline of the same class whose params are copied onto their
+        shards (``from_pretrained(mesh=)`` loads them there directly; this is for pipelines built another way, such
+        as ``tiny_random_pipeline``). ``mesh``: as ``from_pretrained``'s."""
+        import copy
+
+        plan = ShardingPlan.create(mesh)
+        if plan is None:
+            raise ValueError("to_mesh(None): pass a mesh spec such as 'data=2,context=4', a Mesh or a ShardingPlan.")
+        new = copy.copy(self)
+        new.transformer = self.transformer.clone(sharding=plan)
+        new.transformer_params = plan.place(self.transformer_params)
+        new.vae_params = jax.device_put(self.vae_params, plan.replicated())
+        if self.prompt_encoder is not None:
+            from ltx_jax.text_encoding import PromptEncoder
+
+            old = self.prompt_encoder
+            new.prompt_encoder = PromptEncoder(old.tokenizer, old.module, plan.place(old.params),
+                                               mask_encoder_padding=old.mask_encoder_padding)
+        if getattr(self, "latent_upsampler_params", None) is not None:
+            new.latent_upsampler_params = jax.device_put(self.latent_upsampler_params, plan.replicated())
+        new.last_timings = StageTimings()
+        new._lora = None
+        new._copy_lora_state(self)
+        return new
 
     @classmethod
     def from_pipe(cls, pipe: "PipelineBase"):

@@ -114,6 +114,8 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
                              f"{path} makes {latent_channels}; use the upscaler released with this model.")
         pipe = super().from_pretrained(path, dtype, **kwargs)
         pipe.latent_upsampler, pipe.latent_upsampler_params = load_latent_upsampler(upsampler_path, jnp.dtype(dtype))
+        if pipe.sharding is not None:  # small: every device keeps it whole
+            pipe.latent_upsampler_params = jax.device_put(pipe.latent_upsampler_params, pipe.sharding.replicated())
         check_upsampler(pipe.latent_upsampler, pipe.vae, spatial_only=True)
         return pipe
 

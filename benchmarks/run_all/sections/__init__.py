@@ -12,6 +12,7 @@ from .multi_scale import section_multi_scale
 from .pipeline import section_pipeline
 from .pipeline_vs_cpu import section_pipeline_vs_cpu_fp32
 from .scheduler import section_scheduler
+from .sharding import section_sharding
 from .text_encoder import section_text_encoder
 from .transformer import section_transformer
 from .vae import section_vae
@@ -26,5 +27,6 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "vae": section_vae,
     "pipeline": section_pipeline,
     "multi_scale": section_multi_scale,
+    "sharding": section_sharding,
 }
 

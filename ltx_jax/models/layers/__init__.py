@@ -1,6 +1,7 @@
 """Building blocks shared by the LTX-Video models: the dense factory, norms, embeddings (timestep, RoPE), attention."""
 
-from ltx_jax.models.layers.attention import AttentionImplementation, attention, default_attention_implementation
+from ltx_jax.models.layers.attention import (AttentionImplementation, attention, constrain, context_parallel_attention,
+                                             default_attention_implementation, uses_context_parallel)
 from ltx_jax.models.layers.dense import (LORA_COLLECTION, QUANTIZED_DTYPES, WEIGHT_FORMATS, Dense, check_weights,
                                          dense)
 from ltx_jax.models.layers.embeddings import (
@@ -31,7 +32,7 @@ from ltx_jax.models.layers.norms import (
 __all__ = [
     "AttentionImplementation", "Dense", "LORA_COLLECTION", "QUANTIZED_DTYPES", "WEIGHT_FORMATS", "check_weights", "LayerNorm", "RMSNorm", "ROPE_BASE_HEIGHT", "ROPE_BASE_NUM_FRAMES",
     "ROPE_BASE_WIDTH", "ROPE_THETA", "TIMESTEP_FEATURES", "TimestepEmbedder", "TimestepEmbedding", "apply_rotary_emb",
-    "attention", "default_attention_implementation", "dense", "exact_divide", "grid_from_video_coords",
+    "attention", "constrain", "context_parallel_attention", "uses_context_parallel", "default_attention_implementation", "dense", "exact_divide", "grid_from_video_coords",
     "layer_norm_no_affine", "layer_normalize", "pixel_norm", "rms_normalize", "rope_frequencies", "timestep_sinusoids",
     "torch_linspace", "video_grid",
 ]

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Dtype = Any
 AttentionImplementation = Literal["xla", "cudnn"]
@@ -65,3 +66,68 @@ def attention(
         )
     mask = key_mask[:, None, None, :]  # [B, 1, 1, S]
     return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+
+
+def context_parallel_attention(query: jax.Array, key: jax.Array, value: jax.Array, *, plan,
+                               implementation: AttentionImplementation, key_mask: jax.Array | None = None
+                               ) -> jax.Array:
+    """Self-attention over tokens sharded on the mesh's ``context`` axis, Ulysses-style (DeepSpeed-Ulysses).
+
+    Each device holds N/c tokens of every head; an all-to-all turns that into all N tokens of H/c heads, the local
+    kernel (cuDNN flash attention on GPU, XLA here) runs on full sequences, and a second all-to-all brings the output
+    back to N/c tokens of every head. Per device that is 4 all-to-alls of N*D/c elements (q, k, v, out): (4/c) N D
+    moved, against 2 N D (c-1)/c for gathering (or ring-passing) keys and values; so for c >= 3 it moves less, it
+    keeps the local kernel a stock one (a ring needs a kernel that returns its softmax statistics), and its limit
+    (c divides the heads: 32 in the 2B and 13B models) is no limit in practice. Tokens are padded to a multiple of c
+    and the padded keys masked out (right padding, so cuDNN's sequence lengths express it).
+
+    Args:
+      query, key, value: [B, N, H, K], the same N (self-attention).
+      plan: an ``ltx_jax.sharding.ShardingPlan`` with a ``context`` axis of size c that divides H / tensor.
+      key_mask: None or [B, N] bool, True for keys that take part (as ``attention``; cuDNN: right-padded).
+    Returns:
+      [B, N, H, K].
+    """
+    from jax.sharding import PartitionSpec as P
+
+    c = plan.size("context")
+    batch, tokens = query.shape[:2]
+    pad = -tokens % c
+    if pad:
+        widths = ((0, 0), (0, pad), (0, 0), (0, 0))
+        query, key, value = (jnp.pad(x, widths) for x in (query, key, value))
+    if pad:
+        valid = jnp.broadcast_to(jnp.arange(tokens + pad) < tokens, (batch, tokens + pad))
+        key_mask = valid if key_mask is None else valid & jnp.pad(key_mask.astype(bool), ((0, 0), (0, pad)))
+    batch_axes = plan.batch_axes(batch) or None
+    heads_axes = plan.mesh_axes("heads") or None
+    spec = P(batch_axes, "context", heads_axes, None)
+
+    def local(q, k, v, mask):
+        q, k, v = (jax.lax.all_to_all(x, "context", 2, 1, tiled=True) for x in (q, k, v))  # [b, N, h/c, K]
+        out = attention(q, k, v, key_mask=mask, implementation=implementation)
+        return jax.lax.all_to_all(out, "context", 1, 2, tiled=True)  # [b, N/c, h, K]
+
+    mask_spec = P(batch_axes, None)
+    if key_mask is None:
+        fn = jax.shard_map(lambda q, k, v: local(q, k, v, None), mesh=plan.mesh, in_specs=(spec,) * 3,
+                           out_specs=spec, check_vma=False)
+        out = fn(query, key, value)
+    else:
+        fn = jax.shard_map(local, mesh=plan.mesh, in_specs=(spec,) * 3 + (mask_spec,), out_specs=spec,
+                           check_vma=False)
+        out = fn(query, key, value, key_mask)
+    return out[:, :tokens] if pad else out
+
+
+def uses_context_parallel(plan, heads: int) -> bool:
+    """Whether ``context_parallel_attention`` applies: a context axis above 1 dividing each device's heads."""
+    if plan is None or plan.size("context") == 1:
+        return False
+    local_heads = heads // max(1, int(np.prod([plan.size(a) for a in plan.mesh_axes("heads")])))
+    return local_heads % plan.size("context") == 0
+
+
+def constrain(plan, x: jax.Array, *logical: str | None) -> jax.Array:
+    """``plan.constrain(x, *logical)``, or x itself without a plan (one device)."""
+    return x if plan is None else plan.constrain(x, *logical)
