@@ -25,7 +25,13 @@ def cli(args, tmp_path, *, umask: int | None = None, **popen) -> subprocess.Comp
     """``python -m ltx_jax generate --model tiny-random ...`` in a fresh process (a Popen when ``popen`` is given)."""
     env = {**os.environ, "LTX_JAX_CACHE_DIR": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "ltx_jax", "generate", "--model", "tiny-random", *args]
-    preexec = None if umask is None else (lambda: os.umask(umask))
+    def preexec():
+        # As from a terminal: Ctrl-C's default action, even where this suite runs in a background job (a
+        # non-interactive shell's `&` starts jobs with SIGINT ignored, and Python then installs no handler).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if umask is not None:
+            os.umask(umask)
+
     if popen:
         return subprocess.Popen(cmd, env=env, cwd=ROOT, preexec_fn=preexec, **popen)
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, preexec_fn=preexec)
@@ -161,6 +167,15 @@ def _wait_for(proc: subprocess.Popen, pattern: bytes, timeout: float = 120) -> b
     raise AssertionError(f"never saw {pattern!r}: {seen[-2000:]!r}")
 
 
+def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> int:
+    """The exit code; a process still running after ``timeout`` is killed (no orphan keeps a core busy)."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
 def test_ctrl_c_during_denoising_stops_within_3_seconds_and_writes_nothing(tmp_path):
     out = tmp_path / "long.mp4"
     proc = cli(["--prompt", "a fox", "--output", str(out), "--steps", "500000"], tmp_path, stderr=subprocess.PIPE,
@@ -168,7 +183,7 @@ def test_ctrl_c_during_denoising_stops_within_3_seconds_and_writes_nothing(tmp_p
     _wait_for(proc, rb" ([1-9]\d{2,})/500000")  # a hundred steps or more done: the loop is running
     start = time.time()
     proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=30)
+    code = _wait_or_kill(proc, 30)
     elapsed = time.time() - start
     tail = (proc.stderr.read() or b"").decode()
     print(f"\n[cli] SIGINT to exit: {elapsed:.2f} s; {tail.strip().splitlines()[-1]}")
@@ -184,7 +199,7 @@ def test_sigterm_while_writing_leaves_no_file(tmp_path):
     _wait_for(proc, rb"writing ", timeout=240)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    code = proc.wait(timeout=30)
+    code = _wait_or_kill(proc, 30)
     tail = (proc.stderr.read() or b"").decode()
     assert code == 143, tail
     assert tail.strip().endswith("terminated (SIGTERM); nothing was written."), tail

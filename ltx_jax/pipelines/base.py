@@ -65,6 +65,11 @@ class VAEStages:
     """The VAE's stages, shared by every pipeline (``vae``, ``vae_params``, ``last_timings`` are the owner's)."""
 
     @property
+    def sharding(self):
+        """The ``ltx_jax.sharding.ShardingPlan`` the pipeline runs under (its transformer's; None: one device)."""
+        return getattr(getattr(self, "transformer", None), "sharding", None)
+
+    @property
     def vae_spatial_compression_ratio(self) -> int:
         return self.vae.config.spatial_ratio
 
@@ -164,11 +169,6 @@ class PipelineBase(LoraMixin, VAEStages):
         self.release = release
         self.progress = progress
         self.last_timings = StageTimings()
-
-    @property
-    def sharding(self):
-        """The ``ltx_jax.sharding.ShardingPlan`` the transformer runs under (None: one device)."""
-        return getattr(self.transformer, "sharding", None)
 
     # ------------------------------------------------------------------------------------------ loading
 
