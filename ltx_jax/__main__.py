@@ -83,7 +83,7 @@ flags.DEFINE_bool("debug", False, "Print the traceback of an error.", flag_value
 
 COMMANDS = ("generate",)
 USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random --prompt "..." [--output out.mp4] [flags]; '
-         "--help lists the flags")
+         "--help lists the flags (fine-tuning: python -m ltx_jax preprocess|train --help)")
 TINY_SIZE = (64, 96, 9)  # height, width, frames of --model tiny-random
 
 
@@ -437,6 +437,10 @@ def _raise_terminated(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line on ``argv`` (``sys.argv`` when None); returns the exit code."""
     argv = list(sys.argv if argv is None else argv)
+    if len(argv) > 1 and argv[1] in ("preprocess", "train"):  # fine-tuning: ltx_jax/training/cli.py
+        from ltx_jax.training.cli import main as training_main
+
+        return training_main(argv)
     if any(a in ("-h", "--help", "--helpfull", "-?") for a in argv[1:]):
         print(help_text())
         return 0

@@ -106,3 +106,10 @@ def test_mesh_errors_before_loading(capsys, tmp_path):
     plan = ShardingPlan.create("data=1")
     assert plan.spec(("batch", "tokens", None), (3, 5, 2)) == plan.spec((None, None, None))
     assert make_mesh({"context": 1}).axis_names == ("data", "fsdp", "context", "tensor")
+
+
+def test_sharded_training_equals_one_device(results):
+    for mode, row in _case(results, "training").items():
+        report(f"3 train steps ({mode}) sharded data=2,fsdp=2,context=2: losses vs one device", row["loss"], TOL)
+        report(f"train step ({mode}) sharded: worst gradient leaf vs one device", row["grads"], 1e-4)
+        assert row["loss"] <= TOL and row["grads"] <= 1e-4, row

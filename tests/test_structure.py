@@ -27,6 +27,7 @@ LAYERS = [
     ("weight_conversion",),
     ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video"),
     ("ltx_jax.pipelines", "ltx_jax.tiny_random"),
+    ("ltx_jax.training",),
     ("ltx_jax.__main__",),
 ]
 
