@@ -7,7 +7,8 @@ mesh axes.
 Mesh axes (``MESH_AXES``; any may be 1 and is then left out of every spec):
   * ``data``: videos of a batch and the guidance branches (uncond / cond / perturbed rows of one forward);
   * ``fsdp``: parameters sharded along their model width (gathered per layer inside the scanned blocks) and the
-    batch sharded with ``data``, as ZeRO-3 does;
+    batch sharded with ``data``, as ZeRO-3 does; where the batch does not divide (a CFG pair over fsdp=8) the video
+    tokens take it instead, so no device computes another's activations;
   * ``context``: the video tokens; self-attention is context-parallel (``context_parallel_attention``: an
     all-to-all over heads, Ulysses-style), cross-attention stays local (text keys are replicated);
   * ``tensor``: attention heads and the feed-forward's hidden width (Megatron-style column / row parallel linears).
@@ -39,7 +40,7 @@ Rules = tuple[tuple[str, tuple[str, ...]], ...]
 # logical name -> mesh axes (in order; a dimension is sharded over their product).
 DEFAULT_RULES: Rules = (
     ("batch", ("data", "fsdp")),
-    ("tokens", ("context",)),
+    ("tokens", ("context", "fsdp")),  # fsdp too where the batch cannot take it (a CFG pair over fsdp=8)
     ("embed", ("fsdp",)),
     ("heads", ("tensor",)),
     ("mlp", ("tensor",)),
