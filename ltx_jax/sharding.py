@@ -46,7 +46,6 @@ DEFAULT_RULES: Rules = (
     ("mlp", ("tensor",)),
     ("vocab", ()),
     ("layers", ()),
-    ("rows", ("context", "tensor", "fsdp")),  # the VAE decode's latent rows (after "batch" took its axes)
     ("replicated", ()),  # small params every device keeps whole
 )
 
@@ -170,6 +169,11 @@ class ShardingPlan:
         """``with_sharding_constraint`` of an activation (inside jit) to its logical axes, leaving a dimension
         unsharded on the mesh axes that do not divide it (a batch of 3 rows over data=2 stays whole on ``data``)."""
         return jax.lax.with_sharding_constraint(x, self.sharding(logical, x.shape))
+
+    def spread(self, x: jax.Array) -> jax.Array:
+        """``x`` [devices, ...] constrained to one slice per device (over every mesh axis; VAE tiles)."""
+        axes = tuple(a for a in self.mesh.axis_names if self.size(a) > 1)
+        return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, PartitionSpec(axes or None)))
 
     def batch_axes(self, batch: int) -> tuple[str, ...]:
         """The "batch" mesh axes whose product divides ``batch`` (for ``shard_map``, which needs even shards)."""

@@ -263,8 +263,40 @@ def training() -> dict:
     return out
 
 
+def vae_decode() -> dict:
+    """The tiled decode program with its tiles dealt over 8 devices against one device: the frames (blended as
+    diffusers blends them) and the temporaries per device; and a whole decode with the videos over ``data``."""
+    from ltx_jax.models.vae import AutoencoderKLLTXVideo, VAETiling
+    from ltx_jax.pipelines.runtime import jitted_decode
+    from ltx_jax.tiny_random import TINY_VAE
+
+    vae = AutoencoderKLLTXVideo(TINY_VAE)
+    params = init_params(vae, jax.random.PRNGKey(0))
+    latents = jnp.asarray(np.random.default_rng(3).standard_normal((2, 3, 6, 5, TINY_VAE.latent_channels)),
+                          jnp.float32)
+    t = jnp.full((2,), 0.05, jnp.float32)
+    key = jax.random.PRNGKey(4)
+    tiles = VAETiling(tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32,
+                      tile_sample_stride_width=32, temporal=False)  # 30 tiles of 2x2 latents, 4 shapes
+    out = {}
+    for tiling in (tiles, None):
+        ref = None
+        for spec in (None, "data=2,context=4", "fsdp=8"):
+            plan = ShardingPlan.create(spec)
+            p = params if plan is None else jax.device_put(params, plan.replicated())
+            args = (vae, p, latents, t, t, key, tiling, None)
+            frames = np.asarray(jitted_decode(*args, sharding=plan)[0])
+            compiled = jitted_decode.lower(*args, sharding=plan).compile()
+            trips = [int(n) for n in re.findall(r"known_trip_count[^0-9]*(\d+)", compiled.as_text())]
+            ref = frames if ref is None else ref
+            out[f"{'tiled' if tiling else 'whole'}, {spec or 'one device'}"] = {
+                "err": rel_err(frames, ref), "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
+                "longest_tile_loop": max(trips, default=0)}
+    return out
+
+
 CASES = {f.__name__: f for f in (transformer_forward, attention_alone, pipelines, loading, collectives, memory_2b,
-                                  cli, training)}
+                                  cli, training, vae_decode)}
 
 if __name__ == "__main__":
     assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"

@@ -115,3 +115,17 @@ def test_sharded_training_equals_one_device(results):
         report(f"3 train steps ({mode}) sharded data=2,fsdp=2,context=2: losses vs one device", row["loss"], TOL)
         report(f"train step ({mode}) sharded: worst gradient leaf vs one device", row["grads"], 1e-4)
         assert row["loss"] <= TOL and row["grads"] <= 1e-4, row
+
+
+def test_vae_decode_deals_its_tiles_over_the_devices(results):
+    """A tiled decode on 8 devices: each device loops over ceil(tiles / 8) of the largest tile group instead of all
+    of them, and the frames are one device's (the blend is unchanged)."""
+    out = _case(results, "vae_decode")
+    one = out["tiled, one device"]["longest_tile_loop"]
+    for name, row in out.items():
+        report(f"VAE decode {name} vs one device", row["err"], TOL)
+        assert row["err"] <= TOL, name
+        if name.startswith("tiled,") and "one device" not in name:
+            print(f"\n[sharding] {name}: longest tile loop {row['longest_tile_loop']} (one device: {one})")
+            # the 20-tile loop becomes ceil(20 / 8) = 3 per device; what is left is the decoder's own loop
+            assert row["longest_tile_loop"] <= max(out["whole, one device"]["longest_tile_loop"], -(-one // 8)) < one

@@ -259,12 +259,33 @@ def _blend(a: jax.Array, b: jax.Array, extent: int, axis: int) -> jax.Array:
     return jnp.concatenate([mixed, jax.lax.slice_in_dim(b, e, b.shape[axis], axis=axis)], axis=axis)
 
 
-def _spatial_tiled_decode(decode: DecodeFn, z: jax.Array, key, tiling: VAETiling, ratio: int) -> jax.Array:
+def _map_tiles(fn, xs, spread):
+    """``lax.map(fn, xs)`` over the leading (tile) axis; with a ``ShardingPlan`` the tiles are dealt over every
+    device (padded to a multiple of their count with copies of the last), each device decoding its share in turn."""
+    if spread is None:
+        return jax.lax.map(fn, xs)
+    devices = spread.mesh.size
+    count = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    per = -(-count // devices)
+    pad = per * devices - count
+
+    def group(x):
+        if pad:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)
+        return spread.spread(x.reshape((devices, per) + x.shape[1:]))
+
+    out = jax.vmap(lambda g: jax.lax.map(fn, g))(jax.tree_util.tree_map(group, xs))
+    return jax.tree_util.tree_map(lambda y: y.reshape((devices * per,) + y.shape[2:])[:count], out)
+
+
+def _spatial_tiled_decode(decode: DecodeFn, z: jax.Array, key, tiling: VAETiling, ratio: int,
+                          spread=None) -> jax.Array:
     """diffusers' ``tiled_decode`` on z [B, F, H, W, L] (whole decode when the latents fit one tile).
 
     Tiles of one shape are stacked and decoded by one ``lax.map`` (one compiled decoder per tile shape: at most
     four, the full tile and the partial ones at the bottom and right edges); the blend then follows diffusers'
-    order exactly (above neighbour first, then left, each blended in place).
+    order exactly (above neighbour first, then left, each blended in place). ``spread``: a ``ShardingPlan`` whose
+    devices share the tiles (``_map_tiles``).
     """
     _, _, height, width, _ = z.shape
     min_h, min_w = tiling.tile_sample_min_height // ratio, tiling.tile_sample_min_width // ratio
@@ -281,10 +302,10 @@ def _spatial_tiled_decode(decode: DecodeFn, z: jax.Array, key, tiling: VAETiling
     for (h, w), members in by_shape.items():
         tiles = jnp.stack([z[:, :, rows[i] : rows[i] + h, cols[j] : cols[j] + w] for i, j in members])  # [K, B, F, h, w, L]
         if key is None:
-            out = jax.lax.map(lambda t: decode(t, None), tiles)
+            out = _map_tiles(lambda t: decode(t, None), tiles, spread)
         else:
             keys = jnp.stack([jax.random.fold_in(key, i * len(cols) + j) for i, j in members])
-            out = jax.lax.map(lambda args: decode(*args), (tiles, keys))
+            out = _map_tiles(lambda args: decode(*args), (tiles, keys), spread)
         for m, ij in enumerate(members):
             decoded[ij] = out[m]
 
@@ -451,6 +472,7 @@ class AutoencoderKLLTXVideo(nn.Module):
         *,
         key: jax.Array | None = None,
         tiling: VAETiling | Mapping[str, Any] | bool | None = None,
+        spread: Any = None,
     ) -> jax.Array:
         """Decodes raw (not normalized) latents, as diffusers' ``vae.decode(z, temb)``.
 
@@ -461,6 +483,7 @@ class AutoencoderKLLTXVideo(nn.Module):
           key: PRNG key for the decoder's noise injection (0.9.1); None injects no noise (deterministic).
           tiling: None decodes whole; a ``VAETiling`` (or a dict of its fields, or True for the defaults) decodes
             in blended tiles, as diffusers' ``enable_tiling`` (+ ``use_framewise_decoding``) does.
+          spread: an ``ltx_jax.sharding.ShardingPlan``: the spatial tiles are dealt over its devices.
         Returns:
           [B, r_t(F-1)+1, r_s H, r_s W, out_channels] in ``dtype`` (r_t = 8, r_s = 32 for released VAEs).
         """
@@ -489,7 +512,7 @@ class AutoencoderKLLTXVideo(nn.Module):
             return decoder.apply(variables, z, t, k)
 
         def decode_tile(z, k):
-            return _spatial_tiled_decode(decode_whole, z, k, tiling, cfg.spatial_ratio)
+            return _spatial_tiled_decode(decode_whole, z, k, tiling, cfg.spatial_ratio, spread)
 
         t_min = tiling.tile_sample_min_num_frames // cfg.temporal_ratio
         if tiling.temporal and latents.shape[1] > t_min:

@@ -65,11 +65,11 @@ def tone_map_latents(latents: jax.Array, compression: jax.Array | float) -> jax.
 
 def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None, sharding=None):
     """Normalised latents [B, F, H, W, C] -> frames in [0, 1]: tone-map (when ``tone_map`` is given), denormalise,
-    add decode noise, decode, map [-1, 1] -> [0, 1]. With a ``ShardingPlan``, the videos are spread over the batch
-    axes and the latent rows over the others, so every device decodes a band of each video (XLA exchanges the
-    convolutions' halo rows)."""
+    add decode noise, decode, map [-1, 1] -> [0, 1]. With a ``ShardingPlan``, a tiled decode deals its spatial tiles
+    over the devices (``AutoencoderKLLTXVideo.decode(spread=)``); a whole decode splits the videos over the batch
+    axes."""
     if sharding is not None:
-        latents = sharding.constrain(latents, "batch", None, "rows", None, None)
+        latents = sharding.constrain(latents, "batch", None, None, None, None)
     if tone_map is not None:
         latents = tone_map_latents(latents, tone_map)
     latents = vae.apply({"params": vae_params}, latents, method="denormalize_latents")
@@ -79,7 +79,8 @@ def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling
         latents = (1 - scale) * latents + scale * noise
     latents = latents.astype(vae.dtype)
     noise_key = jax.random.fold_in(key, 1)  # the decoder's own noise injection (0.9.1 VAEs)
-    video = vae.apply({"params": vae_params}, latents, timestep, method="decode", key=noise_key, tiling=tiling)
+    video = vae.apply({"params": vae_params}, latents, timestep, method="decode", key=noise_key, tiling=tiling,
+                      spread=sharding)
     frames = jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
     if sharding is not None:  # whole on every device, so every host can read them (several hosts)
         frames = jax.lax.with_sharding_constraint(frames, sharding.replicated())
