@@ -297,6 +297,8 @@ def test_preprocess_train_resume_and_export_from_the_command_line(tmp_path, tiny
     assert os.path.exists(run / "validation" / "step_2.mp4") and os.path.exists(run / "validation" / "step_4.mp4")
     assert main(["ltx_jax", "train", *common, "--steps", "5"]) == 0
     assert sorted(os.listdir(run / "checkpoints")) == ["step_4", "step_5"]
+    caplog.clear()
+    assert main(["ltx_jax", "train", *common, "--steps", "6", "--lora_rank", "3"]) == 2  # another run's settings
     pipe = LTXPipeline.from_pretrained(tiny_reference["root"], dtype="float32", compilation_cache=False,
                                        progress=False)
     pipe.load_lora_weights(str(run / "lora"), weight_name="pytorch_lora_weights.safetensors", adapter_name="trained")

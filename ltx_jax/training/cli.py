@@ -115,11 +115,13 @@ def train_command() -> int:
                          sigma_sampler=FLAGS.sigma_sampler, first_frame_conditioning_p=FLAGS.first_frame_conditioning_p,
                          compute_dtype=dtype, remat=FLAGS.remat, remat_policy=FLAGS.remat_policy)
     loader = Loader(FLAGS.data, FLAGS.batch_size, seed=FLAGS.seed)  # no data: fails before the model loads
+    resume = latest_checkpoint(FLAGS.output)
+    if resume:
+        _check_resumable(resume, config)
     module, params = load_transformer(FLAGS.model, dtype if config.mode == "lora" else "float32")
     trainer = Trainer.create(module, params, config, jax.random.PRNGKey(FLAGS.seed), mesh=FLAGS.mesh)
     del params
     state = trainer.init_state()
-    resume = latest_checkpoint(FLAGS.output)
     if resume:
         state = restore_checkpoint(resume, state)
         print(f"resumed from {resume}")
@@ -171,6 +173,21 @@ def train_command() -> int:
         print(f"interrupted at step {step}; run the same command to resume")
         return 128 + interrupted[0]
     return 0
+
+
+# What a checkpoint's weights and optimizer state are shaped by: a resumed run must agree on these.
+SHAPING = ("mode", "lora_rank", "lora_targets", "gradient_accumulation_steps")
+
+
+def _check_resumable(path: str, config) -> None:
+    from ltx_jax.training.checkpoint import read_run
+
+    saved = read_run(path)["config"]
+    differ = [f"--{k} {saved[k]!r} there, {getattr(config, k)!r} now" for k in SHAPING
+              if k in saved and (tuple(saved[k]) if isinstance(saved[k], list) else saved[k]) != getattr(config, k)]
+    if differ:
+        raise UsageError(f"--output {FLAGS.output} holds a run with other settings ({'; '.join(differ)}): pass the "
+                         "same ones to resume it, or another --output.")
 
 
 class _Validation:
