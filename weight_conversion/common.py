@@ -59,15 +59,14 @@ def read_config(path: str | os.PathLike, component: str, config_cls, what: str,
     return from_single_file(open_safetensors(path), path)
 
 
-def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], dtype: Any,
-                  sharding=None):
+def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], sharding=None):
     """(module, params) from an Orbax directory written by ``python -m weight_conversion convert``; with a
     ``ShardingPlan``, each param is restored onto its shards."""
     config = config or config_cls.from_dict(orbax_io.read_marker(path)["config"])
     module = make_module(config)
     abstract = abstract_params(module)
     shardings = None if sharding is None else sharding.param_shardings(abstract)
-    return module, orbax_io.restore(path, component, abstract, dtype, shardings)
+    return module, orbax_io.restore(path, component, abstract, shardings)
 
 
 def placement(sharding):
@@ -84,10 +83,10 @@ def fuse_after_restore(path: str, component: str, module, params, lora, torch_ke
     quantized ones cannot take a delta without a second rounding, so they are refused with what to do instead."""
     if not lora:
         return params
-    from weight_conversion.lora import fuse, loading_delta
+    from weight_conversion.lora import file_deltas, fuse
 
-    delta = loading_delta(lora, component, params, torch_key, scanned)
-    if delta is None:
+    deltas = file_deltas(lora, component, params, torch_key, scanned)
+    if not deltas:
         return params
     if getattr(module, "weights", None) is not None:
         raise CheckpointError(
@@ -95,4 +94,4 @@ def fuse_after_restore(path: str, component: str, module, params, lora, torch_ke
             "so load the safetensors checkpoint with lora= and weights=, or run the adapter unfused "
             "(pipe.load_lora_weights)."
         )
-    return fuse(params, delta.deltas)
+    return fuse(params, deltas)

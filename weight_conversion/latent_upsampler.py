@@ -131,7 +131,7 @@ def load_latent_upsampler(
         raise CheckpointError(f"Latent upsampler checkpoint {path} does not exist.")
     if orbax_io.is_orbax_dir(path):
         return restore_orbax(path, COMPONENT, LatentUpsamplerConfig, config,
-                             lambda c: _make_module(c, dtype, **module_kwargs), dtype)
+                             lambda c: _make_module(c, dtype, **module_kwargs))
     if os.path.isdir(path):
         config = config or folder_config(path, LatentUpsamplerConfig, "diffusers latent_upsampler")
         source = open_safetensors(path)

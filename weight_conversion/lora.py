@@ -307,19 +307,22 @@ def adapters_from(specs: Iterable[tuple[str | os.PathLike, float]]) -> list[tupl
     return [(read_lora(path), float(scale)) for path, scale in specs]
 
 
+def file_deltas(specs: Iterable[tuple[str | os.PathLike, float]] | None, component: str, abstract: Mapping,
+                torch_key: Callable[[Path], str], scanned: Mapping[str, int]) -> dict[Path, np.ndarray]:
+    """``kernel_deltas`` of LoRA files ``[(path, scale)]``, each checked against the model first; files without
+    modules of ``component`` are skipped (a transformer LoRA passed to the text encoder); {} when none is left."""
+    adapters = [(a, w) for a, w in adapters_from(specs or []) if a.modules(component)]
+    return kernel_deltas(adapters, component, lora_targets(abstract, torch_key, scanned)) if adapters else {}
+
+
 def loading_delta(specs: Iterable[tuple[str | os.PathLike, float]] | None, component: str, abstract: Mapping,
                   torch_key: Callable[[Path], str], scanned: Mapping[str, int], also=None):
     """The ``mapping.KernelDelta`` that fuses LoRA files while a checkpoint is converted (``load_transformer(...,
-    lora=[(file, scale)])``), each file checked against the model first; None when there is nothing to add.
-    ``also``: another KernelDelta whose result is added too. Files without modules of ``component`` are skipped
-    (a transformer LoRA passed to the text encoder); ``component`` itself must be adapted by some file."""
-    specs = list(specs or [])
-    if not specs:
+    lora=[(file, scale)])``): ``file_deltas`` per layer, plus ``also`` (another KernelDelta) where given; ``also``
+    itself when the files adapt nothing of ``component``."""
+    deltas = file_deltas(specs, component, abstract, torch_key, scanned)
+    if not deltas:
         return also
-    adapters = [(adapter, weight) for adapter, weight in adapters_from(specs) if adapter.modules(component)]
-    if not adapters:
-        return also
-    deltas = kernel_deltas(adapters, component, lora_targets(abstract, torch_key, scanned))
 
     def delta(path: Path, layer: int | None, shape: tuple[int, ...]):
         found = deltas.get(tuple(path))
@@ -329,5 +332,4 @@ def loading_delta(specs: Iterable[tuple[str | os.PathLike, float]] | None, compo
             return found if extra is None else extra
         return found + extra
 
-    delta.deltas = deltas  # for an Orbax checkpoint of float weights: fused after the restore (``fuse``)
     return delta

@@ -245,7 +245,7 @@ class _Placement:
             return None
         if self.sharding is None:
             return np.empty(self.shape, dtype)
-        return jax.jit(lambda: jnp.zeros(self.shape, dtype), out_shardings=self.sharding)()
+        return jnp.zeros(self.shape, dtype, device=self.sharding)  # made on its shards, no jit per param
 
     def put(self, buffer, value: np.ndarray, layer: int | None):
         if self.sharding is None:

@@ -72,11 +72,10 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
                    "weights": weights}, f, indent=2)
 
 
-def restore(path: str | os.PathLike, component: str, abstract_params: Any, dtype: Any = None,
-            shardings: Any = None) -> Any:
+def restore(path: str | os.PathLike, component: str, abstract_params: Any, shardings: Any = None) -> Any:
     """Restores params saved by ``save``, checking every path and shape against ``abstract_params``, in its dtypes
-    (``dtype`` is kept for callers: the abstract tree of a module built with ``param_dtype=dtype`` already says it);
-    ``shardings``: a tree of ``jax.sharding.Sharding`` like it, each param read straight onto its shards."""
+    (those of the module built to load them); ``shardings``: a tree of ``jax.sharding.Sharding`` like it, each
+    param read straight onto its shards."""
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(os.fspath(path))

@@ -127,7 +127,7 @@ def load_text_encoder(
                                   "load the safetensors checkpoint instead.")
         weights = orbax_io.resolve_weights(path, weights)
         module, params = restore_orbax(path, COMPONENT, T5Config, config, lambda c: T5EncoderModel(
-            c, dtype=dtype, param_dtype=dtype, weights=weights, **module_kwargs), dtype, sharding)
+            c, dtype=dtype, param_dtype=dtype, weights=weights, **module_kwargs), sharding)
         return module, fuse_after_restore(path, COMPONENT, module, params, lora, torch_key,
                                           {"block": module.config.num_layers})
 

@@ -177,7 +177,7 @@ def load_transformer(
         weights = orbax_io.resolve_weights(path, weights)
         module, params = restore_orbax(path, "transformer", TransformerConfig, config,
                                        lambda c: _make_module(c, dtype, weights=weights, sharding=sharding,
-                                                              **module_kwargs), dtype, sharding)
+                                                              **module_kwargs), sharding)
         return module, fuse_after_restore(path, "transformer", module, params, lora, torch_key, _scanned(module.config))
 
     if os.path.isdir(path):

@@ -413,7 +413,7 @@ def load_vae(
     path = component_folder(os.fspath(path), "vae")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
-        return restore_orbax(path, "vae", VAEConfig, config, lambda c: _make_module(c, dtype, **module_kwargs), dtype)
+        return restore_orbax(path, "vae", VAEConfig, config, lambda c: _make_module(c, dtype, **module_kwargs))
 
     if os.path.isdir(path):
         folder = path

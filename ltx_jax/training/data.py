@@ -198,10 +198,10 @@ class Loader:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1.")
         self.batch_size, self.seed, self.prefetch = batch_size, seed, prefetch
+        from safetensors import safe_open
+
         groups: dict[tuple, list[str]] = {}
         for path in self.files:
-            from safetensors import safe_open
-
             with safe_open(path, "np") as f:
                 shape = tuple(f.get_slice("latents").get_shape()) + tuple(f.get_slice("prompt_embeds").get_shape())
             groups.setdefault(shape, []).append(path)

@@ -96,27 +96,20 @@ def context_parallel_attention(query: jax.Array, key: jax.Array, value: jax.Arra
     if pad:
         widths = ((0, 0), (0, pad), (0, 0), (0, 0))
         query, key, value = (jnp.pad(x, widths) for x in (query, key, value))
-    if pad:
         valid = jnp.broadcast_to(jnp.arange(tokens + pad) < tokens, (batch, tokens + pad))
         key_mask = valid if key_mask is None else valid & jnp.pad(key_mask.astype(bool), ((0, 0), (0, pad)))
     batch_axes = plan.batch_axes(batch) or None
     heads_axes = plan.mesh_axes("heads") or None
     spec = P(batch_axes, "context", heads_axes, None)
 
-    def local(q, k, v, mask):
+    def local(q, k, v, *mask):
         q, k, v = (jax.lax.all_to_all(x, "context", 2, 1, tiled=True) for x in (q, k, v))  # [b, N, h/c, K]
-        out = attention(q, k, v, key_mask=mask, implementation=implementation)
+        out = attention(q, k, v, key_mask=mask[0] if mask else None, implementation=implementation)
         return jax.lax.all_to_all(out, "context", 1, 2, tiled=True)  # [b, N/c, h, K]
 
-    mask_spec = P(batch_axes, None)
-    if key_mask is None:
-        fn = jax.shard_map(lambda q, k, v: local(q, k, v, None), mesh=plan.mesh, in_specs=(spec,) * 3,
-                           out_specs=spec, check_vma=False)
-        out = fn(query, key, value)
-    else:
-        fn = jax.shard_map(local, mesh=plan.mesh, in_specs=(spec,) * 3 + (mask_spec,), out_specs=spec,
-                           check_vma=False)
-        out = fn(query, key, value, key_mask)
+    masks = () if key_mask is None else (key_mask,)
+    out = jax.shard_map(local, mesh=plan.mesh, in_specs=(spec,) * 3 + (P(batch_axes, None),) * len(masks),
+                        out_specs=spec, check_vma=False)(query, key, value, *masks)
     return out[:, :tokens] if pad else out
 
 
