@@ -455,24 +455,24 @@ def main(argv: list[str] | None = None) -> int:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # keeps backend-probing chatter (e.g. "no TPU") off the console
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        return generate(resolve_arguments())
-    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; sampling.Interrupted says where
-        _say(f"{str(e) or 'interrupted'}; nothing was written.")
-        return 128 + getattr(e, "signum", signal.SIGINT)
-    except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from
-        from ltx_jax.pipelines import NonFiniteError
+    from ltx_jax.sampling.control import signal_handler
 
-        if FLAGS.debug:
-            traceback.print_exc()
-        user_error = isinstance(e, ValueError) and not isinstance(e, NonFiniteError)
-        if not user_error and not isinstance(e, (OSError, NonFiniteError)):
-            raise  # a bug of ours: the whole traceback
-        _say(f"error: {e}" + (f"\n{USAGE}" if isinstance(e, UsageError) else ""))
-        return 2 if user_error else 1
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with signal_handler(signal.SIGTERM, _raise_terminated):
+        try:
+            return generate(resolve_arguments())
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; sampling.Interrupted says where
+            _say(f"{str(e) or 'interrupted'}; nothing was written.")
+            return 128 + getattr(e, "signum", signal.SIGINT)
+        except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from
+            from ltx_jax.pipelines import NonFiniteError
+
+            if FLAGS.debug:
+                traceback.print_exc()
+            user_error = isinstance(e, ValueError) and not isinstance(e, NonFiniteError)
+            if not user_error and not isinstance(e, (OSError, NonFiniteError)):
+                raise  # a bug of ours: the whole traceback
+            _say(f"error: {e}" + (f"\n{USAGE}" if isinstance(e, UsageError) else ""))
+            return 2 if user_error else 1
 
 
 def run() -> None:

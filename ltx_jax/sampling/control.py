@@ -57,6 +57,17 @@ _tokens = itertools.count(1)
 
 
 @contextlib.contextmanager
+def signal_handler(signum: int, handler) -> Iterator[None]:
+    """``handler`` for ``signum`` while the block runs, then the one before. A handler installed outside Python
+    (``signal.signal`` returns None for it) cannot be put back: the default action is, rather than failing."""
+    previous = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+
+
+@contextlib.contextmanager
 def controlled(control: RunControl) -> Iterator[np.int32]:
     """Yields the token a loop's ``SamplingInputs.control_token`` must carry to report to ``control``."""
     with _lock:

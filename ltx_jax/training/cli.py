@@ -100,6 +100,7 @@ def train_command() -> int:
     import jax
     from tqdm import tqdm
 
+    from ltx_jax.sampling.control import signal_handler
     from ltx_jax.training import Trainer, TrainConfig, export_lora, latest_checkpoint, restore_checkpoint
     from ltx_jax.training.checkpoint import save_checkpoint
     from ltx_jax.training.data import Loader
@@ -132,25 +133,26 @@ def train_command() -> int:
         raise UsageError("--validation_prompt with --mode full and --mesh: render the saved transformer instead.")
     bar = tqdm(total=micro_total, initial=start, disable=not FLAGS.progress, unit="step", desc="training")
     interrupted = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: interrupted.append(signal.SIGTERM))
-    began, done = time.perf_counter(), 0
+    began, step, previous = time.perf_counter(), start, None
     try:
-        batches = loader.batches(start)
-        while int(jax.device_get(state.step)) < micro_total and not interrupted:
-            state, metrics = trainer.step(state, next(batches))
-            done += 1
-            step = start + done
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", steps_per_s=f"{done / (time.perf_counter() - began):.2f}")
-            if step % (FLAGS.checkpoint_every * config.gradient_accumulation_steps) == 0:
-                save_checkpoint(FLAGS.output, state, config)
-            if validation and step % (FLAGS.validation_every * config.gradient_accumulation_steps) == 0:
-                validation.render(state, step)
+        with signal_handler(signal.SIGTERM, lambda *_: interrupted.append(signal.SIGTERM)):
+            batches = loader.batches(start)
+            while step < micro_total and not interrupted:  # the step count on the host: no wait on the device
+                state, metrics = trainer.step(state, next(batches))
+                step += 1
+                bar.update(1)
+                if previous is not None:  # the step before's loss: this one stays queued behind it while we read
+                    bar.set_postfix(loss=f"{float(previous['loss']):.4f}",
+                                    steps_per_s=f"{(step - start) / (time.perf_counter() - began):.2f}")
+                previous = metrics
+                if step % (FLAGS.checkpoint_every * config.gradient_accumulation_steps) == 0:
+                    save_checkpoint(FLAGS.output, state, config)
+                if validation and step % (FLAGS.validation_every * config.gradient_accumulation_steps) == 0:
+                    validation.render(state, step)
     except KeyboardInterrupt:
         interrupted.append(signal.SIGINT)
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
         path = save_checkpoint(FLAGS.output, state, config)  # nothing trained is lost, interrupted or not
     step = int(jax.device_get(state.step))
     if config.mode == "lora":
