@@ -18,12 +18,13 @@ and the file or folder name decides among releases that share an architecture.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import warnings
 from typing import Any, Mapping
 
-from ltx_jax.configs import T5Config, TransformerConfig, VAEConfig
+from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
 from ltx_jax.scheduler import FlowMatchSchedulerConfig
 
 # ------------------------------------------------------------------------------------------- architectures
@@ -72,6 +73,14 @@ T5_PRESETS: dict[str, T5Config] = {
     "t5-v1_1-xxl": T5Config(
         vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64, feed_forward_proj="gated-gelu"
     ),
+}
+
+#: The latent upscalers Lightricks released, by file name (the configs in their metadata: diffusers'
+#: ``LTXLatentUpsamplerModel`` defaults, 3-D convolutions 512 wide, 4 blocks a stage).
+LATENT_UPSAMPLER_PRESETS: dict[str, LatentUpsamplerConfig] = {
+    "ltxv-spatial-upscaler-0.9.7.safetensors": LatentUpsamplerConfig(),
+    "ltxv-temporal-upscaler-0.9.7.safetensors": LatentUpsamplerConfig(spatial_upsample=False, temporal_upsample=True),
+    "ltxv-spatial-upscaler-0.9.8.safetensors": LatentUpsamplerConfig(),
 }
 
 # ---------------------------------------------------------------------------------------------- schedulers
@@ -124,14 +133,26 @@ class GenerationDefaults:
     decode_timestep: float = 0.0
     decode_noise_scale: float | None = None
 
-    def for_layers(self, num_layers: int) -> "GenerationDefaults":
+    @property
+    def skipped_blocks(self) -> tuple[int, ...]:
+        """Every block ``skip_block_list`` names, at any step, sorted."""
+        blocks = self.skip_block_list or ()
+        nested = bool(blocks) and isinstance(blocks[0], tuple)
+        return tuple(sorted({b for bs in blocks for b in bs} if nested else set(blocks)))
+
+    def for_layers(self, num_layers: int, what: str = "these defaults") -> "GenerationDefaults":
         """These defaults for a model of ``num_layers`` blocks (a fine-tune or tiny model named after a release):
-        skipped blocks it does not have are dropped."""
-        blocks = self.skip_block_list
-        if blocks is None:
+        the skipped blocks it does not have are dropped, with a warning that names them."""
+        dropped = [b for b in self.skipped_blocks if b >= num_layers]
+        if not dropped:
             return self
+        warnings.warn(f"{what} perturb block{'s' * (len(dropped) > 1)} {', '.join(map(str, dropped))} with "
+                      f"spatio-temporal guidance, which this model of {num_layers} blocks (0 .. {num_layers - 1}) "
+                      "lacks: dropped. Pass skip_block_list= (--stg_blocks) to choose blocks it has.", UserWarning,
+                      stacklevel=3)
         keep = lambda bs: tuple(b for b in bs if b < num_layers)  # noqa: E731
-        nested = blocks and isinstance(blocks[0], tuple)
+        blocks = self.skip_block_list
+        nested = isinstance(blocks[0], tuple)
         return dataclasses.replace(self, skip_block_list=tuple(keep(b) for b in blocks) if nested else keep(blocks))
 
 
@@ -145,7 +166,8 @@ class MultiScaleDefaults:
       first_pass, second_pass: each pass's schedule and guidance (the decode settings are the second pass's).
       downscale_factor: the first pass's share of the size (rounded down to the VAE's spatial ratio).
       tone_map_compression_ratio: the second pass's tone mapping of the latents before decoding (0 = none).
-      latent_upsampler: Lightricks' upscaler file the recipe names.
+      latent_upsampler: Lightricks' upscaler file the recipe names (``LATENT_UPSAMPLER_PRESETS``).
+      recommended_size: (height, width, num_frames) the model cards recommend for the recipe.
     """
 
     first_pass: GenerationDefaults
@@ -153,11 +175,12 @@ class MultiScaleDefaults:
     downscale_factor: float = 0.6666666
     tone_map_compression_ratio: float = 0.0
     latent_upsampler: str = ""
+    recommended_size: tuple[int, int, int] = (704, 1216, 121)
 
-    def for_layers(self, num_layers: int) -> "MultiScaleDefaults":
+    def for_layers(self, num_layers: int, what: str = "the recipe") -> "MultiScaleDefaults":
         """The recipe for a model of ``num_layers`` blocks (see ``GenerationDefaults.for_layers``)."""
-        return dataclasses.replace(self, first_pass=self.first_pass.for_layers(num_layers),
-                                   second_pass=self.second_pass.for_layers(num_layers))
+        return dataclasses.replace(self, first_pass=self.first_pass.for_layers(num_layers, f"{what}'s first pass"),
+                                   second_pass=self.second_pass.for_layers(num_layers, f"{what}'s second pass"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +197,8 @@ class Release:
       latent_upsamplers: Lightricks' latent upscaler files released with it.
       lightricks_config: the name of its inference config in Lightricks' repository (``configs/``).
       multi_scale: its multi-scale recipe (``LTXMultiScalePipeline``), for the releases that have one.
+      recommended_size: (height, width, num_frames) its model card recommends for one pass (768x512x121 for 2B,
+        1216x704x257 for 13B); what the full-size dry runs check (``ltx_jax.check``).
     """
 
     name: str
@@ -189,13 +214,21 @@ class Release:
     lightricks_config: str | None = None
     text_encoder: T5Config = T5_PRESETS["t5-v1_1-xxl"]
     multi_scale: MultiScaleDefaults | None = None
+    recommended_size: tuple[int, int, int] = (512, 768, 121)
 
     @property
     def distilled(self) -> bool:
         return self.variant == "distilled"
 
+    def validate(self) -> None:
+        """Raises ValueError listing every way this record contradicts its own architectures (``release_problems``)."""
+        problems = release_problems(self)
+        if problems:
+            raise ValueError(f"release {self.name}: " + "; ".join(problems))
+
 
 _2B, _13B = TRANSFORMER_PRESETS["ltx-video-2b"], TRANSFORMER_PRESETS["ltx-video-13b"]
+_SIZE_13B = (704, 1216, 257)  # the 13B cards: 1216x704, up to 257 frames (2B: 768x512x121, the record's default)
 _VAE_090, _VAE_091, _VAE_095 = (VAE_PRESETS[f"ltx-video-0.9.{v}"] for v in (0, 1, 5))
 # Lightricks' configs/ltxv-2b-0.9*.yaml (0.9.0 to 0.9.6 dev): CFG 3, STG 1 on block 19 (attention values), rescaling 0.7.
 _DEV_2B = GenerationDefaults(num_inference_steps=40, guidance_scale=3.0, stg_scale=1.0, rescaling_scale=0.7,
@@ -218,9 +251,11 @@ _DEV_13B_SECOND_PASS = GenerationDefaults(
     num_inference_steps=30, skip_initial_inference_steps=17, guidance_scale=(1.0,), stg_scale=(1.0,),
     rescaling_scale=(1.0,), guidance_timesteps=(1.0,), skip_block_list=(27,), cfg_star_rescale=True,
     decode_timestep=0.05, decode_noise_scale=0.025)
+# Lightricks' distilled configs list STG block 42 (a 13B block) with an STG scale of 0: no block is perturbed, so the
+# recipe carries none (with 42 the 2B distilled model, 28 blocks deep, refused its own recipe).
 _DISTILLED_FIRST_PASS = GenerationDefaults(
     num_inference_steps=7, timesteps=(1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0), guidance_scale=1.0,
-    stg_scale=0.0, rescaling_scale=1.0, skip_block_list=(42,), decode_timestep=0.05, decode_noise_scale=0.025)
+    stg_scale=0.0, rescaling_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025)
 _DISTILLED_SECOND_PASS = dataclasses.replace(_DISTILLED_FIRST_PASS, num_inference_steps=3,
                                              timesteps=(909.4, 725.0, 421.9))
 
@@ -249,22 +284,22 @@ RELEASES: dict[str, Release] = {r.name: r for r in (
     Release("ltx-video-0.9.7-13b-dev", "0.9.7", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
             files=_files("ltxv-13b-0.9.7-dev"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.7.safetensors", "ltxv-temporal-upscaler-0.9.7.safetensors"),
-            lightricks_config="ltxv-13b-0.9.7-dev.yaml",
+            lightricks_config="ltxv-13b-0.9.7-dev.yaml", recommended_size=_SIZE_13B,
             multi_scale=_multi_scale(_DEV_13B, _DEV_13B_SECOND_PASS, "ltxv-spatial-upscaler-0.9.7.safetensors")),
     Release("ltx-video-0.9.7-13b-distilled", "0.9.7", "13b", "distilled", _13B, _VAE_095, LTX_SCHEDULER_STATIC,
             _DISTILLED, files=_files("ltxv-13b-0.9.7-distilled"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.7.safetensors", "ltxv-temporal-upscaler-0.9.7.safetensors"),
-            lightricks_config="ltxv-13b-0.9.7-distilled.yaml",
+            lightricks_config="ltxv-13b-0.9.7-distilled.yaml", recommended_size=_SIZE_13B,
             multi_scale=_multi_scale(_DISTILLED_FIRST_PASS, _DISTILLED_SECOND_PASS,
                                      "ltxv-spatial-upscaler-0.9.7.safetensors")),
     Release("ltx-video-0.9.8-13b-dev", "0.9.8", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
             files=_files("ltxv-13b-0.9.8-dev"), latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
-            lightricks_config="ltxv-13b-0.9.8-dev.yaml",
+            lightricks_config="ltxv-13b-0.9.8-dev.yaml", recommended_size=_SIZE_13B,
             multi_scale=_multi_scale(_DEV_13B, _DEV_13B_SECOND_PASS, "ltxv-spatial-upscaler-0.9.8.safetensors")),
     Release("ltx-video-0.9.8-13b-distilled", "0.9.8", "13b", "distilled", _13B, _VAE_095, LTX_SCHEDULER_STATIC,
             _DISTILLED, files=_files("ltxv-13b-0.9.8-distilled"),
             latent_upsamplers=("ltxv-spatial-upscaler-0.9.8.safetensors",),
-            lightricks_config="ltxv-13b-0.9.8-distilled.yaml",
+            lightricks_config="ltxv-13b-0.9.8-distilled.yaml", recommended_size=_SIZE_13B,
             multi_scale=_multi_scale(_DISTILLED_FIRST_PASS, _DISTILLED_SECOND_PASS,
                                      "ltxv-spatial-upscaler-0.9.8.safetensors", tone_map=0.6)),
     Release("ltx-video-0.9.8-2b-distilled", "0.9.8", "2b", "distilled", _2B, _VAE_095, LTX_SCHEDULER_STATIC,
@@ -277,10 +312,109 @@ RELEASES: dict[str, Release] = {r.name: r for r in (
 
 
 def get_release(name: str) -> Release:
-    """The record of a release name, with the list of names when it is unknown."""
+    """The record of a release name; an unknown name is refused with the nearest names and the whole list."""
     if name not in RELEASES:
-        raise ValueError(f"unknown release {name!r}; use one of: {', '.join(RELEASES)}.")
+        nearest = difflib.get_close_matches(str(name).lower(), list(RELEASES), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(nearest)}? Known" if nearest else "known"
+        raise ValueError(f"unknown release {name!r}; {hint} releases: {', '.join(RELEASES)}.")
     return RELEASES[name]
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _values(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _defaults_problems(what: str, defaults: GenerationDefaults, num_layers: int) -> list[str]:
+    """What contradicts itself in one pass's defaults, or names blocks a model of ``num_layers`` lacks."""
+    d, problems = defaults, []
+    steps = d.num_inference_steps
+    if d.timesteps is not None:
+        if len(d.timesteps) != steps:
+            problems.append(f"{what}: {len(d.timesteps)} timesteps for num_inference_steps={steps}")
+        if any(not 0 <= t <= 1000 for t in d.timesteps) or any(a <= b for a, b in zip(d.timesteps, d.timesteps[1:])):
+            problems.append(f"{what}: timesteps {d.timesteps} are not decreasing within [0, 1000]")
+    run = steps - d.skip_initial_inference_steps - d.skip_final_inference_steps
+    if run < 1:
+        problems.append(f"{what}: the step skips leave none of its {steps} steps")
+    entries, per = (len(d.guidance_timesteps), "guidance_timesteps entry") if d.guidance_timesteps else (run, "step")
+    if d.guidance_timesteps and any(not 0 <= g <= 1 for g in d.guidance_timesteps):
+        problems.append(f"{what}: guidance_timesteps {d.guidance_timesteps} are not within [0, 1]")
+    for name in ("guidance_scale", "stg_scale", "rescaling_scale"):
+        value = getattr(d, name)
+        if isinstance(value, tuple) and len(value) != entries:
+            problems.append(f"{what}: {name} has {len(value)} values, not one per {per} ({entries})")
+    blocks = d.skip_block_list or ()
+    if blocks and isinstance(blocks[0], tuple) and len(blocks) != entries:
+        problems.append(f"{what}: skip_block_list has {len(blocks)} lists, not one per {per} ({entries})")
+    past = [b for b in d.skipped_blocks if not 0 <= b < num_layers]
+    if past:
+        problems.append(f"{what}: skip_block_list holds block(s) {past}; the transformer's blocks are 0 .. "
+                        f"{num_layers - 1}")
+    if d.skipped_blocks and max(_values(d.stg_scale)) <= 0:
+        problems.append(f"{what}: its STG scale is 0 at every step, yet it lists blocks {list(d.skipped_blocks)} "
+                        "(a pass without STG carries no blocks)")
+    negative = [n for n in ("guidance_scale", "guidance_rescale", "stg_scale", "decode_timestep")
+                if min(_values(getattr(d, n))) < 0]
+    if negative or (d.decode_noise_scale is not None and d.decode_noise_scale < 0):
+        problems.append(f"{what}: {', '.join(negative) or 'decode_noise_scale'} must be >= 0")
+    return problems
+
+
+def _size_problems(what: str, size: tuple[int, int, int], transformer: TransformerConfig, vae: VAEConfig) -> list[str]:
+    height, width, frames = size
+    spatial, temporal = vae.spatial_ratio * transformer.patch_size, vae.temporal_ratio
+    problems = []
+    if height % spatial or width % spatial:
+        problems.append(f"{what} {width}x{height} is not a multiple of {spatial} (VAE ratio x patch size)")
+    if (frames - 1) % temporal or ((frames - 1) // temporal + 1) % transformer.patch_size_t:
+        problems.append(f"{what}: {frames} frames is not {temporal}k + 1 (in whole temporal patches)")
+    return problems
+
+
+def release_problems(release: Release) -> list[str]:
+    """Every way a record contradicts its own architectures: latent channels between the VAE, the transformer and
+    the upsamplers; the text encoder's width against the caption projection; the recommended sizes against the VAE's
+    ratios and the patch sizes; and each pass of its defaults and recipe (``GenerationDefaults``: schedule lengths,
+    skipped blocks within the transformer's depth, no blocks without STG). Empty when the record is sound."""
+    t, vae, ms = release.transformer, release.vae, release.multi_scale
+    problems = []
+    if t.in_channels != vae.latent_channels * t.patch_size**2 * t.patch_size_t or t.out_channels != t.in_channels:
+        problems.append(f"the transformer takes {t.in_channels} channels in and {t.out_channels} out, the VAE's "
+                        f"{vae.latent_channels}-channel latents in patches of {t.patch_size}x{t.patch_size}x"
+                        f"{t.patch_size_t}")
+    if release.text_encoder.d_model != t.caption_channels:
+        problems.append(f"the text encoder is {release.text_encoder.d_model} wide, the caption projection takes "
+                        f"{t.caption_channels}")
+    problems += _size_problems("recommended_size", release.recommended_size, t, vae)
+    problems += _defaults_problems("defaults", release.defaults, t.num_layers)
+    for name in release.latent_upsamplers:
+        upsampler = LATENT_UPSAMPLER_PRESETS.get(name)
+        if upsampler is None:
+            problems.append(f"latent upsampler {name} has no LATENT_UPSAMPLER_PRESETS entry")
+        elif upsampler.in_channels != vae.latent_channels:
+            problems.append(f"latent upsampler {name} takes {upsampler.in_channels} channels, the VAE makes "
+                            f"{vae.latent_channels}")
+    if ms is not None:
+        problems += _defaults_problems("multi_scale.first_pass", ms.first_pass, t.num_layers)
+        problems += _defaults_problems("multi_scale.second_pass", ms.second_pass, t.num_layers)
+        problems += _size_problems("multi_scale.recommended_size", ms.recommended_size, t, vae)
+        spatial = vae.spatial_ratio * t.patch_size
+        first = [int(side * ms.downscale_factor) // spatial * spatial for side in ms.recommended_size[:2]]
+        if min(first) < spatial:
+            problems.append(f"multi_scale: downscale_factor {ms.downscale_factor} leaves no first pass at "
+                            f"{ms.recommended_size}")
+        upsampler = LATENT_UPSAMPLER_PRESETS.get(ms.latent_upsampler)
+        if ms.latent_upsampler not in release.latent_upsamplers:
+            problems.append(f"multi_scale names {ms.latent_upsampler!r}, not one of the release's latent_upsamplers")
+        elif upsampler is not None and (upsampler.temporal_upsample or not upsampler.spatial_upsample):
+            problems.append(f"multi_scale names {ms.latent_upsampler}, which is not a spatial upsampler")
+        second = ms.second_pass
+        if second.timesteps is not None and second.timesteps[0] >= 1000 and not second.skip_initial_inference_steps:
+            problems.append("multi_scale.second_pass starts at timestep 1000, which discards the upsampled latents")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------- detection

@@ -65,7 +65,7 @@ def test_writes_a_playable_mp4_that_others_can_read(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--fps", "0"], "error: fps must be a positive number of frames per second, got 0.0"),
     (["--fps", "-5"], "error: fps must be a positive number of frames per second, got -5.0"),
-    (["--preset", "bogus"], "error: unknown release 'bogus'; use one of: ltx-video-0.9.0, "),
+    (["--preset", "bogus"], "error: unknown release 'bogus'; known releases: ltx-video-0.9.0, "),
     (["--guidance", "-1"], "error: --guidance must be >= 0 (values up to 1 turn classifier-free guidance off), got -1.0"),
     (["--height", "70"], "error: height and width must be positive multiples of 32 (the VAE compresses 32x), got "
                          "70x96; nearest valid: 64x96"),

@@ -252,7 +252,10 @@ def test_presets_follow_lightricks_configs():
         recipe = RELEASES[name].multi_scale
         assert recipe.first_pass.timesteps == distilled_first and recipe.second_pass.timesteps == (909.4, 725.0, 421.9)
         assert recipe.first_pass.guidance_scale == recipe.second_pass.guidance_scale == 1.0
-        assert recipe.first_pass.stg_scale == 0.0 and recipe.first_pass.skip_block_list == (42,)
+        # The files list STG block 42 at STG scale 0: no block is perturbed, so the recipes carry none (a 2B model has
+        # no block 42, and refused its own recipe with it).
+        assert recipe.first_pass.stg_scale == recipe.second_pass.stg_scale == 0.0
+        assert recipe.first_pass.skip_block_list is None and recipe.second_pass.skip_block_list is None
         assert recipe.downscale_factor == 0.6666666
         assert (recipe.second_pass.decode_timestep, recipe.second_pass.decode_noise_scale) == (0.05, 0.025)
         assert recipe.tone_map_compression_ratio == (0.6 if name == "ltx-video-0.9.8-13b-distilled" else 0.0)

@@ -3,12 +3,13 @@ only), tiny models named after a release, and the record's contents."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
 
 from ltx_jax.releases import (LTX_DISTILLED_TIMESTEPS, RELEASES, TRANSFORMER_PRESETS, VAE_PRESETS, detect_release,
-                              get_release)
+                              get_release, release_problems)
 from ltx_jax.tiny_random import TINY_TRANSFORMER, TINY_VAE
 
 FILES = [(release.name, name) for release in RELEASES.values() for name in release.files]
@@ -70,5 +71,30 @@ def test_records():
     assert RELEASES["ltx-video-0.9.7-13b-dev"].transformer == TRANSFORMER_PRESETS["ltx-video-13b"]
     assert {r.vae for r in RELEASES.values() if r.version >= "0.9.5"} == {VAE_PRESETS["ltx-video-0.9.5"]}
     assert all(r.name.startswith(f"ltx-video-{r.version}") for r in RELEASES.values())
-    with pytest.raises(ValueError, match="unknown release 'ltx-video-0.9.9'; use one of: ltx-video-0.9.0"):
+    with pytest.raises(ValueError, match=r"unknown release 'ltx-video-0.9.9'; did you mean ltx-video-0.9.5 or .*"
+                                         r"Known releases: ltx-video-0.9.0, ltx-video-0.9.1"):
         get_release("ltx-video-0.9.9")
+
+
+@pytest.mark.parametrize("name", sorted(RELEASES))
+def test_every_release_agrees_with_its_own_architectures(name):
+    RELEASES[name].validate()
+
+
+def test_a_recipe_with_another_models_blocks_is_refused_by_name():
+    """The defect the first GPU run found: the 2B distilled recipe carried the 13B's STG block 42 (at STG scale 0)."""
+    release = RELEASES["ltx-video-0.9.8-2b-distilled"]
+    first = dataclasses.replace(release.multi_scale.first_pass, skip_block_list=(42,))
+    broken = dataclasses.replace(release, multi_scale=dataclasses.replace(release.multi_scale, first_pass=first))
+    problems = release_problems(broken)
+    assert any("block(s) [42]" in p and "0 .. 27" in p for p in problems), problems
+    assert any("STG scale is 0 at every step" in p for p in problems), problems
+    with pytest.raises(ValueError, match="release ltx-video-0.9.8-2b-distilled: multi_scale.first_pass"):
+        broken.validate()
+
+
+def test_blocks_dropped_for_a_shallower_model_are_named_in_a_warning():
+    defaults = RELEASES["ltx-video-0.9.8-13b-dev"].defaults
+    with pytest.warns(UserWarning, match=r"perturb blocks 11, 22, 25, 28, 35, 39 .* 8 blocks \(0 \.\. 7\)"):
+        smaller = defaults.for_layers(8, "ltx-video-0.9.8-13b-dev's defaults")
+    assert smaller.skip_block_list == ((), (), (), (), (), (), ())

@@ -280,7 +280,8 @@ class PipelineBase(LoraMixin, VAEStages):
         if self.release is None:
             return GenerationDefaults()
         if self.release.transformer != self.transformer.config:
-            return self.release.defaults.for_layers(self.transformer.config.num_layers)
+            return self.release.defaults.for_layers(self.transformer.config.num_layers,
+                                                    f"{self.release.name}'s defaults")
         return self.release.defaults
 
     @property

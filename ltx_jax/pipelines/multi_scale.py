@@ -136,7 +136,7 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
             return None
         recipe = self.release.multi_scale
         if self.release.transformer != self.transformer.config:
-            return recipe.for_layers(self.transformer.config.num_layers)
+            return recipe.for_layers(self.transformer.config.num_layers, f"{self.release.name}'s multi-scale recipe")
         return recipe
 
     def _pass_defaults(self, which: str, given: Mapping[str, Any] | None, allowed: Sequence[str],
