@@ -15,7 +15,6 @@ The mask is returned in both cases: the transformer's cross-attention uses it.
 
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from ltx_jax.models import as_variables
 from ltx_jax.models.t5 import T5EncoderModel
+from ltx_jax.programs import Program
 from weight_conversion.safetensors_io import CheckpointError
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
@@ -104,9 +104,11 @@ def tokenize(
     return inputs["input_ids"].astype(np.int32), inputs["attention_mask"].astype(bool)
 
 
-@functools.partial(jax.jit, static_argnames=("module", "mask_encoder_padding"))
-def _encode(module: T5EncoderModel, params, input_ids, mask, mask_encoder_padding: bool):
+def _encode_program(module: T5EncoderModel, params, input_ids, mask, mask_encoder_padding: bool):
     return module.apply(as_variables(params), input_ids, mask if mask_encoder_padding else None)
+
+
+_encode = Program(_encode_program, "text encoding", static=("module", "mask_encoder_padding"), params=("params",))
 
 
 def encode_prompt(

@@ -32,6 +32,7 @@ from ltx_jax.pipelines import validation
 from ltx_jax.pipelines.lora import LoraMixin
 from ltx_jax.pipelines.runtime import (AUTO_TILING_PIXELS, NonFiniteError, StageTimings, enable_compilation_cache,
                                        jitted_decode, jitted_encode, resolve_path)
+from ltx_jax.programs import is_placeholder
 from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
 from ltx_jax.sharding import ShardingPlan
 
@@ -91,7 +92,7 @@ class VAEStages:
         """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]
         float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from)."""
         with self._stage("encoding"):
-            return sampling.run(lambda: jitted_encode(self.vae, self.vae_params, jnp.asarray(video), key),
+            return sampling.run(lambda: jitted_encode(self.vae, self.vae_params, video, key),
                                 stage="encoding")
 
     def decode_video(self, latents: jax.Array, *, decode_timestep: float | Sequence[float] = 0.0,
@@ -120,7 +121,7 @@ class VAEStages:
             frames, finite = sampling.run(lambda: jitted_decode(self.vae, self.vae_params, latents, timestep,
                                                                  noise_scale, key, tiles, tone_map,
                                                                  sharding=self.sharding), stage="decoding")
-            if not bool(finite):
+            if not is_placeholder(finite) and not bool(finite):
                 raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
                                      "weights and dtype.")
             return np.asarray(frames)
@@ -524,7 +525,7 @@ class PipelineBase(LoraMixin, VAEStages):
                     result = sampling.run(lambda: sampling.jitted_sample(sampler, variables, latents,
                                                                          inputs),
                                           control, stage="denoising", total_steps=steps)
-            if int(result.nonfinite_step) >= 0:
+            if not is_placeholder(result.nonfinite_step) and int(result.nonfinite_step) >= 0:
                 raise NonFiniteError(f"denoising produced NaN or Inf at step {int(result.nonfinite_step) + 1} of "
                                      f"{steps}; the run was stopped there (check the inputs, dtype and weights).")
             return result.latents

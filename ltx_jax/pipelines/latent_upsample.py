@@ -28,6 +28,7 @@ from ltx_jax import sampling
 from ltx_jax.pipelines import conditioning, validation
 from ltx_jax.pipelines.base import VAEStages
 from ltx_jax.pipelines.runtime import StageTimings, enable_compilation_cache, resolve_path, tone_map_latents
+from ltx_jax.programs import Program, is_placeholder
 
 logger = logging.getLogger("ltx_jax")
 
@@ -62,7 +63,8 @@ def _upsample_program(vae, vae_params, upsampler, upsampler_params, latents, ada
     return normalised, jnp.all(jnp.isfinite(normalised))
 
 
-jitted_upsample = jax.jit(_upsample_program, static_argnames=("vae", "upsampler"))
+jitted_upsample = Program(_upsample_program, "upsampling", static=("vae", "upsampler"),
+                          params=("vae_params", "upsampler_params"))
 
 
 def check_upsampler(upsampler, vae, *, spatial_only: bool = False) -> None:
@@ -129,7 +131,7 @@ class LTXLatentUpsamplePipeline(VAEStages):
             out, finite = sampling.run(lambda: jitted_upsample(self.vae, self.vae_params, self.latent_upsampler,
                                                                self.latent_upsampler_params, latents, **args),
                                        stage="upsampling")
-            if not bool(finite):
+            if not is_placeholder(finite) and not bool(finite):
                 from ltx_jax.pipelines.runtime import NonFiniteError
 
                 raise NonFiniteError("latent upsampling produced NaN or Inf (the input was finite); a channel with "

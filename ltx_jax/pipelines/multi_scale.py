@@ -40,13 +40,14 @@ from ltx_jax.pipelines.conditioning import LTXVideoCondition, PreparedCondition
 from ltx_jax.pipelines.latent_upsample import check_upsampler, jitted_upsample, resolve_upsampler_path
 from ltx_jax.pipelines.runtime import NonFiniteError
 from ltx_jax.pipelines.text_to_video import DEFAULT_FRAME_RATE, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
+from ltx_jax.programs import Program, is_placeholder, label
 from ltx_jax.releases import LTX_SCHEDULER, ORIGINAL_SCHEDULER, GenerationDefaults, MultiScaleDefaults
 
 # What a pass dict may set (GenerationDefaults' fields; the decode settings and tone mapping belong to the second).
 PASS_ARGUMENTS = ("num_inference_steps", "timesteps") + GUIDANCE_ARGUMENTS
 SECOND_PASS_ARGUMENTS = PASS_ARGUMENTS + ("decode_timestep", "decode_noise_scale", "tone_map_compression_ratio")
 
-_resize = jax.jit(conditioning.resize_bilinear, static_argnums=(1, 2))
+_resize = Program(conditioning.resize_bilinear, "resizing", static=("height", "width"))
 
 
 def first_pass_size(height: int, width: int, downscale_factor: float, multiple: int) -> tuple[int, int]:
@@ -165,18 +166,20 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
     def _run_pass(self, stage: str, call: CallSettings, schedule, embeds, key: jax.Array, latents, noise,
                   prepared: Sequence[PreparedCondition], frame_rate: float, image_cond_noise_scale: float):
         """One pass of the condition pipeline at ``call.grid``: packed latents [B, N, C] without the extra tokens."""
-        size = (call.grid.height * self.vae_spatial_compression_ratio, call.grid.width * self.vae_spatial_compression_ratio)
-        conditions = [dataclasses.replace(c, frames=np.asarray(conditioning.resize_bilinear(c.frames, *size)))
-                      for c in prepared]
-        sigma = float(schedule[0][0]) if latents is not None else None
-        packed, mask, coords, n_extra = self.prepare_latents(embeds[0].shape[0], call.grid, jax.random.fold_in(key, 0),
-                                                             latents, noise, conditions, sigma)
-        coords[:, 0] = coords[:, 0] * np.float32(1.0 / frame_rate)
-        guidance = {k: v for k, v in call.guidance.items() if k not in STEP_SKIPS}
-        out = self.denoise(packed, call.grid, *embeds, **guidance, conditioning_mask=mask, video_coords=coords,
-                           per_token_timesteps=True, schedule=schedule,
-                           image_cond_noise_scale=image_cond_noise_scale if mask is not None else None,
-                           noise_key=jax.random.fold_in(key, 1))
+        with label(stage.replace("_", " ")):  # a dry run records "first pass: denoising"
+            ratio = self.vae_spatial_compression_ratio
+            size = (call.grid.height * ratio, call.grid.width * ratio)
+            conditions = [dataclasses.replace(c, frames=np.asarray(conditioning.resize_bilinear(c.frames, *size)))
+                          for c in prepared]
+            sigma = float(schedule[0][0]) if latents is not None else None
+            packed, mask, coords, n_extra = self.prepare_latents(
+                embeds[0].shape[0], call.grid, jax.random.fold_in(key, 0), latents, noise, conditions, sigma)
+            coords[:, 0] = coords[:, 0] * np.float32(1.0 / frame_rate)
+            guidance = {k: v for k, v in call.guidance.items() if k not in STEP_SKIPS}
+            out = self.denoise(packed, call.grid, *embeds, **guidance, conditioning_mask=mask, video_coords=coords,
+                               per_token_timesteps=True, schedule=schedule,
+                               image_cond_noise_scale=image_cond_noise_scale if mask is not None else None,
+                               noise_key=jax.random.fold_in(key, 1))
         self.last_timings.stages[stage] = self.last_timings.stages.pop("denoising")
         return out[:, n_extra:]
 
@@ -188,7 +191,7 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
             out, finite = sampling.run(lambda: jitted_upsample(self.vae, self.vae_params, self.latent_upsampler,
                                                                self.latent_upsampler_params, first,
                                                                adain_factor=jnp.float32(1.0)), stage="upsampling")
-            if not bool(finite):
+            if not is_placeholder(finite) and not bool(finite):
                 raise NonFiniteError("latent upsampling produced NaN or Inf (the first pass was finite); check the "
                                      "upsampler weights and dtype.")
             return out

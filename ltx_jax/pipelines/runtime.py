@@ -10,6 +10,8 @@ import os
 import jax
 import jax.numpy as jnp
 
+from ltx_jax.programs import Program
+
 logger = logging.getLogger("ltx_jax")
 
 # Above this many output pixels (frames x height x width) the VAE decodes in tiles by default. The decoder's widest
@@ -87,7 +89,8 @@ def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling
     return frames, jnp.all(jnp.isfinite(frames))  # NaN survives the clip
 
 
-jitted_decode = jax.jit(_decode_program, static_argnames=("vae", "tiling", "sharding"))
+jitted_decode = Program(_decode_program, "decoding", static=("vae", "tiling", "sharding"), params=("vae_params",),
+                        detail=lambda a: "whole" if a["tiling"] is None else "tiled")
 
 
 def _encode_program(vae, vae_params, video, key):
@@ -99,7 +102,7 @@ def _encode_program(vae, vae_params, video, key):
     return vae.apply({"params": vae_params}, sample, method="normalize_latents")
 
 
-jitted_encode = jax.jit(_encode_program, static_argnames=("vae",))
+jitted_encode = Program(_encode_program, "encoding", static=("vae",), params=("vae_params",))
 
 
 def resolve_path(path: str) -> str:

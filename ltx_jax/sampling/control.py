@@ -14,6 +14,7 @@ naming the stage and the step.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import signal
 import threading
@@ -106,7 +107,9 @@ def run(fn: Callable[[], Any], control: RunControl | None = None, *, stage: str,
         finally:
             done.set()
 
-    threading.Thread(target=block, name=f"ltx_jax-wait-{stage}", daemon=True).start()
+    # The worker sees the caller's context variables (a dry run: ``ltx_jax.programs``).
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(block,), name=f"ltx_jax-wait-{stage}", daemon=True).start()
     try:
         while not done.wait(0.25):
             pass

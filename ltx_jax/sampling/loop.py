@@ -30,6 +30,7 @@ channels, S steps, L layers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax
 import jax
@@ -40,6 +41,7 @@ from jax.experimental import io_callback
 from ltx_jax import scheduler as sched
 from ltx_jax.models import as_variables
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, TransformerConstants
+from ltx_jax.programs import Program, matmul_flops
 from ltx_jax.sampling import control
 from ltx_jax.sampling.guidance import BRANCH_PROMPTS, Guidance
 from ltx_jax.sampling.latents import LatentGrid
@@ -227,5 +229,21 @@ def _sample(sampler: Sampler, params, latents: jax.Array, inputs: SamplingInputs
     return sampler.sample(params, latents, inputs)
 
 
+def loop_flops(sampler: Sampler, params, latents, inputs: SamplingInputs) -> float:
+    """FLOPs of a whole run (``programs.matmul_flops``): the per-call work (``prepare``), then each segment's step
+    times the steps it runs (a while loop's count is not in the program, so the steps are traced one by one)."""
+    prepared_jaxpr, prepared = jax.make_jaxpr(sampler.prepare, return_shape=True)(params, inputs)
+    total = matmul_flops(prepared_jaxpr)
+    index = jax.ShapeDtypeStruct((), jnp.int32)
+    for segment in sampler.segments:
+        constants = jax.eval_shape(_join, [prepared[BRANCH_PROMPTS[b]] for b in segment.guidance.branches])
+        step = functools.partial(sampler.step, guidance=segment.guidance)
+        jaxpr = jax.make_jaxpr(lambda p, c, x, i, s: step(p, constants=c, latents=x, i=i, inputs=s, initial=x))(
+            params, constants, latents, index, inputs)
+        total += (segment.stop - segment.start) * matmul_flops(jaxpr)
+    return total
+
+
 # The initial latents are consumed by the loop; donating them lets XLA write the result into the same buffer.
-jitted_sample = jax.jit(_sample, static_argnums=0, donate_argnums=2)
+jitted_sample = Program(_sample, "denoising", static=("sampler",), donate=("latents",), params=("params",),
+                        flops=loop_flops)
