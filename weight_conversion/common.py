@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable
+import re
+from typing import Any, Callable, Iterable
 
 from ltx_jax.models import abstract_params
 from weight_conversion import orbax_io
@@ -57,6 +58,20 @@ def read_config(path: str | os.PathLike, component: str, config_cls, what: str,
     if os.path.isdir(path):
         return folder_config(path, config_cls, what)
     return from_single_file(open_safetensors(path), path)
+
+
+def first_layers(config, num_layers: int | None, keys: Iterable[str], block_key: str, what: str):
+    r"""``(config cut to its first num_layers blocks, the keys of the blocks after them)``: a partial load that skips
+    those keys unread, every other check as strict as for the whole model. ``block_key`` matches a block's keys
+    with the block index as its group (``r"transformer_blocks\.(\d+)\."``); None: ``(config, [])``."""
+    if num_layers is None:
+        return config, []
+    if not 1 <= num_layers <= config.num_layers:
+        raise CheckpointError(f"num_layers={num_layers}, but the {what} has {config.num_layers} blocks; pass 1 to "
+                              f"{config.num_layers}, or None for the whole model.")
+    pattern = re.compile(block_key)
+    later = [k for k in keys if (m := pattern.match(k)) and int(m.group(1)) >= num_layers]
+    return config.replace(num_layers=num_layers), later
 
 
 def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], sharding=None):

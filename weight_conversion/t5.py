@@ -18,7 +18,8 @@ from ltx_jax.configs import T5Config
 from ltx_jax.models import abstract_params, layers
 from ltx_jax.models.t5 import T5EncoderModel
 from weight_conversion import orbax_io
-from weight_conversion.common import component_folder, folder_config, fuse_after_restore, placement, restore_orbax
+from weight_conversion.common import (component_folder, first_layers, folder_config, fuse_after_restore, placement,
+                                      restore_orbax)
 from weight_conversion.lora import loading_delta
 from weight_conversion.mapping import IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
@@ -27,6 +28,7 @@ COMPONENT = "text_encoder"
 SHARED_KEY = "shared.weight"
 TIED_EMBED_KEY = "encoder.embed_tokens.weight"
 RELATIVE_BIAS_KEY = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+BLOCK_KEY = r"encoder\.block\.(\d+)\."  # a block's keys, the block index as group 1
 # Keys of a full encoder-decoder T5 (T5ForConditionalGeneration / T5Model) that the encoder never uses.
 DECODER_PREFIXES = ("decoder.", "lm_head.")
 
@@ -94,6 +96,7 @@ def load_text_encoder(
     lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
     sharding: Any = None,
     kernel_delta: KernelDelta | None = None,
+    num_layers: int | None = None,
     **module_kwargs,
 ) -> tuple[T5EncoderModel, dict]:
     """Loads the T5 encoder.
@@ -114,6 +117,9 @@ def load_text_encoder(
       sharding: an ``ltx_jax.sharding.ShardingPlan``: each tensor goes from the file straight onto its shards.
       kernel_delta: ``mapping.KernelDelta`` added to each float kernel before it is cast or quantized (what
         ``lora`` uses; added to it when both are given).
+      num_layers: load only the first ``num_layers`` blocks (an encoder with that many, its final norm included):
+        the later blocks' tensors are skipped unread, every other tensor is checked as for the whole encoder.
+        Safetensors checkpoints only.
       module_kwargs: extra module fields (``precision``).
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, input_ids, attention_mask)``.
@@ -122,6 +128,9 @@ def load_text_encoder(
     path = component_folder(os.fspath(path), COMPONENT)
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
+        if num_layers is not None:
+            raise CheckpointError(f"{path} is an Orbax checkpoint: num_layers= reads part of a safetensors checkpoint; "
+                                  "load the Orbax checkpoint whole.")
         if kernel_delta is not None:
             raise CheckpointError(f"{path} is an Orbax checkpoint: kernel_delta is fused while converting safetensors; "
                                   "load the safetensors checkpoint instead.")
@@ -149,6 +158,8 @@ def load_text_encoder(
         ignore += decoder_keys  # reason: the encoder never reads them (transformers' T5EncoderModel skips them too)
     embed_key, tied = _embedding_key(source, folder)
     ignore += tied  # reason: transformers ties it to shared.weight and runs that (a mismatch warned above)
+    config, later_blocks = first_layers(config, num_layers, source, BLOCK_KEY, "text encoder")
+    ignore += later_blocks  # reason: num_layers= asked for the first blocks only
 
     module = T5EncoderModel(config, dtype=dtype, param_dtype=dtype, weights=weights, **module_kwargs)
     abstract = abstract_params(module)

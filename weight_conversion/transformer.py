@@ -12,8 +12,8 @@ from ltx_jax.configs import TransformerConfig
 from ltx_jax.models import abstract_params, layers
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from weight_conversion import orbax_io
-from weight_conversion.common import (component_folder, folder_config, fuse_after_restore, placement, read_config,
-                                      read_single_file_config, restore_orbax)
+from weight_conversion.common import (component_folder, first_layers, folder_config, fuse_after_restore, placement,
+                                      read_config, read_single_file_config, restore_orbax)
 from weight_conversion.lora import loading_delta
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
@@ -35,6 +35,7 @@ NATIVE_RENAMES = (
     ("q_norm", "norm_q"),
     ("k_norm", "norm_k"),
 )
+BLOCK_KEY = r"transformer_blocks\.(\d+)\."  # a block's keys (diffusers names), the block index as group 1
 
 def torch_key(path: Path) -> str:
     """Flax param path -> diffusers state-dict key; scanned block params get a ``{i}`` layer slot."""
@@ -138,6 +139,7 @@ def load_transformer(
     lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
     sharding: Any = None,
     kernel_delta: KernelDelta | None = None,
+    num_layers: int | None = None,
     **module_kwargs,
 ) -> tuple[LTXVideoTransformer3DModel, dict]:
     """Loads the LTX-Video transformer.
@@ -163,6 +165,9 @@ def load_transformer(
         gets the plan (activation constraints, context-parallel attention).
       kernel_delta: ``mapping.KernelDelta`` added to each float kernel before it is cast or quantized (what
         ``lora`` uses; added to it when both are given).
+      num_layers: load only the first ``num_layers`` blocks (a model with that many; ``python -m ltx_jax compare``
+        checks a checkpoint so without reading it all): the later blocks' tensors are skipped unread, every other
+        tensor is checked as for the whole model. Safetensors checkpoints only.
       module_kwargs: extra module fields (``attention_implementation``, ``remat``, ``precision``).
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, ...)``.
@@ -171,6 +176,9 @@ def load_transformer(
     path = component_folder(os.fspath(path), "transformer")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):
+        if num_layers is not None:
+            raise CheckpointError(f"{path} is an Orbax checkpoint: num_layers= reads part of a safetensors checkpoint; "
+                                  "load the Orbax checkpoint whole.")
         if kernel_delta is not None:
             raise CheckpointError(f"{path} is an Orbax checkpoint: kernel_delta is fused while converting safetensors; "
                                   "load the safetensors checkpoint instead.")
@@ -189,13 +197,15 @@ def load_transformer(
         source = open_safetensors(path)
         keys = _single_file_keys(source)
         config = config or _single_file_config(source, keys)
+    config, later_blocks = first_layers(config, num_layers, keys, BLOCK_KEY, "transformer")
 
     module = _make_module(config, dtype, weights=weights, sharding=sharding, **module_kwargs)
     abstract = abstract_params(module)
     kernel_delta = loading_delta(lora, "transformer", abstract, torch_key, _scanned(config), also=kernel_delta)
     renamed = _Renamed(source, keys)
     params = convert(renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer",
-                     source_shape=renamed.shape, kernel_delta=kernel_delta, placement=placement(sharding))
+                     source_shape=renamed.shape, ignore=later_blocks, kernel_delta=kernel_delta,
+                     placement=placement(sharding))
     return module, params
 
 
