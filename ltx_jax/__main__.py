@@ -72,18 +72,22 @@ flags.DEFINE_bool("cfg_star", None, "CFG-star: rescale the unconditional predict
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_integer("max_sequence_length", 128, "Prompt tokens (longer prompts are cut, with a warning).",
                      flag_values=FLAGS)
-flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (default: bfloat16 on GPU, float32 on CPU).",
-                  flag_values=FLAGS)
+flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (default: bfloat16 on GPU, float32 on CPU; "
+                  "check: bfloat16).", flag_values=FLAGS)
 flags.DEFINE_enum("tiling", "auto", ["auto", "on", "off"], "VAE tiled decoding.", flag_values=FLAGS)
 flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES "
                     "(default: detected from the checkpoint).", flag_values=FLAGS)
 flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache.", flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Show a step progress bar.", flag_values=FLAGS)
 flags.DEFINE_bool("debug", False, "Print the traceback of an error.", flag_values=FLAGS)
+flags.DEFINE_bool("memory_analysis", False, "check: also compile each program on this machine's backend for XLA's "
+                  "memory analysis (minutes at full size on a CPU).", flag_values=FLAGS)
 
-COMMANDS = ("generate",)
+COMMANDS = ("generate", "check")
 USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random --prompt "..." [--output out.mp4] [flags]; '
-         "--help lists the flags (fine-tuning: python -m ltx_jax preprocess|train --help)")
+         "python -m ltx_jax check --preset NAME|--model PATH [the flags that shape a run]; --help lists the flags "
+         "(fine-tuning: python -m ltx_jax preprocess|train --help; a checkpoint against diffusers: "
+         "python -m ltx_jax compare --help)")
 TINY_SIZE = (64, 96, 9)  # height, width, frames of --model tiny-random
 
 
@@ -103,16 +107,19 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def resolve_arguments() -> dict:
-    """Every argument checked and resolved, before anything is loaded; raises ValueError / UsageError."""
+def resolve_arguments(command: str = "generate") -> dict:
+    """Every argument checked and resolved, before anything is loaded; raises ValueError / UsageError. ``check``
+    (a dry run) needs no prompt and writes no output, and takes ``--preset`` alone for a release's configs."""
     from ltx_jax.pipelines import validation
     from ltx_jax.pipelines.text_to_video import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
     from ltx_jax.releases import get_release
     from ltx_jax.video import check_output
 
-    if not FLAGS.model:
-        raise UsageError("--model is required (a checkpoint folder or file, a hub id, or tiny-random).")
-    if not FLAGS.prompt or not FLAGS.prompt.strip():
+    dry = command == "check"
+    if not FLAGS.model and not (dry and FLAGS.preset):
+        raise UsageError("--model is required (a checkpoint folder or file, a hub id, or tiny-random)"
+                         + (", or --preset NAME for a release's configs." if dry else "."))
+    if not dry and (not FLAGS.prompt or not FLAGS.prompt.strip()):
         raise UsageError('--prompt is required, e.g. --prompt "a red fox running through snow".')
     tiny = FLAGS.model == "tiny-random"
     height, width, num_frames = TINY_SIZE if tiny else (DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES)
@@ -138,12 +145,15 @@ def resolve_arguments() -> dict:
     if FLAGS.stg_blocks is not None and not all(b.strip().isdigit() for b in FLAGS.stg_blocks):
         raise UsageError(f"--stg_blocks {','.join(FLAGS.stg_blocks)}: give block indices, e.g. --stg_blocks 19,25.")
     validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
-    check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
+    if not dry:
+        check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     facts = _model_facts(tiny)
+    if dry and facts is None:
+        raise UsageError(f"--model {FLAGS.model} is a hub id; check reads a local checkpoint's configs, or --preset.")
     args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None,
-                loras=_check_loras(facts))
+                loras=_check_loras(facts), facts=facts)
     if FLAGS.upsampler is not None:
-        _check_multi_scale(tiny, facts, height, width)
+        _check_multi_scale(tiny, facts, height, width, dry)
     if facts is not None:
         validation.check_video_size(height, width, num_frames, spatial_multiple=facts["spatial"],
                                     temporal_ratio=facts["temporal"], temporal_patch=facts["temporal_patch"])
@@ -184,9 +194,11 @@ def _check_loras(facts: dict | None) -> list[tuple[str, float]]:
 ONE_PASS_FLAGS = ("steps", "guidance", "stg_scale", "stg_mode", "stg_blocks", "cfg_star")
 
 
-def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int) -> None:
-    """--upsampler checked against the model (its config only: nothing is loaded) and the other flags."""
+def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int, dry: bool = False) -> None:
+    """--upsampler checked against the model (its config only: nothing is loaded) and the other flags; a dry run
+    (``check``) also takes a released upscaler's file name (``releases.LATENT_UPSAMPLER_PRESETS``) without the file."""
     from ltx_jax.pipelines.multi_scale import first_pass_size
+    from ltx_jax.releases import LATENT_UPSAMPLER_PRESETS
 
     if (FLAGS.upsampler == "tiny-random") != tiny:
         raise UsageError("--upsampler tiny-random goes with --model tiny-random (and a real model with a real "
@@ -202,12 +214,15 @@ def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int) 
     if facts is None:
         return  # a hub id: checked once it is fetched
     if not tiny:
-        from weight_conversion import read_latent_upsampler_config
+        from ltx_jax.check import upsampler_config
 
-        if not os.path.exists(FLAGS.upsampler):
+        released = dry and os.path.basename(FLAGS.upsampler) in LATENT_UPSAMPLER_PRESETS
+        if not os.path.exists(FLAGS.upsampler) and not released:
             raise ValueError(f"--upsampler {FLAGS.upsampler} does not exist; pass a ltxv-spatial-upscaler-*.safetensors "
-                             "file, a diffusers latent_upsampler folder or an Orbax folder.")
-        config = read_latent_upsampler_config(FLAGS.upsampler)
+                             "file, a diffusers latent_upsampler folder or an Orbax folder"
+                             + (f" (or, to check, a released file's name: {', '.join(LATENT_UPSAMPLER_PRESETS)})"
+                                if dry else "") + ".")
+        config = upsampler_config(FLAGS.upsampler)
         if config.in_channels != facts["latent_channels"]:
             raise ValueError(f"--upsampler {FLAGS.upsampler} takes {config.in_channels}-channel latents but the model's "
                              f"VAE makes {facts['latent_channels']}; use the upscaler released with the model.")
@@ -286,6 +301,9 @@ def _model_facts(tiny: bool) -> dict | None:
 
         transformer, vae, scheduler = TINY_TRANSFORMER, TINY_VAE, RELEASES["ltx-video-0.9.1"].scheduler
         release = RELEASES[TINY_MULTI_SCALE_RELEASE if FLAGS.upsampler else "ltx-video-0.9.1"]
+    elif FLAGS.model is None:  # check --preset: the release's own configs
+        release = get_release(FLAGS.preset)
+        transformer, vae, scheduler = release.transformer, release.vae, release.scheduler
     else:
         from weight_conversion import read_single_file_config, read_transformer_config, read_vae_config
 
@@ -315,7 +333,7 @@ def _model_facts(tiny: bool) -> dict | None:
     return dict(spatial=vae.spatial_ratio * transformer.patch_size, spatial_ratio=vae.spatial_ratio,
                 temporal=vae.temporal_ratio, temporal_patch=transformer.patch_size_t, scheduler=scheduler,
                 num_layers=transformer.num_layers, latent_channels=vae.latent_channels, release=release,
-                transformer=transformer)
+                transformer=transformer, vae=vae)
 
 
 def generate(args: dict) -> int:
@@ -324,7 +342,7 @@ def generate(args: dict) -> int:
     from ltx_jax.pipelines import LTXPipeline, enable_compilation_cache
     from ltx_jax.video import write_video
 
-    dtype = FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
+    dtype = _default_dtype()
     weights = "".join(f", {name} {value}" for name, value in (("weights", FLAGS.weights),
                                                               ("text encoder weights", FLAGS.text_encoder_weights))
                       if value)
@@ -360,14 +378,8 @@ def generate(args: dict) -> int:
                                            progress=FLAGS.progress, **loading)
     multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
-    common = dict(prompt=FLAGS.prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
-                  num_frames=args["num_frames"], frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
-                  guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale, skip_layer_strategy=FLAGS.stg_mode,
-                  skip_block_list=None if FLAGS.stg_blocks is None else [int(b) for b in FLAGS.stg_blocks],
-                  cfg_star_rescale=FLAGS.cfg_star, seed=FLAGS.seed, max_sequence_length=FLAGS.max_sequence_length,
-                  tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
     pipe = _pipeline_for(pipe, args)
-    frames = _generate(pipe, args, common)
+    frames = _generate(pipe, args, _call_arguments(args, FLAGS.prompt))
     if jax.process_index() != 0:  # several hosts: every process has the same frames; process 0 writes them
         print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
         return 0
@@ -376,6 +388,45 @@ def generate(args: dict) -> int:
     where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
+    return 0
+
+
+def _default_dtype() -> str:
+    import jax
+
+    return FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
+
+
+def _call_arguments(args: dict, prompt: str) -> dict:
+    """The pipeline call's keyword arguments from the flags (every pipeline takes these)."""
+    return dict(prompt=prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
+                num_frames=args["num_frames"], frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
+                guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale, skip_layer_strategy=FLAGS.stg_mode,
+                skip_block_list=None if FLAGS.stg_blocks is None else [int(b) for b in FLAGS.stg_blocks],
+                cfg_star_rescale=FLAGS.cfg_star, seed=FLAGS.seed, max_sequence_length=FLAGS.max_sequence_length,
+                tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
+
+
+def check(args: dict) -> int:
+    """``check``: generate's path over abstract parameters, every program lowered and none run (``ltx_jax.check``);
+    prints a line per program."""
+    from ltx_jax import check as dry
+    from ltx_jax.pipelines.abstract import STAND_IN_PROMPT
+    from ltx_jax.programs import dry_run
+
+    dtype = FLAGS.dtype or "bfloat16"  # the GPU's, where the run is headed
+    prompt = FLAGS.prompt or STAND_IN_PROMPT
+    pipe = dry.abstract_pipeline_for(args["facts"], model=FLAGS.model, text_encoder=FLAGS.text_encoder,
+                                     upsampler=FLAGS.upsampler, dtype=dtype, weights=FLAGS.weights,
+                                     text_encoder_weights=FLAGS.text_encoder_weights, mesh=FLAGS.mesh, prompt=prompt)
+    pipe.progress = False
+    pipe = _pipeline_for(pipe, args)
+    with dry_run(compile=FLAGS.memory_analysis) as run:
+        _generate(pipe, args, _call_arguments(args, prompt))
+    if args["loras"]:
+        _say(f"{len(args['loras'])} LoRA file(s) checked against the model; generate fuses them into the weights as "
+             "they load, so the programs are the plain ones.")
+    print(dry.report(run, pipe, dry.title(pipe, args, dtype, FLAGS.memory_analysis)))
     return 0
 
 
@@ -428,6 +479,23 @@ def _generate(pipe, args: dict, common: dict):
     return pipe(**common)
 
 
+def _host_devices_for(spec: str) -> None:
+    """check --mesh on a machine without that many devices: the CPU backend gets as many host devices as the mesh
+    has (set before JAX starts its backends; a bad spec is left for the checks to name)."""
+    import math
+
+    from ltx_jax.sharding import parse_mesh_spec
+
+    flags_now = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags_now:
+        return
+    try:
+        count = math.prod(parse_mesh_spec(spec).values())
+    except ValueError:
+        return
+    os.environ["XLA_FLAGS"] = f"{flags_now} --xla_force_host_platform_device_count={count}".strip()
+
+
 def _raise_terminated(signum, frame):
     from ltx_jax.sampling import Interrupted
 
@@ -441,17 +509,23 @@ def main(argv: list[str] | None = None) -> int:
         from ltx_jax.training.cli import main as training_main
 
         return training_main(argv)
+    if len(argv) > 1 and argv[1] == "compare":  # a checkpoint against diffusers: ltx_jax/compare.py
+        from ltx_jax.compare import main as compare_main
+
+        return compare_main(argv)
     if any(a in ("-h", "--help", "--helpfull", "-?") for a in argv[1:]):
         print(help_text())
         return 0
     try:
         FLAGS.unparse_flags()  # a second main() in one process starts from the defaults too
         rest = FLAGS(argv)
-        if rest[1:] != ["generate"]:
-            raise UsageError(f"expected the command generate, got {' '.join(rest[1:]) or 'none'}.")
+        if len(rest) != 2 or rest[1] not in COMMANDS:
+            raise UsageError(f"expected the command generate or check, got {' '.join(rest[1:]) or 'none'}.")
     except (flags.Error, UsageError) as e:
         _say(f"error: {e}\n{USAGE}")
         return 2
+    if rest[1] == "check" and FLAGS.mesh:
+        _host_devices_for(FLAGS.mesh)
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # keeps backend-probing chatter (e.g. "no TPU") off the console
@@ -459,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with signal_handler(signal.SIGTERM, _raise_terminated):
         try:
-            return generate(resolve_arguments())
+            command = check if rest[1] == "check" else generate
+            return command(resolve_arguments(rest[1]))
         except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; sampling.Interrupted says where
             _say(f"{str(e) or 'interrupted'}; nothing was written.")
             return 128 + getattr(e, "signum", signal.SIGINT)

@@ -94,7 +94,7 @@ def test_usage_errors_are_short_and_help_exits_0(capsys):
     code, err = run_in_process(["generate", "--model", "tiny-random"], capsys)
     assert code == 2 and err.startswith("error: --prompt is required") and len(err.strip().splitlines()) == 2
     code, err = run_in_process(["make", "--prompt", "x"], capsys)
-    assert code == 2 and err.startswith("error: expected the command generate, got make")
+    assert code == 2 and err.startswith("error: expected the command generate or check, got make")
     assert main(["ltx_jax", "--help"]) == 0
     text = capsys.readouterr().out
     assert "--overwrite" in text and "--max_sequence_length" in text and "--debug" in text
