@@ -40,9 +40,10 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
 
     data = json.loads(out.read_text())
     for key in ("schema", "environment", "sizes_name", "sizes", "sections", "matmul_tflops", "failed_sections",
-                "started", "finished", "elapsed_s"):
+                "started", "finished", "elapsed_s", "estimated_s", "optional_left_out"):
         assert key in data, key
     assert data["sizes_name"] == "cpu" and data["environment"]["backend"] == "cpu"
+    assert data["optional_left_out"] == []  # a CPU run has no optional sections
     assert list(data["sections"]) == list(run_all.SECTIONS)
     problems = {name: (entry.get("status"), entry.get("error"), entry.get("traceback"))
                 for name, entry in data["sections"].items() if entry.get("status") != "ok"}
@@ -67,8 +68,29 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
     compared = {"matmul_peak": lambda c: True, "transformer": lambda c: "tokens" in c, "text_encoder": lambda c: True,
                 "scheduler": lambda c: True, "vae": lambda c: "memory" not in c["name"]}
     for name, pick in compared.items():
-        rows = [c for c in sections[name]["cases"] if pick(c)]
+        rows = [c for c in sections[name]["cases"] if pick(c) and not c.get("first_call")]
         assert rows and all("torch_ms" in c and "ours_ms" in c and "ratio" in c for c in rows), (name, rows)
+
+    # Every section that times a pipeline or a component gives each first call (compiles) a row of its own, next to
+    # the median rows, which keep their place (the pipeline's median total is still its last row).
+    first_calls = {name: [c for c in sections[name]["cases"] if c.get("first_call")] for name in sections}
+    expected = {"pipeline": 4, "multi_scale": 7, "vae": 2, "transformer": len(data["sizes"]["transformer_shapes"]),
+                "text_encoder": 2, "pipeline_vs_cpu_fp32": 1}
+    for name, count in expected.items():
+        rows = first_calls[name]
+        assert len(rows) == count, (name, rows)
+        assert all(c["name"].count(", first call (compiles)") == 1 and c["ours_ms"] > 0 for c in rows), rows
+        medians = [c for c in sections[name]["cases"] if not c.get("first_call") and "ours_ms" in c]
+        assert len(medians) >= count, (name, medians)
+    assert {k for k, v in first_calls.items() if v} == set(expected)
+    for name in ("pipeline", "multi_scale"):  # one row per stage, the total's first call the sum of the stages'
+        by_stage = {c["name"].rsplit(": ", 1)[-1]: c["ours_ms"] for c in first_calls[name]}
+        assert by_stage["total"] >= max(v for k, v in by_stage.items() if k != "total"), by_stage
+        assert sections[name]["info"]["first_call_s"] * 1e3 >= by_stage["total"] * 0.99
+    pipe_first_total = next(c for c in first_calls["pipeline"] if c["name"].endswith(": total"))
+    assert pipe_first_total["torch_ms"] > 0 and pipe_first_total["ratio"] > 0  # diffusers' first call beside ours
+    for name in ("transformer", "text_encoder", "vae"):  # diffusers' / transformers' first call beside ours
+        assert all(c["torch_ms"] > 0 and c["ratio"] > 0 for c in first_calls[name]), first_calls[name]
     timed = [c for e in sections.values() for c in e["cases"] if c.get("tflops") is not None]
     assert timed and all("fraction_of_matmul_peak" in c for c in timed)
     assert {"text_encoding", "denoising", "decoding", "total"} <= {
@@ -76,7 +98,7 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
     assert "torch_ms" in sections["pipeline"]["cases"][-1]
     pvc = sections["pipeline_vs_cpu_fp32"]["cases"][-1]
     assert pvc["psnr_db"] >= data["sizes"]["pvc_psnr_min"]
-    assert any("compile" in c["name"] for c in sections["transformer"]["cases"])
+    assert any(c["name"].startswith("compile 28 vs 4 layers") for c in sections["transformer"]["cases"])
     assert any(c.get("ratio") for c in sections["vae"]["cases"] if "memory" in c["name"])
 
     text = md.read_text()
@@ -84,6 +106,9 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
     for name in run_all.SECTIONS:
         assert f"| {name} | ok |" in text, name
     assert "| section | case | ours ms | diffusers ms |" in text and "| section | check | result |" in text
+    assert "| pipeline | pipeline 96x64x17 8 steps, first call (compiles): total |" in text
+    assert "| pipeline | pipeline 96x64x17 8 steps: total |" in text
+    assert "; first call " not in text and "| first call " not in text  # no longer a note of the median row
     assert "run_all summary" in printed and "failed sections: none" in printed
 
 
@@ -165,3 +190,58 @@ def test_gpu_sizes_are_consistent(run_all):
     vcfg = run_all.vae_config(gpu.vae)
     decoder = jax.eval_shape(lambda: run_all.init_vae_decoder(vcfg, "bfloat16", run_all.rng_key(0)))
     assert 4e8 < count_params(decoder) < 7e8
+
+
+def test_list_marks_the_optional_sections_and_the_default_gpu_run_fits_its_budget(run_all, capsys):
+    """--list gives each section's estimate per sizes, marks the optional ones and says how to run them; the GPU
+    sizes' default sections (all but the optional ones) fit the GPU budget by their estimates."""
+    from benchmarks.run_all.cli import choose_sections
+
+    assert run_all.main(["--list"]) == 0
+    printed = capsys.readouterr().out
+    gpu = run_all.GPU_SIZES
+    assert gpu.optional and set(gpu.optional) < set(run_all.SECTIONS)
+    lines = {line.split()[0]: line for line in printed.splitlines() if line.split()[:1] and
+             line.split()[0] in run_all.SECTIONS}
+    assert set(lines) == set(run_all.SECTIONS)
+    for name, line in lines.items():
+        assert ("optional" in line.split()) == (name in gpu.optional), line
+    assert "Optional, left out of the default run" in printed and "--sections all --budget-s" in printed
+    assert "H200, 2026-12-04" in printed
+
+    default, left_out = choose_sections(None, gpu)
+    assert left_out == [n for n in run_all.SECTIONS if n in gpu.optional] and not set(default) & set(left_out)
+    assert gpu.total_estimate(default) <= gpu.budget_s < gpu.total_estimate(run_all.SECTIONS)
+    assert choose_sections(["all"], gpu) == (list(run_all.SECTIONS), [])
+    assert choose_sections([gpu.optional[0]], gpu) == ([gpu.optional[0]], [])  # named: it runs
+    assert choose_sections(None, run_all.CPU_SIZES) == (list(run_all.SECTIONS), [])
+    assert gpu.estimate("sharding", 1) < gpu.estimate("sharding", 8)  # it skips itself on one GPU
+
+
+def test_default_run_records_the_optional_sections_as_skipped(run_all, tmp_path, monkeypatch, capsys):
+    """A default run leaves the sizes' optional sections out and records each as skipped, in run order, without
+    failing; naming one runs it."""
+    import dataclasses
+
+    from benchmarks.run_all import sizes as sizes_module
+
+    optional = tuple(n for n in run_all.SECTIONS if n != "scheduler")  # a fast default run: the scheduler alone
+    monkeypatch.setitem(sizes_module.SIZES, "cpu", dataclasses.replace(run_all.CPU_SIZES, optional=optional))
+    out, md = tmp_path / "run.json", tmp_path / "RESULTS.md"
+    rc = run_all.main(["--isolate", "none", "--no-torch", "--sizes", "cpu", "--out", str(out), "--results-md", str(md)])
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert rc == 0 and data["failed_sections"] == [] and data["optional_left_out"] == list(optional)
+    assert list(data["sections"]) == list(run_all.SECTIONS)
+    assert data["sections"]["scheduler"]["status"] == "ok"
+    for name in optional:
+        entry = data["sections"][name]
+        assert entry["status"] == "skipped" and entry["optional"], entry
+        assert f"--sections {name}" in entry["error"]
+    assert "| vae | skipped |" in md.read_text() and "optional sections left out" in printed
+
+    rc = run_all.main(["--isolate", "none", "--no-torch", "--sizes", "cpu", "--sections", "scheduler,matmul_peak",
+                       "--out", str(out), "--results-md", ""])
+    data = json.loads(out.read_text())
+    assert rc == 0 and list(data["sections"]) == ["matmul_peak", "scheduler"] and data["optional_left_out"] == []
+    assert all(e["status"] == "ok" for e in data["sections"].values())

@@ -2,7 +2,8 @@
 
     python -m benchmarks.run_all                         # backend detected: CUDA -> bf16 at full sizes, CPU -> small
     python -m benchmarks.run_all --sections transformer,vae --out /tmp/run.json
-    python -m benchmarks.run_all --list                  # the sections and the sizes each backend uses
+    python -m benchmarks.run_all --sections all          # the optional sections too (see --list)
+    python -m benchmarks.run_all --list                  # the sections, their estimates, the optional ones, the sizes
     benchmarks/run_all.sh [--wheels DIR] [ARGS...]       # on a fresh GPU machine (offline wheel install, env)
 
 Sections, run in this order, each a function of one ``Sizes`` (every size and dtype of a CPU or GPU run is in
@@ -22,8 +23,21 @@ Sections, run in this order, each a function of one ``Sizes`` (every size and dt
   scheduler               Euler step and per-token step, against diffusers' FlowMatchEulerDiscreteScheduler
   vae                     0.9.5 VAE decode tiled and untiled against diffusers (same weights), per-case peak memory
                           (out-of-memory is caught per case), compiled memory of tiled decode for F and 2F frames
+                          (optional on GPU: not in the default run)
   pipeline                2B + 0.9.5 VAE + T5-XXL with random weights (GPU), 768x512x121, 8 distilled steps: stage
                           times (first call and later calls), FLOPs, against diffusers' LTXPipeline
+  multi_scale             the 0.9.8 2B distilled multi-scale recipe at 1216x704x121 (GPU): first pass, upsampling,
+                          second pass, decoding, resizing (first call and later calls)
+  sharding                the transformer over device meshes against one device (memory and time per device); on
+                          one GPU it skips itself
+
+Optional sections: a size may leave sections out of its default run so that the rest fits its budget (GPU: vae,
+about 240 s with the diffusers comparison; the others together take about 520 s of the 560 s). The default run
+records each one as skipped ("optional: ..."); ``--sections all`` or naming it in ``--sections`` runs it (with a
+``--budget-s`` that covers it: ``--list`` gives every section's estimate and the sums).
+
+Each section that times a pipeline or a component gives its first call (tracing, compiling and running once: what a
+user waits for first) its own row, named "..., first call (compiles)", next to the median of the later calls.
 
 Every section runs in its own process (``--isolate process``, the default): per-section peak device memory is that
 process's, an out-of-memory or a crash ends one section only, and a section that overruns its share of the time
@@ -42,6 +56,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -52,14 +67,16 @@ from .hardware import environment
 from .results import json_safe, read_json
 from .runner import BENCHMARKS, ROOT, Run, child_command, child_env, child_main, probe_main, stop
 from .sections import SECTIONS
-from .sizes import GPU_SIZES, SIZES, resolve_sizes
+from .sizes import GPU_SIZES, SIZES, Sizes, resolve_sizes
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__.splitlines()[0],
                                 epilog="Sections: " + ", ".join(SECTIONS),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", default="all", help="comma-separated section names, or 'all' (default)")
+    p.add_argument("--sections", default=None,
+                   help="comma-separated section names, or 'all' (every section, the optional ones too); default: "
+                        "every section but the sizes' optional ones (see --list)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/run_all_<sizes>.json)")
     p.add_argument("--results-md", default=os.path.join(BENCHMARKS, "RESULTS.md"),
                    help="markdown file the table is appended to (default benchmarks/RESULTS.md; '' for none)")
@@ -71,7 +88,8 @@ def parse_args(argv):
                         f"left, in proportion to its estimate, and is stopped past it")
     p.add_argument("--isolate", default="process", choices=["process", "none"],
                    help="process (default): each section in a fresh process; none: all in this one (debugging)")
-    p.add_argument("--list", action="store_true", help="print the sections and sizes and exit")
+    p.add_argument("--list", action="store_true",
+                   help="print the sections (estimates, which are optional), the sums against the budget, the sizes")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
@@ -89,16 +107,14 @@ def main(argv=None) -> int:
     if args.child:
         return child_main(args)
     if args.list:
-        for name, fn in SECTIONS.items():
-            print(f"{name:24s} {fn.__doc__.splitlines()[0]}")
+        print(list_text())
         for sizes in SIZES.values():
             print(json.dumps(json_safe(dataclasses.asdict(sizes))))
         return 0
-    sections = list(SECTIONS) if args.sections == "all" else [x.strip() for x in args.sections.split(",") if x.strip()]
-    unknown = [x for x in sections if x not in SECTIONS]
+    named = None if args.sections is None else [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = [x for x in named or () if x not in SECTIONS and x != "all"]
     if unknown:
-        raise SystemExit(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
-    sections = [n for n in SECTIONS if n in sections]  # matmul_peak first: later sections are fractions of it
+        raise SystemExit(f"unknown sections {unknown}; choose from {list(SECTIONS)} or 'all'")
 
     # The environment (and so the backend) from a short child process: this process never touches the GPU.
     if args.isolate == "process":
@@ -113,9 +129,10 @@ def main(argv=None) -> int:
     else:
         env = environment()
     sizes = resolve_sizes(args.sizes, env["backend"])
+    sections, left_out = choose_sections(named, sizes)
     if args.out is None:
         args.out = os.path.join(BENCHMARKS, f"run_all_{sizes.name}.json")
-    run = Run(args, env, sizes, sections, start)
+    run = Run(args, env, sizes, sections, start, optional_left_out=left_out)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -134,6 +151,47 @@ def main(argv=None) -> int:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
     return 1 if run.data.get("failed_sections") else 0
+
+
+def choose_sections(named: list[str] | None, sizes: Sizes) -> tuple[list[str], list[str]]:
+    """(the sections to run, in run order; the optional sections left out). ``named`` None: the default run, every
+    section but ``sizes.optional``; ["all"] (or "all" among the names): every section; else the named ones."""
+    if named is None:
+        return [n for n in SECTIONS if n not in sizes.optional], [n for n in SECTIONS if n in sizes.optional]
+    if "all" in named:
+        return list(SECTIONS), []
+    return [n for n in SECTIONS if n in named], []  # run order: later sections are fractions of matmul_peak's rate
+
+
+def list_text() -> str:
+    """``--list``: each section with its estimated seconds per sizes (optional ones marked), and the sums against
+    each sizes' budget (one device)."""
+    lines = ["section                 " + "".join(f"{n + ' s':>7s}{'':9s}" for n in SIZES) + "  what"]
+    for name, fn in SECTIONS.items():
+        cols = "".join(f"{sz.estimate(name):>7.0f}{' optional' if name in sz.optional else '':9s}"
+                       for sz in SIZES.values())
+        lines.append(f"{name:24s}{cols}  {first_sentence(fn.__doc__)}")
+    lines.append("")
+    for sz in SIZES.values():
+        default, left_out = choose_sections(None, sz)
+        budget = f"of its {sz.budget_s:.0f} s budget" if sz.budget_s else "(no budget)"
+        line = (f"{sz.name}: the default run ({len(default)} sections, its start included) takes about "
+                f"{sz.total_estimate(default):.0f} s {budget}")
+        if left_out:
+            every = sz.total_estimate(SECTIONS)
+            line += (f". Optional, left out of the default run (recorded as skipped): {', '.join(left_out)}; "
+                     f"run one with --sections NAME, or every section with --sections all --budget-s "
+                     f"{10 * math.ceil(every / 10):.0f} (about {every:.0f} s)")
+        lines.append(line)
+    lines.append("estimates: GPU from one H200, 2026-12-04 (sizes.py says which were measured); sharding on one GPU "
+                 f"skips itself (several GPUs: about {SIZES['gpu'].estimates['sharding']:.0f} s, not measured)")
+    return "\n".join(lines)
+
+
+def first_sentence(doc: str, limit: int = 110) -> str:
+    text = " ".join(doc.split())
+    text = text.split(". ")[0].rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def threading_is_main() -> bool:

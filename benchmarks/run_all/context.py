@@ -73,6 +73,13 @@ class Context:
         return "cuda" if self.on_gpu else "cpu"
 
 
+def first_call_name(base: str, stage: str | None = None) -> str:
+    """The case name of a first call's own row, ``"<base>, first call (compiles)[: <stage>]"``, next to the median
+    row ``"<base>[: <stage>]"``. A first call traces, compiles and runs once: what a user waits for first. Its row
+    holds that time in ``ours_ms`` (diffusers' first call in ``torch_ms`` where timed) and ``first_call: True``."""
+    return f"{base}, first call (compiles)" + (f": {stage}" if stage else "")
+
+
 def timed(fn: Callable[[], Any], warmup: int, repeats: int, block: Callable[[Any], Any]) -> list[float]:
     """Seconds of each of ``repeats`` blocked calls after ``warmup`` (benchmarks/timing.py)."""
     return sample_times(lambda: block(fn()), repeats, warmup)

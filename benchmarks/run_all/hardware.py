@@ -61,17 +61,13 @@ def compiled_memory(compiled) -> dict | None:
     return out
 
 
-def cost_flops(lowered) -> float | None:
-    """FLOPs of a lowered program from XLA's cost analysis (loop bodies are counted once)."""
-    try:
-        cost = lowered.cost_analysis()
-    except Exception:  # noqa: BLE001
-        return None
-    if isinstance(cost, (list, tuple)):
-        cost = cost[0] if cost else None
-    if not cost or "flops" not in cost:
-        return None
-    return float(cost["flops"])
+def traced_flops(fn, *args) -> float:
+    """FLOPs of a jitted ``fn(*args)``: the matrix products and convolutions of its traced program, loops counted
+    by their trip counts (``ltx_jax.programs.matmul_flops``). The same on every backend; XLA's cost analysis counts
+    a loop body once, and on the H200 gave no count at all for the VAE decode."""
+    from ltx_jax.programs import matmul_flops
+
+    return matmul_flops(fn.trace(*args).jaxpr)
 
 
 def torch_dtype(torch, name: str):

@@ -50,8 +50,6 @@ def case_rows(data: dict) -> list[list[str]]:
                 notes.append(f"PSNR {r['psnr_db']:.1f} dB")
             if r.get("cudnn_fmha_calls") is not None:
                 notes.append(f"cuDNN fmha calls {len(r['cudnn_fmha_calls'])}")
-            if r.get("first_call_ms") is not None:
-                notes.append(f"first call {fmt_ms(r['first_call_ms'])} ms")
             if r.get("compiled_memory"):
                 notes.append(f"compiled {fmt_bytes(r['compiled_memory'].get('total'))}")
             if r.get("ratio") is not None and r.get("ours_ms") is None:

@@ -87,10 +87,12 @@ def probe_main(args) -> int:
 class Run:
     """Runs the chosen sections, keeps the JSON current, writes the markdown and the summary at the end."""
 
-    def __init__(self, args, env: dict, sizes: Sizes, sections: list[str], start: float):
+    def __init__(self, args, env: dict, sizes: Sizes, sections: list[str], start: float,
+                 optional_left_out: list[str] = ()):
         self.args = args
         self.sizes = sizes
         self.sections = sections
+        self.device_count = env.get("device_count") or 1
         self.budget = args.budget_s if args.budget_s is not None else sizes.budget_s
         self.start = start  # the budget counts from main()'s start, the environment probe included
         self.deadline = None if not self.budget else self.start + self.budget
@@ -101,7 +103,15 @@ class Run:
             "isolate": args.isolate, "torch": not args.no_torch,
             "sections": {n: {"status": "pending"} for n in sections},
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "finished": None,
+            "estimated_s": sizes.total_estimate(sections, self.device_count),
+            "optional_left_out": list(optional_left_out),
         }
+        for n in optional_left_out:  # recorded where they would have run, so the tables show what was left out
+            self.data["sections"][n] = {
+                "status": "skipped", "optional": True,
+                "error": f"optional: not in the default {sizes.name} run (about "
+                         f"{sizes.estimate(n, self.device_count):.0f} s); --sections {n} or --sections all runs it"}
+        self.data["sections"] = {n: self.data["sections"][n] for n in SECTIONS if n in self.data["sections"]}
         self.finalized = False
 
     def save(self) -> None:
@@ -114,14 +124,22 @@ class Run:
         if self.deadline is None:
             return None
         left = self.deadline - time.time()
-        est = [self.sizes.estimates.get(n, 30) for n in self.sections[index:]]
+        est = [self.sizes.estimate(n, self.device_count) for n in self.sections[index:]]
         return time.time() + max(0.0, left * est[0] / sum(est))
 
     def run(self) -> int:
         self.save()
         print(f"run_all: {len(self.sections)} sections, sizes {self.sizes.name} ({self.sizes.dtype}), "
               f"{self.data['environment'].get('device_kind')}, budget "
-              f"{'none' if not self.budget else f'{self.budget:.0f} s'}; JSON -> {self.args.out}", flush=True)
+              f"{'none' if not self.budget else f'{self.budget:.0f} s'} (estimated {self.data['estimated_s']:.0f} s); "
+              f"JSON -> {self.args.out}", flush=True)
+        if self.data["optional_left_out"]:
+            print(f"run_all: optional sections left out: {', '.join(self.data['optional_left_out'])} "
+                  f"(--sections all or --sections NAME runs them; see --list)", flush=True)
+        if self.budget and self.data["estimated_s"] > self.budget:
+            print(f"run_all: WARNING: these sections take about {self.data['estimated_s']:.0f} s, over the "
+                  f"{self.budget:.0f} s budget: each gets a share of it and may be stopped or cut; pass --budget-s "
+                  f"{self.data['estimated_s']:.0f} or more", flush=True)
         for i, name in enumerate(self.sections):
             deadline = self.section_deadline(i)
             if deadline is not None and deadline - time.time() < 3:

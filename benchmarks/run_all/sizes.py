@@ -78,8 +78,25 @@ class Sizes:
     attention_rel_limit: float  # max |cudnn - xla| / max |xla|, both in the run dtype
     pvc_psnr_min: float  # bfloat16 on the accelerator vs float32 on the CPU backend
     pvc_psnr_min_fp32: float  # float32 on the accelerator vs float32 on the CPU backend (TF32 matmuls on GPU)
-    # rough seconds each section takes with these sizes: splits the budget, decides optional parts
+    # rough seconds each section takes with these sizes, process start included (keys: the section names), and each
+    # optional part of a section (run only when this much of the section's share is left): they split the budget
     estimates: dict
+    # seconds from the run's start to its first section (the environment probe): counted in the budget
+    start_s: float = 0.0
+    # sections left out of the default run with these sizes (the rest fits ``budget_s``): run only when named in
+    # --sections, or with --sections all
+    optional: tuple[str, ...] = ()
+
+    def estimate(self, section: str, device_count: int = 1) -> float:
+        """Seconds ``section`` takes with these sizes on ``device_count`` devices (``sharding`` skips itself on one
+        GPU: a mesh needs several)."""
+        if section == "sharding" and device_count == 1:
+            return self.estimates["sharding_one_device"]
+        return self.estimates.get(section, 30)
+
+    def total_estimate(self, sections, device_count: int = 1) -> float:
+        """Seconds a run of ``sections`` takes, its start included."""
+        return self.start_s + sum(self.estimate(n, device_count) for n in sections)
 
 
 # A CPU run: small widths and shapes (2 shared cores, the test suite runs it), float32.
@@ -112,11 +129,13 @@ CPU_SIZES = Sizes(
     attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
                    text_encoder=15, scheduler=10, vae=30, pipeline=30, multi_scale=25, sharding=20,
+                   sharding_one_device=20,  # on a CPU the meshes are host devices: the section always runs
                    transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5),
+    start_s=5.0,
 )
 
-# A GPU run: the shapes of the earlier issues' GPU benchmarks, bf16, everything in at most 560 s (from process start,
-# compile time included) on one H100.
+# A GPU run: the shapes of the earlier issues' GPU benchmarks, bf16. The default sections (all but ``optional``) fit
+# 560 s from process start, compile time included, on one H200 (the run of 2026-12-04; see ``estimates``).
 GPU_SIZES = Sizes(
     name="gpu", dtype="bfloat16", warmup=2, repeats=5, budget_s=560.0,
     matmul_n=8192, matmul_inner=10, matmul_repeats=10,
@@ -135,11 +154,33 @@ GPU_SIZES = Sizes(
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(256, 384, 25), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=2e-2, pvc_psnr_min=30.0, pvc_psnr_min_fp32=35.0,
-    # Seconds per section (they split the budget) and per optional part (run only when this much is left). First
-    # guesses for an H100: rerun with the measured "seconds" of each section in the JSON if they are far off.
-    estimates=dict(matmul_peak=15, attention_cudnn_vs_xla=45, pipeline_vs_cpu_fp32=35, transformer=85,
-                   text_encoder=55, scheduler=12, vae=150, pipeline=165, multi_scale=150, sharding=60,
-                   transformer_compile=45, vae_torch=35, vae_ours=100, vae_compile_2F=30, pipeline_torch=40),
+    # Seconds per section (they split the budget) and per optional part (run only when this much is left). Measured
+    # on one H200 on 2026-12-04 (jax 0.11.2, commit 4a159ca; benchmarks/RESULTS.md, "GPU: NVIDIA H200"): a section's
+    # "wall_s" in that run's JSON, process start included, rounded up. Where a figure was not measured, it says so.
+    estimates=dict(
+        matmul_peak=10,  # H200 2026-12-04: 8.5 s (run a)
+        attention_cudnn_vs_xla=35,  # H200 2026-12-04: 33.5 s (run a)
+        pipeline_vs_cpu_fp32=50,  # H200 2026-12-04: 49.0 s (run d; its float32 CPU reference alone is 11.7 s)
+        transformer=80,  # H200 2026-12-04: 57.6 s without the compile-time case (run a), + transformer_compile
+        text_encoder=55,  # not measured yet (first guess, unchanged)
+        scheduler=12,  # not measured yet (first guess, unchanged)
+        vae=240,  # H200 2026-12-04: 107.1 s without the diffusers comparison (run b); about 240 s with it (issue 20)
+        pipeline=130,  # H200 2026-12-04: 128.6 s, diffusers' LTXPipeline included (run a)
+        multi_scale=130,  # H200 2026-12-04: 130.1 s (run c, with the recipe fix of issue 20 item 1)
+        sharding=60,  # several GPUs: not measured yet (first guess, unchanged)
+        sharding_one_device=5,  # one GPU: the section skips itself; process start only (~3.5 s in run a)
+        transformer_compile=20,  # not measured (skipped by the budget in run a): two compiles at 9x32x32, the
+                                 # 4-layer one 5.3 s (run a), 28 scanned layers about as long
+        vae_torch=135,  # the diffusers part of vae: about 240 s - 107 s (issue 20; skipped by the budget in run b)
+        vae_ours=85,  # H200 2026-12-04: vae's 103 s without diffusers less the 18.8 s compile at 2F (run b)
+        vae_compile_2F=20,  # H200 2026-12-04: 18.8 s (run b)
+        pipeline_torch=35,  # H200 2026-12-04: ~33 s: the section's 128.6 s less ours (build 44.4 s, first call
+                            # 45.6 s, 2 calls of 1.5 s, process start) (run a)
+    ),
+    start_s=15.0,  # H200 2026-12-04: 14.6 s from the run's start to its first section (run a; 16.9 s in run b)
+    # Everything takes about 760 s on one H200 (--list adds it up); without vae about 520 s, within the 560 s budget.
+    # vae is the one section that cannot fit beside the others: --sections vae (about 240 s) runs it alone.
+    optional=("vae",),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
 
