@@ -125,7 +125,7 @@ def run_cpu(args, rows):
         err = float(np.max(np.abs(np.asarray(out) - ref)) / np.max(np.abs(ref)))
         notes = f"ratio diffusers/ours {t_ref / t_ours:.2f}, rel err {err:.1e}"
         rows.append((label + " (diffusers)", f"{t_ref * 1e3:10.0f} ms", notes))
-    del params, out
+    params = out = None  # frees them (the timing closure above names params)
 
     memory_table(rows, dtype, "fp32 CPU", (8, 8), args.memory_frames, with_untiled=not args.skip_untiled_memory)
 

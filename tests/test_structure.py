@@ -22,13 +22,13 @@ from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_UPSAMPLER, TINY_
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom to top; a module may import only from its own layer or the ones below.
 LAYERS = [
-    ("ltx_jax.configs", "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.sharding"),
+    ("ltx_jax.configs", "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.sharding", "ltx_jax.programs"),
     ("ltx_jax.models",),
     ("weight_conversion",),
     ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video"),
     ("ltx_jax.pipelines", "ltx_jax.tiny_random"),
     ("ltx_jax.training",),
-    ("ltx_jax.__main__",),
+    ("ltx_jax.__main__", "ltx_jax.check", "ltx_jax.compare"),
 ]
 
 
@@ -127,3 +127,10 @@ def test_remat_policy():
         assert max(errors) <= 1e-5, (policy, max(errors))  # recomputation may reorder float sums, nothing more
     with pytest.raises(ValueError, match="remat_policy='save_everything' is not a jax.checkpoint_policies policy"):
         init_params(module.clone(remat=True, remat_policy="save_everything"), jax.random.PRNGKey(0))
+
+
+def test_ruff_is_clean():
+    """The project's lint rules (pyproject.toml's [tool.ruff]) over every file."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", ROOT], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
