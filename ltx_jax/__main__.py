@@ -147,7 +147,7 @@ def resolve_arguments(command: str = "generate") -> dict:
     validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
     if not dry:
         check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
-    facts = _model_facts(tiny)
+    facts = _model_facts(tiny, dry)
     if dry and facts is None:
         raise UsageError(f"--model {FLAGS.model} is a hub id; check reads a local checkpoint's configs, or --preset.")
     args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None,
@@ -287,9 +287,10 @@ def _conditioning_inputs(source, num_frames: int, height: int, width: int, tempo
     return out
 
 
-def _model_facts(tiny: bool) -> dict | None:
+def _model_facts(tiny: bool, dry: bool = False) -> dict | None:
     """What the checks need of the model, from its configs alone (no weights): the VAE's ratios, the transformer's
-    patch sizes, the scheduler when its config is at hand; None for a hub id (checked once it is fetched)."""
+    patch sizes, the scheduler when its config is at hand; None for a hub id (checked once it is fetched). ``dry``
+    (check): a single file needs no text encoder beside it (the release's T5 config stands in)."""
     import warnings
 
     from ltx_jax import scheduler as sched
@@ -313,8 +314,8 @@ def _model_facts(tiny: bool) -> dict | None:
                 return None
             raise ValueError(f"--model {path} does not exist; pass a checkpoint folder or .safetensors file, a hub "
                              "id such as Lightricks/LTX-Video, or tiny-random.")
-        if os.path.isfile(path) and FLAGS.text_encoder is None and not os.path.isdir(
-                os.path.join(os.path.dirname(os.path.abspath(path)), "text_encoder")):
+        if not dry and os.path.isfile(path) and FLAGS.text_encoder is None and not os.path.isdir(
+                os.path.join(os.path.dirname(os.path.abspath(path)), "text_encoder")):  # check takes the release's T5
             raise ValueError(f"--model {path} is a single file without the T5 text encoder; pass --text_encoder with "
                              "a folder holding text_encoder/ and tokenizer/.")
         if FLAGS.text_encoder is not None and not os.path.isdir(FLAGS.text_encoder):

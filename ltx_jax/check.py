@@ -22,25 +22,35 @@ from typing import Any
 import jax
 
 from ltx_jax.configs import LatentUpsamplerConfig, T5Config
+from ltx_jax.pipelines import LTXMultiScalePipeline, LTXPipeline
+from ltx_jax.pipelines.abstract import abstract_pipeline, stand_in_tokenizer
 from ltx_jax.programs import DryRun, ProgramRecord, tree_bytes
 from ltx_jax.releases import LATENT_UPSAMPLER_PRESETS
+from ltx_jax.text_encoding import load_tokenizer
+from ltx_jax.tiny_random import TINY_T5, TINY_UPSAMPLER
+from weight_conversion import read_latent_upsampler_config
+from weight_conversion.common import read_config
 
 GiB = 1024**3
 INPUTS_WIDTH = 80  # characters of the inputs column
 
 
-def text_encoder_config(root: str | None) -> T5Config | None:
-    """T5's config from a folder holding ``text_encoder/`` (or the folder itself), or None where there is none."""
-    if root is None:
+def text_encoder_root(model: str | None, text_encoder: str | None) -> str | None:
+    """The folder holding T5's ``text_encoder/``: ``--text_encoder`` (or T5's own folder given there), else the
+    model's folder (a diffusers root, or the folder of a single file); None where neither has one."""
+    if text_encoder is not None:
+        return text_encoder
+    if not model or model == "tiny-random":
         return None
-    from weight_conversion.common import read_config
+    folder = os.path.dirname(os.path.abspath(model)) if os.path.isfile(model) else model
+    return folder if os.path.isdir(os.path.join(folder, "text_encoder")) else None
 
+
+def text_encoder_config(root: str) -> T5Config:
+    """T5's config from ``text_encoder_root``'s folder (``config.json`` or an Orbax marker; no weight is read)."""
     def single_file(source, path):
         raise ValueError(f"{path}: a text encoder is a transformers folder (text_encoder/ with config.json).")
 
-    folder = os.path.join(root, "text_encoder")
-    if not os.path.isdir(folder) and not os.path.exists(os.path.join(root, "config.json")):
-        return None
     return read_config(root, "text_encoder", T5Config, "transformers text_encoder", single_file)
 
 
@@ -50,8 +60,6 @@ def upsampler_config(upsampler: str | None) -> LatentUpsamplerConfig | None:
         return None
     if not os.path.exists(upsampler) and os.path.basename(upsampler) in LATENT_UPSAMPLER_PRESETS:
         return LATENT_UPSAMPLER_PRESETS[os.path.basename(upsampler)]
-    from weight_conversion import read_latent_upsampler_config
-
     return read_latent_upsampler_config(upsampler)
 
 
@@ -61,29 +69,18 @@ def abstract_pipeline_for(facts: dict, *, model: str | None, text_encoder: str |
     """The pipeline ``generate`` would load, over abstract parameters: the architectures of ``facts`` (the command
     line's ``_model_facts``: a checkpoint's configs or a release's), T5's from the text encoder's folder (else the
     release's), the tokenizer from its folder where there is one (else a stand-in that knows ``prompt``)."""
-    from ltx_jax.pipelines import LTXMultiScalePipeline, LTXPipeline
-    from ltx_jax.pipelines.abstract import abstract_pipeline, stand_in_tokenizer
-
     release = facts["release"]
-    tiny = model == "tiny-random"
-    roots = [text_encoder] + ([os.path.dirname(os.path.abspath(model)) if os.path.isfile(model) else model]
-                              if model and not tiny else [])
-    root = next((r for r in roots if r and text_encoder_config(r) is not None), None)
+    root = text_encoder_root(model, text_encoder)
     t5 = text_encoder_config(root) if root else None
-    if tiny:
-        from ltx_jax.tiny_random import TINY_T5, TINY_UPSAMPLER
-
+    if model == "tiny-random":
         t5, up = TINY_T5, TINY_UPSAMPLER if upsampler else None
     else:
         up = upsampler_config(upsampler)
     if t5 is None and release is None:
         raise ValueError("the model's text encoder config is not at hand and no release is known: pass --text_encoder "
                          "or --preset.")
-    tokenizer = stand_in_tokenizer((prompt,))
-    if root is not None and os.path.isdir(os.path.join(root, "tokenizer")):
-        from ltx_jax.text_encoding import load_tokenizer
-
-        tokenizer = load_tokenizer(root)
+    has_tokenizer = root is not None and os.path.isdir(os.path.join(root, "tokenizer"))
+    tokenizer = load_tokenizer(root) if has_tokenizer else stand_in_tokenizer((prompt,))
     cls = LTXMultiScalePipeline if upsampler else LTXPipeline
     return abstract_pipeline(cls, release, transformer=facts["transformer"], vae=facts["vae"], text_encoder=t5,
                              latent_upsampler=up, scheduler=facts["scheduler"], dtype=dtype, weights=weights,
@@ -91,7 +88,9 @@ def abstract_pipeline_for(facts: dict, *, model: str | None, text_encoder: str |
 
 
 def _bytes(n: int) -> str:
-    return f"{n / GiB:,.2f} GiB" if n >= GiB / 10 else f"{n / 1024**2:,.1f} MiB"
+    if n >= GiB / 10:
+        return f"{n / GiB:,.2f} GiB"
+    return f"{n / 1024**2:,.1f} MiB" if n >= 1024**2 / 10 else f"{n / 1024:,.1f} KiB"
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
@@ -106,7 +105,8 @@ def report(run: DryRun, pipe: Any, title: str) -> str:
         name = r.name + (f" ({r.detail})" if r.detail else "") + (f" x{r.calls}" if r.calls > 1 else "")
         working = _bytes(_working_bytes(r)) + ("" if r.temporary_bytes is not None or not run.compile
                                                else " (no analysis)")
-        rows.append([name, r.inputs, f"{r.gflop:,.0f}", _bytes(r.parameter_bytes), working])
+        rows.append([name, r.inputs, f"{r.gflop:,.0f}" if r.gflop >= 10 else f"{r.gflop:.3g}",
+                     _bytes(r.parameter_bytes), working])
     for row in rows:
         row[1] = row[1] if len(row[1]) <= INPUTS_WIDTH else row[1][: INPUTS_WIDTH - 3] + "..."
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
