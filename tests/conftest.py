@@ -10,6 +10,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -21,6 +23,22 @@ from diffusers import LTXVideoTransformer3DModel as TorchTransformer
 from safetensors.torch import save_file
 from transformers import T5Config as TorchT5Config
 from transformers import T5EncoderModel as TorchT5
+
+def pytest_configure(config):
+    """One compilation cache folder for the whole session (``LTX_JAX_CACHE_DIR``, which the command line's
+    ``--compilation_cache`` uses): a command-line child reads back the programs an earlier child compiled (the
+    tiny-random pipeline, its params' init: 26 s cold, 8 s warm). A fresh folder, so the suite never reads or fills
+    the user's cache; test workers (xdist) and children inherit it."""
+    if "LTX_JAX_CACHE_DIR" not in os.environ:
+        os.environ["LTX_JAX_CACHE_DIR"] = tempfile.mkdtemp(prefix="ltx_jax_test_cache_")
+        config._ltx_jax_cache_dir = os.environ["LTX_JAX_CACHE_DIR"]
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_ltx_jax_cache_dir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 # Odd sizes on purpose: width 16 (2 heads x 8) is not a multiple of 6, so the RoPE padding path runs.
 TINY_TRANSFORMER = dict(
@@ -152,17 +170,36 @@ def psnr(ours, ref) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
-_MEASURED: list[tuple[str, float, float, bool]] = []
+_MEASURED: list[tuple[str, float, float, bool]] = []  # the parity table of the process that prints the summary
+_PENDING: list[tuple[str, float, float, bool]] = []  # measured by the test running in this process, not yet reported
+PARITY_PROPERTY = "ltx_jax_parity"
 
 
 def report(name: str, measured: float, tolerance: float, *, at_least: bool = False) -> None:
     """Prints a measured error (shown with -s) and lists it in the end-of-run parity table (always shown).
 
-    ``at_least=True`` is for figures where higher is better (PSNR): the bound is then a minimum.
+    ``at_least=True`` is for figures where higher is better (PSNR): the bound is then a minimum. The figure travels
+    in the test's report, so the table is whole when the tests run in several worker processes (pytest-xdist).
     """
     bound = "minimum" if at_least else "tolerance"
     print(f"\n[{name}] measured {measured:.3e} ({bound} {tolerance:.3g})")
-    _MEASURED.append((name, float(measured), float(tolerance), at_least))
+    _PENDING.append((name, float(measured), float(tolerance), at_least))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Puts the figures a test (or a fixture it tore down) measured into its report."""
+    outcome = yield
+    if _PENDING:
+        outcome.get_result().user_properties.append((PARITY_PROPERTY, list(_PENDING)))
+        _PENDING.clear()
+
+
+def pytest_runtest_logreport(report):
+    """Collects the figures from the reports, in the process that prints the summary (the only one without xdist)."""
+    for name, value in report.user_properties:
+        if name == PARITY_PROPERTY:
+            _MEASURED.extend(tuple(row) for row in value)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -10,6 +10,7 @@ as its last line. fp32 throughout; every reference is the same computation on on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -53,6 +54,14 @@ def _inputs(batch: int = 8, seed: int = 0):
             np.linspace(50, 950, batch).astype(np.float32), mask)
 
 
+@functools.lru_cache(maxsize=None)
+def _reference_root() -> str:
+    """The tiny diffusers-layout checkpoint (tests/conftest.py), written once for every case of this process."""
+    from conftest import build_tiny_reference
+
+    return build_tiny_reference(tempfile.mkdtemp())["root"]
+
+
 def _forward(module, params, args):
     return jax.jit(lambda p, *a: module.apply({"params": p}, *a, **KW))(params, *args)
 
@@ -91,11 +100,11 @@ def attention_alone() -> dict:
 
 def pipelines() -> dict:
     """Text-to-video with CFG + STG and image-to-video, loaded with mesh=, against one device: PSNR."""
-    from conftest import build_tiny_reference, psnr
+    from conftest import psnr
 
     from ltx_jax.pipelines import LTXImageToVideoPipeline, LTXPipeline
 
-    root = build_tiny_reference(tempfile.mkdtemp())["root"]
+    root = _reference_root()
     t2v = dict(prompt="a fox", negative_prompt="blur", height=64, width=96, num_frames=9, num_inference_steps=3,
                guidance_scale=3.0, stg_scale=1.0, skip_block_list=[1], seed=0)
     image = np.random.default_rng(2).random((64, 96, 3)).astype(np.float32)
@@ -115,12 +124,10 @@ def pipelines() -> dict:
 def loading() -> dict:
     """load_transformer / load_text_encoder with sharding= (safetensors and Orbax): same params, on their shards;
     per-device bytes against 1 / (fsdp * tensor)."""
-    from conftest import build_tiny_reference
-
     from weight_conversion import load_text_encoder, load_transformer
     from weight_conversion.transformer import save_transformer_orbax
 
-    root = build_tiny_reference(tempfile.mkdtemp())["root"]
+    root = _reference_root()
     _, ref = load_transformer(root, jnp.float32)
     _, ref_t5 = load_text_encoder(root, jnp.float32)
     out = {"loaded": {}, "bytes": {}}
@@ -214,12 +221,10 @@ def memory_2b() -> dict:
 
 def cli() -> dict:
     """``generate --mesh`` on a checkpoint folder and on tiny-random."""
-    from conftest import build_tiny_reference
-
     from ltx_jax.__main__ import main
     from ltx_jax.video import read_video
 
-    root = build_tiny_reference(tempfile.mkdtemp())["root"]
+    root = _reference_root()
     folder = tempfile.mkdtemp()
     codes = {}
     for name, model in (("folder", root), ("tiny-random", "tiny-random")):
@@ -284,9 +289,8 @@ def vae_decode() -> dict:
         for spec in (None, "data=2,context=4", "fsdp=8"):
             plan = ShardingPlan.create(spec)
             p = params if plan is None else jax.device_put(params, plan.replicated())
-            args = (vae, p, latents, t, t, key, tiling, None)
-            frames = np.asarray(jitted_decode(*args, sharding=plan)[0])
-            compiled = jitted_decode.lower(*args, sharding=plan).compile()
+            compiled = jitted_decode.lower(vae, p, latents, t, t, key, tiling, None, sharding=plan).compile()
+            frames = np.asarray(compiled(p, latents, t, t, key, None)[0])  # one compile; the static arguments are in it
             trips = [int(n) for n in re.findall(r"known_trip_count[^0-9]*(\d+)", compiled.as_text())]
             ref = frames if ref is None else ref
             out[f"{'tiled' if tiling else 'whole'}, {spec or 'one device'}"] = {

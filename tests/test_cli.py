@@ -21,9 +21,10 @@ from ltx_jax.video import read_video
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def cli(args, tmp_path, *, umask: int | None = None, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
-    """``python -m ltx_jax generate --model tiny-random ...`` in a fresh process (a Popen when ``popen`` is given)."""
-    env = {**os.environ, "LTX_JAX_CACHE_DIR": str(tmp_path / "cache")}
+def cli(args, *, umask: int | None = None, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+    """``python -m ltx_jax generate --model tiny-random ...`` in a fresh process (a Popen when ``popen`` is given),
+    with the session's compilation cache (conftest: a later run of the same programs skips their compiles)."""
+    env = dict(os.environ)
     cmd = [sys.executable, "-m", "ltx_jax", "generate", "--model", "tiny-random", *args]
     def preexec():
         # As from a terminal: Ctrl-C's default action, even where this suite runs in a background job (a
@@ -45,18 +46,17 @@ def run_in_process(args: list[str], capsys) -> tuple[int, str]:
 
 def test_writes_a_playable_mp4_that_others_can_read(tmp_path):
     out = tmp_path / "video.mp4"
-    result = cli(["--prompt", "a red fox in the snow", "--output", str(out), "--steps", "2", "--noprogress"], tmp_path,
-                 umask=0o022)
+    result = cli(["--prompt", "a red fox in the snow", "--output", str(out), "--steps", "2", "--noprogress"], umask=0o022)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "the output is noise" in result.stderr and f"wrote {out}" in result.stdout and "timings:" in result.stdout
     assert read_video(out).shape == (9, 64, 96, 3)
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o644)  # what umask 022 gives, not mkstemp's 0600
     # --overwrite replaces; without it the same command stops before loading anything.
-    refused = cli(["--prompt", "x", "--output", str(out), "--steps", "2", "--noprogress"], tmp_path)
+    refused = cli(["--prompt", "x", "--output", str(out), "--steps", "2", "--noprogress"])
     assert refused.returncode == 2 and "already exists" in refused.stderr and "loading" not in refused.stderr
     before = out.read_bytes()
     again = cli(["--prompt", "x", "--output", str(out), "--steps", "2", "--noprogress", "--overwrite", "--seed", "3"],
-                tmp_path, umask=0o077)
+                umask=0o077)
     assert again.returncode == 0, again.stderr[-2000:]
     assert out.read_bytes() != before and oct(os.stat(out).st_mode & 0o777) == oct(0o600)  # umask 077
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
@@ -141,10 +141,9 @@ def test_nonfinite_weights_give_an_error_and_no_file(tmp_path, tiny_reference):
     tensors["proj_out.bias"][0] = float("nan")
     save_file(tensors, str(weights))
     out = tmp_path / "nan.mp4"
-    env = {**os.environ, "LTX_JAX_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-m", "ltx_jax", "generate", "--model", str(broken), "--prompt", "x",
                              "--height", "64", "--width", "96", "--num_frames", "9", "--steps", "3", "--noprogress",
-                             "--output", str(out)], capture_output=True, text=True, env=env, timeout=300)
+                             "--output", str(out)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == (
         "error: denoising produced NaN or Inf at step 1 of 3; the run was stopped there (check the inputs, dtype and "
@@ -178,7 +177,7 @@ def _wait_or_kill(proc: subprocess.Popen, timeout: float) -> int:
 
 def test_ctrl_c_during_denoising_stops_within_3_seconds_and_writes_nothing(tmp_path):
     out = tmp_path / "long.mp4"
-    proc = cli(["--prompt", "a fox", "--output", str(out), "--steps", "500000"], tmp_path, stderr=subprocess.PIPE,
+    proc = cli(["--prompt", "a fox", "--output", str(out), "--steps", "500000"], stderr=subprocess.PIPE,
                stdout=subprocess.PIPE)
     _wait_for(proc, rb" ([1-9]\d{2,})/500000")  # a hundred steps or more done: the loop is running
     start = time.time()
@@ -195,7 +194,7 @@ def test_ctrl_c_during_denoising_stops_within_3_seconds_and_writes_nothing(tmp_p
 def test_sigterm_while_writing_leaves_no_file(tmp_path):
     out = tmp_path / "big.mp4"  # 121 frames of 384x256: a write long enough to be inside of
     proc = cli(["--prompt", "a fox", "--output", str(out), "--steps", "2", "--noprogress", "--height", "256",
-                "--width", "384", "--num_frames", "121"], tmp_path, stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+                "--width", "384", "--num_frames", "121"], stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     _wait_for(proc, rb"writing ", timeout=240)
     time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -210,7 +209,7 @@ def test_max_sequence_length_flag_and_its_warning(tmp_path):
     out = tmp_path / "short.gif"
     prompt = " ".join(["a red fox walks along the beach at sunset"] * 50)
     result = cli(["--prompt", prompt, "--output", str(out), "--steps", "2", "--noprogress", "--max_sequence_length",
-                  "16"], tmp_path)
+                  "16"])
     assert result.returncode == 0, result.stderr[-2000:]
     warning = [line for line in result.stderr.splitlines() if "max_sequence_length=16" in line]
     assert len(warning) == 1 and len(warning[0]) < 400, warning  # a count and the first words, not the whole text
