@@ -65,8 +65,9 @@ def test_orbax_roundtrip_through_cli(transformer_checkpoints, reference_output, 
     assert cli_main(["convert", transformer_checkpoints[src], str(dst16), "--dtype", "bfloat16"]) == 0
     module16, params16 = load_transformer(dst16, dtype=jnp.bfloat16)
     assert {x.dtype for x in jax.tree_util.tree_leaves(params16)} == {jnp.dtype(jnp.bfloat16)}
-    with pytest.raises(ValueError, match="already exists"):
-        cli_main(["convert", transformer_checkpoints[src], str(dst)])
+    assert cli_main(["convert", transformer_checkpoints[src], str(dst)]) == 2  # refused before loading, one line
+    assert capsys.readouterr().err == f"error: {dst} already exists; choose a new destination, or replace it with " \
+                                      "--overwrite.\n"
 
 
 def test_bf16_load_reads_bf16_file_without_upcast(torch_transformer, tmp_path):

@@ -145,6 +145,8 @@ def load_latent_upsampler(
     return module, params
 
 
-def save_latent_upsampler_orbax(module: LatentUpsampler, params: dict, path: str | os.PathLike) -> None:
-    """Writes ``params`` and the module's config as an Orbax checkpoint that ``load_latent_upsampler`` reads back."""
-    orbax_io.save(path, COMPONENT, module.config.to_dict(), params, module.param_dtype)
+def save_latent_upsampler_orbax(module: LatentUpsampler, params: dict, path: str | os.PathLike, *,
+                                overwrite: bool = False) -> None:
+    """Writes ``params`` and the module's config as an Orbax checkpoint that ``load_latent_upsampler`` reads back
+    (atomically: ``orbax_io.save``)."""
+    orbax_io.save(path, COMPONENT, module.config.to_dict(), params, module.param_dtype, overwrite=overwrite)

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ltx_jax.files import atomic_dir
 from weight_conversion.mapping import flatten
 from weight_conversion.safetensors_io import CheckpointError
 
@@ -55,21 +56,27 @@ def resolve_weights(path: str | os.PathLike, requested: str | None) -> str | Non
 
 
 def save(path: str | os.PathLike, component: str, config: dict, params: Any, dtype: Any,
-         weights: str | None = None) -> None:
-    """Writes ``params`` and the component's config to ``path`` (which must not exist yet); ``weights`` is the
-    module's weight format (None, "int8", "fp8"), recorded so that loading rebuilds the same module."""
+         weights: str | None = None, *, overwrite: bool = False) -> None:
+    """Writes ``params`` and the component's config to ``path``; ``weights`` is the module's weight format (None,
+    "int8", "fp8"), recorded so that loading rebuilds the same module.
+
+    The checkpoint is written into a temporary folder beside ``path`` and renamed into place once complete
+    (``ltx_jax.files.atomic_dir``): a failed or interrupted write (a full disk, Ctrl-C) leaves nothing, and raises an
+    ``OSError`` of one line. An existing ``path`` raises ``ValueError`` unless ``overwrite`` (then the old checkpoint
+    is replaced only once the new one is complete)."""
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(os.fspath(path))
-    if os.path.exists(path):
-        raise ValueError(f"{path} already exists; choose a new destination or remove it first.")
-    os.makedirs(path)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(path, "params"), params)
-    checkpointer.wait_until_finished()
-    with open(os.path.join(path, MARKER), "w") as f:
-        json.dump({"format": "ltx_jax", "component": component, "config": config, "dtype": jnp.dtype(dtype).name,
-                   "weights": weights}, f, indent=2)
+    if os.path.lexists(path) and not overwrite:
+        raise ValueError(f"{path} already exists; choose a new destination, or overwrite it (--overwrite, "
+                         "overwrite=True).")
+    with atomic_dir(path, overwrite=overwrite) as partial:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(os.path.join(partial, "params"), params)
+        checkpointer.wait_until_finished()
+        with open(os.path.join(partial, MARKER), "w") as f:
+            json.dump({"format": "ltx_jax", "component": component, "config": config, "dtype": jnp.dtype(dtype).name,
+                       "weights": weights}, f, indent=2)
 
 
 def restore(path: str | os.PathLike, component: str, abstract_params: Any, shardings: Any = None) -> Any:

@@ -172,7 +172,9 @@ def load_text_encoder(
     return module, params
 
 
-def save_text_encoder_orbax(module: T5EncoderModel, params: dict, path: str | os.PathLike) -> None:
+def save_text_encoder_orbax(module: T5EncoderModel, params: dict, path: str | os.PathLike, *,
+                            overwrite: bool = False) -> None:
     """Writes ``params`` and the module's config and weight format as an Orbax checkpoint that
-    ``load_text_encoder`` reads back."""
-    orbax_io.save(path, COMPONENT, module.config.to_dict(), params, module.param_dtype, weights=module.weights)
+    ``load_text_encoder`` reads back (atomically: ``orbax_io.save``)."""
+    orbax_io.save(path, COMPONENT, module.config.to_dict(), params, module.param_dtype, weights=module.weights,
+                  overwrite=overwrite)

@@ -119,8 +119,11 @@ def _single_file_keys(source: TensorSource) -> dict[str, str]:
 
 
 def _single_file_config(source: TensorSource, keys: dict[str, str]) -> TransformerConfig:
-    native = (read_single_file_config(source) or {}).get("transformer")
-    return config_from_native(native) if isinstance(native, dict) else infer_config(source, keys)
+    try:
+        native = (read_single_file_config(source) or {}).get("transformer")
+        return config_from_native(native) if isinstance(native, dict) else infer_config(source, keys)
+    except ValueError as e:  # a config out of range, or one that cannot be read: name the file
+        raise CheckpointError(f"{source.files[0].path}: the transformer's config: {e}") from None
 
 
 def read_transformer_config(path: str | os.PathLike) -> TransformerConfig:
@@ -235,6 +238,9 @@ def _scanned(config: TransformerConfig) -> dict[str, int]:
     return {"transformer_blocks": config.num_layers}
 
 
-def save_transformer_orbax(module: LTXVideoTransformer3DModel, params: dict, path: str | os.PathLike) -> None:
-    """Writes ``params`` (float or quantized) and the module's config and weight format as an Orbax checkpoint."""
-    orbax_io.save(path, "transformer", module.config.to_dict(), params, module.param_dtype, weights=module.weights)
+def save_transformer_orbax(module: LTXVideoTransformer3DModel, params: dict, path: str | os.PathLike, *,
+                           overwrite: bool = False) -> None:
+    """Writes ``params`` (float or quantized) and the module's config and weight format as an Orbax checkpoint
+    (atomically: ``orbax_io.save``)."""
+    orbax_io.save(path, "transformer", module.config.to_dict(), params, module.param_dtype, weights=module.weights,
+                  overwrite=overwrite)

@@ -365,13 +365,16 @@ def _make_module(config: VAEConfig, dtype: Any, **module_kwargs) -> AutoencoderK
 
 
 def _single_file_config(source: TensorSource, native_keys: list[str]) -> VAEConfig:
-    native = (read_single_file_config(source) or {}).get("vae")
-    if isinstance(native, dict):
-        config = config_from_native(native)
-        if config is not None:
-            return config
-    shapes = {k[len(NATIVE_PREFIX):]: source.shape(k) for k in native_keys}
-    return config_from_native(infer_native_config(shapes))
+    try:
+        native = (read_single_file_config(source) or {}).get("vae")
+        if isinstance(native, dict):
+            config = config_from_native(native)
+            if config is not None:
+                return config
+        shapes = {k[len(NATIVE_PREFIX):]: source.shape(k) for k in native_keys}
+        return config_from_native(infer_native_config(shapes))
+    except ValueError as e:  # a config out of range, or one that cannot be read: name the file
+        raise CheckpointError(f"{source.files[0].path}: the VAE's config: {e}") from None
 
 
 def _native_keys(source: TensorSource, path: str) -> list[str]:
@@ -442,5 +445,7 @@ def load_vae(
     return module, params
 
 
-def save_vae_orbax(module: AutoencoderKLLTXVideo, params: dict, path: str | os.PathLike) -> None:
-    orbax_io.save(path, "vae", module.config.to_dict(), params, module.param_dtype)
+def save_vae_orbax(module: AutoencoderKLLTXVideo, params: dict, path: str | os.PathLike, *,
+                   overwrite: bool = False) -> None:
+    """Writes ``params`` and the module's config as an Orbax checkpoint (atomically: ``orbax_io.save``)."""
+    orbax_io.save(path, "vae", module.config.to_dict(), params, module.param_dtype, overwrite=overwrite)

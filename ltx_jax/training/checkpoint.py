@@ -1,6 +1,7 @@
 """Orbax checkpoints of a training run: ``output/checkpoints/step_<n>/`` holds the ``TrainState`` (trained weights,
-optimizer state, key, step) and ``run.json`` the run's config; a checkpoint is renamed into place once complete, so
-an interrupted save leaves the previous one as the latest."""
+optimizer state, key, step) and ``run.json`` the run's config; a checkpoint is written into a temporary folder and
+renamed into place once complete (``ltx_jax.files.atomic_dir``), so an interrupted save leaves the previous one as the
+latest."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import re
 import shutil
 
 import jax
+
+from ltx_jax.files import atomic_dir, remove_leftovers
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -36,16 +39,13 @@ def save_checkpoint(output: str, state, config, keep: int = 2) -> str:
     step = int(jax.device_get(state.step))
     folder = checkpoint_dir(output)
     final = os.path.join(folder, f"step_{step}")
-    partial = final + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(os.path.abspath(partial), "state"), state)
-    checkpointer.wait_until_finished()
-    with open(os.path.join(partial, "run.json"), "w") as f:
-        json.dump({"step": step, "config": dataclasses.asdict(config)}, f, indent=2)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
+    remove_leftovers(folder)  # the temporary folder of a save that was killed (one run writes to an output)
+    with atomic_dir(final, overwrite=True) as partial:
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(os.path.join(partial, "state"), state)
+        checkpointer.wait_until_finished()
+        with open(os.path.join(partial, "run.json"), "w") as f:
+            json.dump({"step": step, "config": dataclasses.asdict(config)}, f, indent=2)
     done = sorted((int(m.group(1)), n) for n in os.listdir(folder) if (m := STEP_DIR.match(n)))
     for _, name in done[:-keep]:
         shutil.rmtree(os.path.join(folder, name), ignore_errors=True)

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltx_jax.files import atomic_file
+
 # LTX-Video-Trainer's default targets: the attention projections of both attentions of every block.
 DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 FORMATS = ("diffusers", "comfyui")
@@ -82,7 +84,7 @@ def _module_names(path: tuple[str, ...], layers: int | None) -> list[str]:
 
 def export_lora(trainable: Mapping, fixed: Mapping, path: str | os.PathLike, *, rank: int, alpha: float,
                 target_modules: Sequence[str] = DEFAULT_TARGETS, format: str = "diffusers") -> str:
-    """Writes the adapter as a safetensors file (atomically): ``format="diffusers"`` (diffusers' / PEFT's
+    """Writes the adapter as a safetensors file (atomically, replacing an earlier export; the umask's permissions): ``format="diffusers"`` (diffusers' / PEFT's
     ``transformer.<module>.lora_A.weight`` [r, in] / ``lora_B.weight`` [out, r], the adapter config in the
     ``lora_adapter_metadata`` entry as diffusers' ``save_lora_weights`` writes it) or ``"comfyui"``
     (``diffusion_model.<native module>.lora_A/B.weight`` and ``.alpha``). Returns the path."""
@@ -114,8 +116,6 @@ def export_lora(trainable: Mapping, fixed: Mapping, path: str | os.PathLike, *, 
                   "use_dora": False, "rank_pattern": {}, "alpha_pattern": {}}
         metadata["lora_adapter_metadata"] = json.dumps({f"transformer.{k}": v for k, v in config.items()},
                                                        indent=2, sort_keys=True)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial"
-    save_file(tensors, partial, metadata=metadata)
-    os.replace(partial, path)
+    with atomic_file(path, overwrite=True) as tmp:  # complete or absent, with the umask's mode (not safetensors' 0600)
+        save_file(tensors, tmp, metadata=metadata)
     return path
