@@ -39,6 +39,46 @@ def _fits(value: Any, annotation: str) -> bool:
     return False
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What a field's value (or each entry of a tuple field) must be: (test, the words for it).
+_INT_AT_LEAST_1 = (lambda v: _is_int(v) and v >= 1, "an int >= 1")
+_INT_AT_LEAST_0 = (lambda v: _is_int(v) and v >= 0, "an int >= 0")
+_NUMBER_AT_LEAST_0 = (lambda v: _is_number(v) and v >= 0, "a number >= 0")
+_NUMBER_ABOVE_0 = (lambda v: _is_number(v) and v > 0, "a number > 0")
+
+
+def _check_fields(config, rule: tuple, *names: str) -> None:
+    """Raises one line naming the field, its value and what is wanted, for the first named field (or entry of a tuple
+    field) that ``rule`` refuses; a field that may be None (``_OPTIONAL_FIELDS``) passes as None."""
+    test, wanted = rule
+    for name in names:
+        value = getattr(config, name)
+        if value is None and name in _OPTIONAL_FIELDS:
+            continue
+        if not all(test(v) for v in (value if isinstance(value, tuple) else (value,))):
+            each = "each entry " if isinstance(value, tuple) else ""
+            raise ValueError(f"{type(config).__name__}: {name}={value!r}; {each}must be {wanted} "
+                             "(fix the value in the config).")
+
+
+def _check_length(config, name: str, needed: int, why: str) -> None:
+    """A tuple field with at least ``needed`` entries, else one line naming it, its length and why it needs more."""
+    have = len(getattr(config, name))
+    if have < needed:
+        raise ValueError(f"{type(config).__name__}: {name} has {have} entries, {needed} wanted ({why}); fix the config.")
+
+
+# Fields that may be None (derived when None); the range rules apply to their value otherwise.
+_OPTIONAL_FIELDS = frozenset({"spatial_compression_ratio", "temporal_compression_ratio"})
+
+
 def _dataclass_from_dict(cls, config: Mapping[str, Any], *, ignored: frozenset[str] = frozenset()):
     """Builds ``cls`` from a config dict, raising on keys the dataclass does not know and on values of the wrong
     type (naming the key and the type it wants)."""
@@ -102,6 +142,10 @@ class TransformerConfig:
     attention_out_bias: bool = True
 
     def __post_init__(self):
+        _check_fields(self, _INT_AT_LEAST_1, "in_channels", "out_channels", "patch_size", "patch_size_t",
+                      "num_attention_heads", "attention_head_dim", "cross_attention_dim", "num_layers",
+                      "caption_channels")
+        _check_fields(self, _NUMBER_AT_LEAST_0, "norm_eps")
         if self.activation_fn not in ("gelu-approximate", "gelu"):
             raise ValueError(f"activation_fn={self.activation_fn!r} is not supported; use 'gelu-approximate' or 'gelu'.")
         if self.qk_norm != "rms_norm_across_heads":
@@ -185,6 +229,16 @@ class T5Config:
     is_gated_act: bool | None = None
 
     def __post_init__(self):
+        _check_fields(self, _INT_AT_LEAST_1, "vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads",
+                      "relative_attention_max_distance")
+        _check_fields(self, _NUMBER_AT_LEAST_0, "layer_norm_epsilon")
+        # transformers' bidirectional buckets: a quarter of them for exact distances (at least one), log-spaced ones
+        # from there up to max_distance (which must lie past them: log(max_distance / exact) divides).
+        exact = self.relative_attention_num_buckets // 4 if _is_int(self.relative_attention_num_buckets) else 0
+        if exact < 1 or self.relative_attention_max_distance <= exact:
+            raise ValueError(f"T5Config: relative_attention_num_buckets={self.relative_attention_num_buckets!r} and "
+                             f"relative_attention_max_distance={self.relative_attention_max_distance}; need an int >= 4 "
+                             "buckets and a max distance above a quarter of them (fix the values in the config).")
         parts = self.feed_forward_proj.split("-")
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
             raise ValueError(f"feed_forward_proj={self.feed_forward_proj!r}; expected 'ACT' or 'gated-ACT', e.g. 'relu', 'gated-gelu'.")
@@ -260,6 +314,14 @@ class VAEConfig:
     temporal_compression_ratio: int | None = None
 
     def __post_init__(self):
+        _check_fields(self, _INT_AT_LEAST_1, "in_channels", "out_channels", "latent_channels", "block_out_channels",
+                      "decoder_block_out_channels", "upsample_factor", "patch_size", "patch_size_t",
+                      "spatial_compression_ratio", "temporal_compression_ratio")
+        _check_fields(self, _INT_AT_LEAST_0, "layers_per_block", "decoder_layers_per_block")
+        _check_fields(self, _NUMBER_AT_LEAST_0, "resnet_norm_eps")
+        _check_fields(self, _NUMBER_ABOVE_0, "scaling_factor")
+        _check_length(self, "block_out_channels", 1, "the encoder's widths")
+        _check_length(self, "decoder_block_out_channels", 1, "the decoder's widths")
         unknown = sorted(set(self.down_block_types) - set(_VAE_DOWN_BLOCK_TYPES))
         if unknown:
             raise ValueError(f"down_block_types {unknown} are not supported; use {_VAE_DOWN_BLOCK_TYPES}.")
@@ -268,6 +330,11 @@ class VAEConfig:
             raise ValueError(f"downsample_type {unknown} are not supported; use {_VAE_DOWNSAMPLE_TYPES}.")
         if self.patch_size_t != 1:
             raise ValueError("patch_size_t must be 1: diffusers' LTX encoder sizes conv_in for a spatial patch only.")
+        # diffusers' encoder: a down block per width (0.9.5 blocks: per width after the first), then the mid block.
+        n_enc = len(self.block_out_channels) - (1 if self.down_block_types and self.is_095_encoder else 0)
+        for name in ("down_block_types", "spatio_temporal_scaling", "downsample_type"):
+            _check_length(self, name, n_enc, f"one per encoder down block of block_out_channels={self.block_out_channels}")
+        _check_length(self, "layers_per_block", n_enc + 1, "one per encoder down block, then the mid block's")
         n_dec = len(self.decoder_block_out_channels)
         for name in ("decoder_spatio_temporal_scaling", "upsample_residual", "upsample_factor"):
             if len(getattr(self, name)) < n_dec:
@@ -350,12 +417,11 @@ class LatentUpsamplerConfig:
             raise ValueError("spatial_upsample and temporal_upsample are both false; an upsampler needs one of them.")
         if self.dims == 2 and self.temporal_upsample:
             raise ValueError("dims=2 runs every frame on its own and cannot upsample in time; use dims=3.")
+        _check_fields(self, _INT_AT_LEAST_1, "in_channels", "mid_channels")
+        _check_fields(self, _INT_AT_LEAST_0, "num_blocks_per_stage")
         if self.mid_channels % GROUP_NORM_GROUPS:
             raise ValueError(f"mid_channels={self.mid_channels} must be a multiple of {GROUP_NORM_GROUPS} (GroupNorm "
                              f"groups).")
-        if self.in_channels < 1 or self.num_blocks_per_stage < 0:
-            raise ValueError(f"in_channels={self.in_channels}, num_blocks_per_stage={self.num_blocks_per_stage}: "
-                             "need in_channels >= 1 and num_blocks_per_stage >= 0.")
 
     @property
     def spatial_scale(self) -> int:

@@ -15,6 +15,7 @@ The mask is returned in both cases: the transformer's cross-attention uses it.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from typing import Any, Sequence
@@ -35,15 +36,66 @@ def load_tokenizer(path: str | os.PathLike):
     """The T5 tokenizer of a diffusers pipeline root (``tokenizer/`` inside it) or of a tokenizer folder.
 
     Loaded with transformers' ``AutoTokenizer`` from local files only (a folder with ``spiece.model`` or
-    ``tokenizer.json`` and ``tokenizer_config.json``); nothing is downloaded.
+    ``tokenizer.json`` and ``tokenizer_config.json``); nothing is downloaded. The folder and its files are checked
+    first, so a missing or unreadable one is named (``check_tokenizer_folder``).
     """
     from transformers import AutoTokenizer
 
+    folder = check_tokenizer_folder(path)
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"Cannot load the tokenizer in {folder}: {str(e).strip().splitlines()[0]}") from e
+
+
+def check_tokenizer_folder(path: str | os.PathLike) -> str:
+    """The tokenizer folder of ``path`` (its ``tokenizer/``, or ``path`` itself), with the files transformers will
+    read checked: ``tokenizer.json`` or ``spiece.model`` (parsed with sentencepiece when it is the one used),
+    ``tokenizer_config.json`` and the other JSON files. A CheckpointError names a missing or unreadable file."""
     path = os.fspath(path)
-    folder = os.path.join(path, "tokenizer") if os.path.isdir(os.path.join(path, "tokenizer")) else path
+    folder = os.path.join(path, "tokenizer")
+    if not os.path.isdir(folder):
+        if os.path.isdir(os.path.join(path, "text_encoder")) or os.path.isfile(os.path.join(path, "model_index.json")):
+            raise CheckpointError(f"{path} has no tokenizer/ folder beside its text_encoder/; copy the release's "
+                                  "tokenizer/ (spiece.model, tokenizer_config.json) into it.")
+        folder = path
     if not os.path.isdir(folder):
         raise CheckpointError(f"Tokenizer folder {folder} does not exist; pass a pipeline root or its tokenizer/ folder.")
-    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    files = set(os.listdir(folder))
+    if not files & {"tokenizer.json", "spiece.model"}:
+        raise CheckpointError(f"Tokenizer folder {folder} has neither spiece.model nor tokenizer.json; copy the "
+                              "release's tokenizer/ folder.")
+    if not files & {"tokenizer_config.json", "config.json"}:
+        raise CheckpointError(f"Tokenizer folder {folder} has no tokenizer_config.json; copy the release's tokenizer/ "
+                              "folder.")
+    for name in sorted(files & {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                "added_tokens.json"}):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                json.load(f)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{os.path.join(folder, name)} is unreadable ({e}); download it again.") from None
+    if "tokenizer.json" not in files:  # transformers builds the fast tokenizer from spiece.model with sentencepiece
+        _check_sentencepiece(os.path.join(folder, "spiece.model"))
+    return folder
+
+
+def _check_sentencepiece(file: str) -> None:
+    """A CheckpointError unless ``file`` is a sentencepiece model (sentencepiece reads it; it is needed for it)."""
+    try:
+        import sentencepiece
+    except ImportError:
+        raise CheckpointError(f"{file} is a sentencepiece model and sentencepiece is not installed: pip install "
+                              "sentencepiece.") from None
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+        sentencepiece.SentencePieceProcessor().LoadFromSerializedProto(data)
+    except OSError as e:
+        raise CheckpointError(f"{file} is unreadable ({e}).") from None
+    except RuntimeError:  # sentencepiece's parse error (its C++ source line) says nothing more
+        raise CheckpointError(f"{file} is unreadable: its {len(data)} bytes are not a sentencepiece model; download "
+                              "it again.") from None
 
 
 def _as_list(prompts: str | Sequence[str]) -> list[str]:

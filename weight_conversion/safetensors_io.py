@@ -9,6 +9,7 @@ views into a memory map until they are cast, so a whole model never sits in host
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -32,6 +33,15 @@ _DTYPES = {
     "BOOL": np.dtype(np.bool_),
 }
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def _is_entry(entry) -> bool:
+    """Whether a header entry is ``{"dtype": str, "shape": [int, ...], "data_offsets": [begin, end]}``."""
+    ints = lambda values: isinstance(values, list) and all(  # noqa: E731
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+    return (isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and ints(entry.get("shape"))
+            and ints(entry.get("data_offsets")) and len(entry["data_offsets"]) == 2
+            and entry["data_offsets"][0] <= entry["data_offsets"][1])
 
 
 class CheckpointError(ValueError):
@@ -64,10 +74,15 @@ class SafetensorsFile:
         if not isinstance(header, dict):
             raise CheckpointError(f"{self.path} is not a safetensors file: its header is not a JSON object.")
         self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        if not isinstance(self.metadata, dict):
+            raise CheckpointError(f"{self.path} is not a safetensors file: its __metadata__ is not a JSON object.")
         self._data_start = 8 + header_len
         self._entries = header
         data_len = size - self._data_start
         for name, entry in header.items():
+            if not _is_entry(entry):
+                raise CheckpointError(f"{self.path} is not a safetensors file: its header's entry {name!r} is not "
+                                      "{dtype, shape, data_offsets}.")
             begin, end = entry["data_offsets"]
             if end > data_len:
                 raise CheckpointError(
@@ -76,6 +91,9 @@ class SafetensorsFile:
                 )
             if entry["dtype"] not in _DTYPES:
                 raise CheckpointError(f"{self.path}: tensor {name!r} has unsupported dtype {entry['dtype']}.")
+            if end - begin != math.prod(entry["shape"]) * _DTYPES[entry["dtype"]].itemsize:
+                raise CheckpointError(f"{self.path} is not a safetensors file: tensor {name!r} of shape "
+                                      f"{entry['shape']} has {end - begin} bytes of {entry['dtype']}.")
         self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
 
     def keys(self) -> list[str]:
@@ -171,21 +189,62 @@ def open_safetensors(path: str | os.PathLike) -> TensorSource:
             )
         return TensorSource([SafetensorsFile(os.path.join(path, files[0]))])
     if path.endswith(".index.json"):
-        try:
-            with open(path) as f:
-                weight_map = json.load(f)["weight_map"]
-        except (OSError, KeyError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"Cannot read shard index {path}: {e!r}") from e
-        folder = os.path.dirname(path)
-        shard_names = sorted(set(weight_map.values()))
-        missing = [s for s in shard_names if not os.path.exists(os.path.join(folder, s))]
-        if missing:
-            raise CheckpointError(f"Shard index {path} names files that are missing: {missing}.")
-        source = TensorSource([SafetensorsFile(os.path.join(folder, s)) for s in shard_names])
-        unlisted = sorted(set(source) ^ set(weight_map))
-        if unlisted:
-            raise CheckpointError(f"Shard index {path} and the shards disagree on these keys: {unlisted[:10]}.")
-        return source
+        return _open_shards(path)
     if not os.path.exists(path):
         raise CheckpointError(f"Checkpoint {path} does not exist.")
     return TensorSource([SafetensorsFile(path)])
+
+
+def _read_weight_map(path: str) -> dict[str, str]:
+    """The ``weight_map`` of a shard index (tensor name -> shard file name), checked to be one."""
+    try:
+        with open(path) as f:
+            index = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"Cannot read shard index {path}: {e}") from e
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"Shard index {path} is not a safetensors index: it needs a \"weight_map\" object of "
+                              "tensor name -> shard file name.")
+    for key, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise CheckpointError(f"Shard index {path}: the weight_map entry {key!r} is {shard!r}, not a shard's file "
+                                  "name.")
+    return weight_map
+
+
+def _shard_roots(folder: str) -> list[str]:
+    """Where a shard may lie once links are resolved: the index's folder; and, in a huggingface_hub cache snapshot
+    (``models--org--name/snapshots/<revision>/...``, whose files are links into the repository's ``blobs/``), that
+    ``blobs/`` folder."""
+    roots = [os.path.realpath(folder)]
+    parts = os.path.abspath(folder).split(os.sep)
+    if "snapshots" in parts:
+        at = len(parts) - 1 - parts[::-1].index("snapshots")
+        blobs = os.sep.join(parts[:at] + ["blobs"])
+        if os.path.isdir(blobs):
+            roots.append(os.path.realpath(blobs))
+    return roots
+
+
+def _open_shards(path: str) -> TensorSource:
+    """The shards a ``*.safetensors.index.json`` names, each confined to the index's folder (links resolved)."""
+    weight_map = _read_weight_map(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    roots = _shard_roots(folder)
+    shard_names = sorted(set(weight_map.values()))
+    for name in shard_names:
+        parts = name.replace("\\", "/").split("/")
+        inside = not os.path.isabs(name) and ".." not in parts and "\0" not in name
+        target = os.path.realpath(os.path.join(folder, name)) if inside else ""
+        if not inside or not any(os.path.commonpath([target, root]) == root for root in roots):
+            raise CheckpointError(f"Shard index {path} names the shard {name!r}, which is not a file in the index's "
+                                  "folder; shards are read from beside their index only.")
+    missing = [s for s in shard_names if not os.path.isfile(os.path.join(folder, s))]
+    if missing:
+        raise CheckpointError(f"Shard index {path} names files that are missing beside it: {missing}.")
+    source = TensorSource([SafetensorsFile(os.path.join(folder, s)) for s in shard_names])
+    unlisted = sorted(set(source) ^ set(weight_map))
+    if unlisted:
+        raise CheckpointError(f"Shard index {path} and the shards disagree on these keys: {unlisted[:10]}.")
+    return source

@@ -29,9 +29,10 @@ from ltx_jax import sampling
 from ltx_jax import scheduler as sched
 from ltx_jax.models.layers import check_weights
 from ltx_jax.pipelines import validation
+from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.lora import LoraMixin
 from ltx_jax.pipelines.runtime import (AUTO_TILING_PIXELS, NonFiniteError, StageTimings, enable_compilation_cache,
-                                       jitted_decode, jitted_encode, resolve_path)
+                                       jitted_decode, jitted_encode)
 from ltx_jax.programs import is_placeholder
 from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
 from ltx_jax.sharding import ShardingPlan
@@ -202,7 +203,7 @@ class PipelineBase(LoraMixin, VAEStages):
             their shards, the VAE is replicated, and the frames are those of one device. Several hosts:
             ``jax.distributed.initialize()`` first, in every process.
         """
-        from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
+        from ltx_jax.text_encoding import PromptEncoder, check_tokenizer_folder, load_tokenizer
         from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
 
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
@@ -215,11 +216,13 @@ class PipelineBase(LoraMixin, VAEStages):
         dtype = jnp.dtype(dtype)
         single_file = os.path.isfile(path)
         root = os.path.dirname(path) if single_file else path
+        te_root = text_encoder_path or (root if os.path.isdir(os.path.join(root, "text_encoder")) else None)
+        if te_root is not None:
+            check_tokenizer_folder(te_root)  # a missing or unreadable tokenizer file, before any weights are read
         transformer, transformer_params = load_transformer(path, dtype, weights=weights, lora=lora, sharding=plan)
         vae, vae_params = load_vae(path, dtype)
         if plan is not None:
             vae_params = jax.device_put(vae_params, plan.replicated())
-        te_root = text_encoder_path or (root if os.path.isdir(os.path.join(root, "text_encoder")) else None)
         prompt_encoder = None
         if te_root is not None:
             te_module, te_params = load_text_encoder(te_root, jnp.dtype(text_encoder_dtype or dtype),

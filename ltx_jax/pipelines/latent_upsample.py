@@ -27,7 +27,8 @@ import numpy as np
 from ltx_jax import sampling
 from ltx_jax.pipelines import conditioning, validation
 from ltx_jax.pipelines.base import VAEStages
-from ltx_jax.pipelines.runtime import StageTimings, enable_compilation_cache, resolve_path, tone_map_latents
+from ltx_jax.pipelines.hub import resolve_path
+from ltx_jax.pipelines.runtime import StageTimings, enable_compilation_cache, tone_map_latents
 from ltx_jax.programs import Program, is_placeholder
 
 logger = logging.getLogger("ltx_jax")
@@ -172,7 +173,7 @@ class LTXLatentUpsamplePipeline(VAEStages):
         validation.check_number("decode_timestep", decode_timestep, minimum=0)
         if decode_noise_scale is not None:
             validation.check_number("decode_noise_scale", decode_noise_scale, minimum=0)
-        validation.check_int("seed", seed, minimum=0)
+        validation.check_int("seed", seed, minimum=0, maximum=validation.MAX_SEED)
         key = jax.random.PRNGKey(seed)
         if video is not None:
             frames = conditioning.as_frames(video, "video", video=True)

@@ -95,7 +95,7 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
         from weight_conversion import (load_latent_upsampler, read_latent_upsampler_config, read_single_file_config,
                                        read_transformer_config, read_vae_config)
 
-        from ltx_jax.pipelines.runtime import resolve_path
+        from ltx_jax.pipelines.hub import resolve_path
         from ltx_jax.releases import detect_release, get_release
 
         path = resolve_path(os.fspath(path))

@@ -4,7 +4,6 @@ persistent compilation cache, checkpoint paths (hub ids) and the errors the stag
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import jax
@@ -12,7 +11,6 @@ import jax.numpy as jnp
 
 from ltx_jax.programs import Program
 
-logger = logging.getLogger("ltx_jax")
 
 # Above this many output pixels (frames x height x width) the VAE decodes in tiles by default. The decoder's widest
 # activations hold ~128 channels at full resolution, several alive at once: 768x512x49 = 19M pixels is ~5 GB per
@@ -103,25 +101,6 @@ def _encode_program(vae, vae_params, video, key):
 
 
 jitted_encode = Program(_encode_program, "encoding", static=("vae",), params=("vae_params",))
-
-
-def resolve_path(path: str) -> str:
-    """A local path as is; a hub id (``org/name``) fetched with huggingface_hub when it is not a local path."""
-    from weight_conversion import CheckpointError
-
-    if os.path.exists(path):
-        return path
-    if path.count("/") == 1 and not path.startswith((".", "/")):
-        try:
-            from huggingface_hub import snapshot_download
-        except ImportError as e:  # pragma: no cover
-            raise CheckpointError(f"{path} is not a local path and huggingface_hub is not installed; pass a "
-                                  "checkpoint folder or file.") from e
-        logger.info("fetching %s from the hub", path)
-        return snapshot_download(path, allow_patterns=["*.json", "*.safetensors", "*.model", "tokenizer*/*",
-                                                       "*/spiece.model"])
-    raise CheckpointError(f"{path} does not exist (and is not a hub id like Lightricks/LTX-Video); pass a diffusers "
-                          "folder, a Lightricks .safetensors file or an Orbax folder.")
 
 
 def write_model_index(path: str) -> None:

@@ -23,6 +23,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from ltx_jax.files import atomic_file
+
 logger = logging.getLogger("ltx_jax")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".mkv", ".avi")
 CAPTIONS_JSONL = "captions.jsonl"
@@ -152,8 +154,8 @@ def preprocess(pipe, folder: str, output: str, buckets: Sequence[Bucket], *, fps
                    "prompt_attention_mask": np.asarray(mask[0], np.int32)}
         metadata = {"grid": json.dumps(list(latents.shape[:3])), "fps": str(fps), "caption": caption,
                     "video": os.path.basename(path), "bucket": f"{bucket.width}x{bucket.height}x{bucket.frames}"}
-        save_file(tensors, target + ".partial", metadata=metadata)
-        os.replace(target + ".partial", target)
+        with atomic_file(target, overwrite=True) as tmp:  # complete or absent, with the umask's mode
+            save_file(tensors, tmp, metadata=metadata)
         written.append(target)
     bar.close()
     for problem in problems:
@@ -175,13 +177,50 @@ class Sample:
     fps: float
 
 
-def read_sample(path: str) -> Sample:
-    from safetensors import safe_open
+# What ``preprocess`` writes into a sample, by tensor: its axes.
+SAMPLE_TENSORS = {"latents": "[F', H', W', C]", "prompt_embeds": "[T, E]", "prompt_attention_mask": "[T]"}
 
-    with safe_open(path, "np") as f:
-        meta = f.metadata() or {}
-        return Sample(f.get_tensor("latents"), f.get_tensor("prompt_embeds"), f.get_tensor("prompt_attention_mask"),
-                      float(meta.get("fps", 24.0)))
+
+def _open_sample(path: str):
+    """A preprocessed sample's ``SafetensorsFile``, checked to be one of ours (the three tensors with their ranks, the
+    embeddings and mask of one length, a numeric fps); else a ValueError that names the file and what it lacks."""
+    from weight_conversion.safetensors_io import CheckpointError, SafetensorsFile
+
+    fix = "remove it from the folder, or write it again with `python -m ltx_jax preprocess`"
+    try:
+        f = SafetensorsFile(path)
+    except CheckpointError as e:
+        raise ValueError(f"{e} So it is not a preprocessed sample: {fix}.") from None
+    missing = [k for k in SAMPLE_TENSORS if k not in f.keys()]
+    shapes = {k: f.shape(k) for k in SAMPLE_TENSORS if k not in missing}
+    fps = f.metadata.get("fps", "24")
+    problem = None
+    if missing:
+        problem = f"it has no {' or '.join(missing)} tensor (it holds {', '.join(f.keys()[:5]) or 'none'})"
+    elif [len(s) for s in shapes.values()] != [4, 2, 1] or shapes["prompt_embeds"][0] != shapes[
+            "prompt_attention_mask"][0]:
+        problem = (f"its tensors are {', '.join(f'{k} {list(s)}' for k, s in shapes.items())}, not "
+                   f"{', '.join(f'{k} {axes}' for k, axes in SAMPLE_TENSORS.items())}")
+    elif any(f.dtype(k).kind not in "fiub" for k in SAMPLE_TENSORS):
+        problem = f"its tensors are {', '.join(f'{k} {f.dtype(k)}' for k in SAMPLE_TENSORS)}, not numbers"
+    else:
+        try:
+            float(fps)
+        except ValueError:
+            problem = f"its fps metadata {fps!r} is not a number"
+    if problem:
+        f.close()
+        raise ValueError(f"{path} is not a preprocessed sample: {problem}; {fix}.")
+    return f
+
+
+def read_sample(path: str) -> Sample:
+    f = _open_sample(path)
+    try:
+        return Sample(np.asarray(f.read("latents"), np.float32), np.asarray(f.read("prompt_embeds"), np.float32),
+                      np.asarray(f.read("prompt_attention_mask")), float(f.metadata.get("fps", 24.0)))
+    finally:
+        f.close()
 
 
 class Loader:
@@ -198,12 +237,11 @@ class Loader:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1.")
         self.batch_size, self.seed, self.prefetch = batch_size, seed, prefetch
-        from safetensors import safe_open
-
         groups: dict[tuple, list[str]] = {}
-        for path in self.files:
-            with safe_open(path, "np") as f:
-                shape = tuple(f.get_slice("latents").get_shape()) + tuple(f.get_slice("prompt_embeds").get_shape())
+        for path in self.files:  # each file's header checked: a file that is not a sample fails here, by name
+            f = _open_sample(path)
+            shape = f.shape("latents") + f.shape("prompt_embeds")
+            f.close()
             groups.setdefault(shape, []).append(path)
         self.groups = [groups[k] for k in sorted(groups)]
 
