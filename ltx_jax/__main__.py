@@ -4,8 +4,8 @@
 installation check (its output is noise); ``--upsampler tiny-random`` with it runs multi-scale generation so.
 
 Every argument is checked before any model is loaded; a user error prints one line (``error: ...``, exit 2; add
-``--debug`` for the traceback). Ctrl-C or SIGTERM stops a run within one denoising step and leaves no file (exit 130 /
-143). An existing output is refused unless ``--overwrite``.
+``--debug`` for the traceback). Ctrl-C or SIGTERM, at any moment from the start, stops a run at its next safe point
+(within one denoising step) and leaves no file (exit 130 / 143). An existing output is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import signal
 import sys
 import traceback
 
-from absl import flags
+from ltx_jax import interrupts
+
+if __name__ == "__main__":  # python -m ltx_jax: from here a signal is a stop request the run reads (interrupts)
+    interrupts.install()
+
+from absl import flags  # noqa: E402 - after the handlers: a signal during the imports is recorded, not raised
+
+from ltx_jax.command_line import gnu_booleans  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("model", None, "diffusers-layout folder, Lightricks single file, Orbax folder, hub id, or "
@@ -122,10 +129,15 @@ def resolve_arguments(command: str = "generate") -> dict:
     if not dry and (not FLAGS.prompt or not FLAGS.prompt.strip()):
         raise UsageError('--prompt is required, e.g. --prompt "a red fox running through snow".')
     tiny = FLAGS.model == "tiny-random"
+    _check_numbers()
     height, width, num_frames = TINY_SIZE if tiny else (DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES)
-    height, width = FLAGS.height or height, FLAGS.width or width
+    height = height if FLAGS.height is None else FLAGS.height
+    width = width if FLAGS.width is None else FLAGS.width
     source = _read_video_source()
-    num_frames = FLAGS.num_frames or (len(source) if source is not None else num_frames)
+    if FLAGS.num_frames is not None:
+        num_frames = FLAGS.num_frames
+    elif source is not None:
+        num_frames = len(source)
     if FLAGS.preset is not None:
         get_release(FLAGS.preset)
     if FLAGS.mesh is not None:
@@ -135,16 +147,8 @@ def resolve_arguments(command: str = "generate") -> dict:
             make_mesh(FLAGS.mesh)  # the spec and the device count, before anything is loaded
         except ValueError as e:
             raise UsageError(f"--{e}") from None
-    if FLAGS.steps is not None:
-        validation.check_int("--steps", FLAGS.steps, minimum=1)
-    if FLAGS.guidance is not None:
-        validation.check_number("--guidance", FLAGS.guidance, minimum=0,
-                                note=" (values up to 1 turn classifier-free guidance off)")
-    if FLAGS.stg_scale is not None:
-        validation.check_number("--stg_scale", FLAGS.stg_scale, minimum=0)
     if FLAGS.stg_blocks is not None and not all(b.strip().isdigit() for b in FLAGS.stg_blocks):
         raise UsageError(f"--stg_blocks {','.join(FLAGS.stg_blocks)}: give block indices, e.g. --stg_blocks 19,25.")
-    validation.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1)
     if not dry:
         check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
     facts = _model_facts(tiny, dry)
@@ -168,6 +172,25 @@ def resolve_arguments(command: str = "generate") -> dict:
                                         temporal_ratio=facts["temporal"])
             schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
     return args
+
+
+def _check_numbers() -> None:
+    """Every numeric flag within its range (``validation``'s bounds, the pipelines' own), before anything else."""
+    from ltx_jax.pipelines import validation as v
+
+    for name, most in (("height", v.MAX_SIDE), ("width", v.MAX_SIDE), ("num_frames", v.MAX_FRAMES)):
+        if FLAGS[name].value is not None:
+            v.check_int(f"--{name}", FLAGS[name].value, minimum=1, maximum=most)
+    v.check_number("--fps", FLAGS.fps, above=0, maximum=v.MAX_FRAME_RATE)
+    if FLAGS.steps is not None:
+        v.check_int("--steps", FLAGS.steps, minimum=1, maximum=v.MAX_STEPS)
+    if FLAGS.guidance is not None:
+        v.check_number("--guidance", FLAGS.guidance, minimum=0, maximum=v.MAX_GUIDANCE,
+                       note=" (values up to 1 turn classifier-free guidance off)")
+    if FLAGS.stg_scale is not None:
+        v.check_number("--stg_scale", FLAGS.stg_scale, minimum=0, maximum=v.MAX_GUIDANCE)
+    v.check_int("--seed", FLAGS.seed, minimum=0, maximum=v.MAX_SEED)
+    v.check_int("--max_sequence_length", FLAGS.max_sequence_length, minimum=1, maximum=v.MAX_SEQUENCE_LENGTH)
 
 
 def _check_loras(facts: dict | None) -> list[tuple[str, float]]:
@@ -267,12 +290,14 @@ def _conditioning_inputs(source, num_frames: int, height: int, width: int, tempo
     for spec in FLAGS.condition:
         path, at, place = spec.rpartition("@")
         frame, _, strength = place.partition(":")
-        if not at or not path or not frame.isdigit():
+        if not at or not path:
             raise UsageError(f"--condition {spec!r}: write PATH@FRAME or PATH@FRAME:STRENGTH, e.g. clip.mp4@16:0.8.")
+        if not frame.isdigit():
+            raise ValueError(f"--condition {spec!r}: the frame {frame!r} must be an int in 0 .. {num_frames - 1}.")
         try:
             strength = float(strength) if strength else 1.0
         except ValueError:
-            raise UsageError(f"--condition {spec!r}: the strength {strength!r} is not a number.") from None
+            raise ValueError(f"--condition {spec!r}: the strength {strength!r} is not a number in [0, 1].") from None
         frames = as_frames(path, f"--condition {path}", video=True)
         kind = "image" if len(frames) == 1 and not os.path.isdir(path) else "video"
         conditions.append(LTXVideoCondition(**{kind: frames[0] if kind == "image" else frames},
@@ -310,7 +335,13 @@ def _model_facts(tiny: bool, dry: bool = False) -> dict | None:
 
         path = FLAGS.model
         if not os.path.exists(path):
-            if path.count("/") == 1 and not path.startswith((".", "/")):
+            from ltx_jax.pipelines.hub import hub_reference
+
+            reference = hub_reference(path)  # org/name or org/name/file.safetensors: checked once fetched
+            if reference is not None:
+                if reference[1] is not None and not dry and FLAGS.text_encoder is None:
+                    raise ValueError(f"--model {path} is a single file without the T5 text encoder; pass "
+                                     "--text_encoder with a folder holding text_encoder/ and tokenizer/.")
                 return None
             raise ValueError(f"--model {path} does not exist; pass a checkpoint folder or .safetensors file, a hub "
                              "id such as Lightricks/LTX-Video, or tiny-random.")
@@ -377,6 +408,7 @@ def generate(args: dict) -> int:
         pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=dtype, text_encoder_path=FLAGS.text_encoder,
                                            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache,
                                            progress=FLAGS.progress, **loading)
+    interrupts.check("loading")
     multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
     pipe = _pipeline_for(pipe, args)
@@ -385,7 +417,12 @@ def generate(args: dict) -> int:
         print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
         return 0
     _say(f"writing {FLAGS.output}")
-    written = write_video(frames[0], FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
+    with interrupts.raising("writing"):  # the write removes its partial file when a signal stops it
+        written = write_video(frames[0], FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
+    if interrupts.requested() is not None:  # a callback inside the write swallowed the exception: the file goes too
+        for path in written:
+            os.remove(path)
+        interrupts.check("writing")
     where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
@@ -497,15 +534,21 @@ def _host_devices_for(spec: str) -> None:
     os.environ["XLA_FLAGS"] = f"{flags_now} --xla_force_host_platform_device_count={count}".strip()
 
 
-def _raise_terminated(signum, frame):
-    from ltx_jax.sampling import Interrupted
-
-    raise Interrupted("terminated (SIGTERM)", signal.SIGTERM)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command line on ``argv`` (``sys.argv`` when None); returns the exit code."""
+    """Runs the command line on ``argv`` (``sys.argv`` when None); returns the exit code. From its first line
+    Ctrl-C and SIGTERM only ask the run to stop (``ltx_jax.interrupts``); it stops at its next safe point with one
+    line and 130 / 143."""
     argv = list(sys.argv if argv is None else argv)
+    with interrupts.handled():
+        try:
+            return _command(argv)
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; interrupts.Interrupted says where
+            _say(f"{str(e) or 'interrupted'}; nothing was written.")
+            return 128 + getattr(e, "signum", signal.SIGINT)
+
+
+def _command(argv: list[str]) -> int:
+    interrupts.check()  # a signal while Python started
     if len(argv) > 1 and argv[1] in ("preprocess", "train"):  # fine-tuning: ltx_jax/training/cli.py
         from ltx_jax.training.cli import main as training_main
 
@@ -513,15 +556,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) > 1 and argv[1] == "compare":  # a checkpoint against diffusers: ltx_jax/compare.py
         from ltx_jax.compare import main as compare_main
 
+        interrupts.uninstall()  # compare keeps Python's own Ctrl-C
         return compare_main(argv)
     if any(a in ("-h", "--help", "--helpfull", "-?") for a in argv[1:]):
         print(help_text())
         return 0
     try:
         FLAGS.unparse_flags()  # a second main() in one process starts from the defaults too
-        rest = FLAGS(argv)
+        rest = FLAGS(gnu_booleans(argv, FLAGS))
         if len(rest) != 2 or rest[1] not in COMMANDS:
             raise UsageError(f"expected the command generate or check, got {' '.join(rest[1:]) or 'none'}.")
+    except flags.IllegalFlagValueError as e:  # a value of the wrong kind (--height nan): one line, as a range
+        _say(f"error: {e}")
+        return 2
     except (flags.Error, UsageError) as e:
         _say(f"error: {e}\n{USAGE}")
         return 2
@@ -530,25 +577,21 @@ def main(argv: list[str] | None = None) -> int:
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # keeps backend-probing chatter (e.g. "no TPU") off the console
-    from ltx_jax.sampling.control import signal_handler
+    try:
+        command = check if rest[1] == "check" else generate
+        args = resolve_arguments(rest[1])
+        interrupts.check()
+        return command(args)
+    except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from
+        from ltx_jax.pipelines import NonFiniteError
 
-    with signal_handler(signal.SIGTERM, _raise_terminated):
-        try:
-            command = check if rest[1] == "check" else generate
-            return command(resolve_arguments(rest[1]))
-        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM; sampling.Interrupted says where
-            _say(f"{str(e) or 'interrupted'}; nothing was written.")
-            return 128 + getattr(e, "signum", signal.SIGINT)
-        except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from
-            from ltx_jax.pipelines import NonFiniteError
-
-            if FLAGS.debug:
-                traceback.print_exc()
-            user_error = isinstance(e, ValueError) and not isinstance(e, NonFiniteError)
-            if not user_error and not isinstance(e, (OSError, NonFiniteError)):
-                raise  # a bug of ours: the whole traceback
-            _say(f"error: {e}" + (f"\n{USAGE}" if isinstance(e, UsageError) else ""))
-            return 2 if user_error else 1
+        if FLAGS.debug:
+            traceback.print_exc()
+        user_error = isinstance(e, ValueError) and not isinstance(e, NonFiniteError)
+        if not user_error and not isinstance(e, (OSError, NonFiniteError)):
+            raise  # a bug of ours: the whole traceback
+        _say(f"error: {e}" + (f"\n{USAGE}" if isinstance(e, UsageError) else ""))
+        return 2 if user_error else 1
 
 
 def run() -> None:

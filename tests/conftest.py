@@ -215,3 +215,25 @@ def pytest_terminal_summary(terminalreporter):
 def rel_err(ours, ref) -> float:
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     return float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
+
+
+def interrupt_at(start, moment: float, what: str) -> tuple[int, str]:
+    """Starts a process (``start()`` -> Popen with stderr piped), sends it SIGINT after ``moment`` seconds, and
+    returns (exit status, stderr), checked to be a clean interrupt: exit 130, no traceback, nothing swallowed."""
+    import signal
+    import time
+
+    began = time.time()
+    proc = start()
+    try:
+        time.sleep(moment)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    err = err.decode()
+    print(f"\n[{what}] SIGINT at {moment} s: exit {proc.returncode} after {time.time() - began:.1f} s; "
+          f"{err.strip().splitlines()[-1:]}")
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    return proc.returncode, err

@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from conftest import interrupt_at
 
 from ltx_jax.__main__ import FLAGS, main
 from ltx_jax.pipelines.text_to_video import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH, LTXPipeline
@@ -63,16 +64,16 @@ def test_writes_a_playable_mp4_that_others_can_read(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--fps", "0"], "error: fps must be a positive number of frames per second, got 0.0"),
-    (["--fps", "-5"], "error: fps must be a positive number of frames per second, got -5.0"),
+    (["--fps", "0"], "error: --fps must be > 0, got 0.0"),
+    (["--fps", "-5"], "error: --fps must be > 0, got -5.0"),
     (["--preset", "bogus"], "error: unknown release 'bogus'; known releases: ltx-video-0.9.0, "),
     (["--guidance", "-1"], "error: --guidance must be >= 0 (values up to 1 turn classifier-free guidance off), got -1.0"),
     (["--height", "70"], "error: height and width must be positive multiples of 32 (the VAE compresses 32x), got "
                          "70x96; nearest valid: 64x96"),
     (["--num_frames", "10"], "error: num_frames must be 8k + 1 (1, 9, 17, ...), got 10; nearest valid: 9"),
-    (["--steps", "0"], "error: --steps must be an int >= 1, got 0"),
+    (["--steps", "0"], "error: --steps must be an int in 1 .. 1000000, got 0"),
     (["--steps", "1"], "error: shift_terminal stretch is undefined when the last shifted sigma is 1"),
-    (["--max_sequence_length", "0"], "error: --max_sequence_length must be an int >= 1, got 0"),
+    (["--max_sequence_length", "0"], "error: --max_sequence_length must be an int in 1 .. 1024, got 0"),
     (["--output", "video.avi"], "error: output 'video.avi' must end in one of .mp4, .gif, .png"),
     (["--output", "/proc/ltx_jax_no_such_folder/x.mp4"], "error: cannot write /proc/ltx_jax_no_such_folder/x.mp4: "
                                                          "the folder /proc is not writable"),
@@ -203,6 +204,17 @@ def test_sigterm_while_writing_leaves_no_file(tmp_path):
     assert code == 143, tail
     assert tail.strip().endswith("terminated (SIGTERM); nothing was written."), tail
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
+
+
+def test_ctrl_c_in_the_first_seconds_exits_130_and_writes_nothing(tmp_path):
+    """SIGINT at moments in the first seconds (imports, JAX's start, building the model): exit 130 with one line, no
+    traceback, no file. Before, JAX's garbage-collection callback could swallow it and the run wrote its video."""
+    for moment in (0.3, 1.0, 2.0):
+        out = tmp_path / f"early_{moment}.mp4"
+        _, err = interrupt_at(lambda: cli(["--prompt", "a fox", "--output", str(out), "--steps", "2", "--noprogress"],
+                                          stderr=subprocess.PIPE, stdout=subprocess.PIPE), moment, "cli")
+        assert re.fullmatch(r"interrupted( during \w+)?; nothing was written\.", err.strip().splitlines()[-1]), err
+        assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".partial-")]
 
 
 def test_max_sequence_length_flag_and_its_warning(tmp_path):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_TRANSFORMER, randomize_, rel_err, report
+from conftest import TINY_TRANSFORMER, interrupt_at, randomize_, rel_err, report
 from peft import LoraConfig
 
 from ltx_jax.training import (Batch, Trainer, TrainConfig, export_lora, flow_matching_loss, latest_checkpoint,
@@ -310,3 +310,96 @@ def test_preprocess_train_resume_and_export_from_the_command_line(tmp_path, tiny
     assert main(["ltx_jax", "train", "--data", str(tmp_path / "nothing"), "--model", "x", "--output", "y"]) == 2
     assert main(["ltx_jax", "preprocess", "--data", str(clips), "--model", "x", "--output", "y", "--buckets",
                  "100x64x9"]) == 2
+
+
+# --------------------------------------------------------------------------------------- Ctrl-C and SIGTERM
+
+def _popen_cli(args, **kwargs):
+    """``python -m ltx_jax ARGS`` with Ctrl-C's default action (a background job starts with SIGINT ignored) and
+    stdout / stderr piped."""
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.Popen([sys.executable, *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
+# Runs `train` with a real SIGINT sent from inside train step 3, after the step has donated (deleted) its input state,
+# and a second one as the checkpoint starts to be written (a user pressing Ctrl-C twice).
+_SIGNALS_IN_A_STEP = """
+import os, signal, sys
+from ltx_jax.training import checkpoint, step
+from ltx_jax.__main__ import run
+
+take, save = step.Trainer.step, checkpoint.save_checkpoint
+
+def step_then_signal(self, state, batch):
+    out = take(self, state, batch)
+    if int(out[0].step) == 3:
+        os.kill(os.getpid(), signal.SIGINT)
+    return out
+
+def signal_then_save(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return save(*args, **kwargs)
+
+step.Trainer.step, checkpoint.save_checkpoint = step_then_signal, signal_then_save
+sys.argv = ["ltx_jax", *sys.argv[1:]]
+run()
+"""
+
+
+def test_ctrl_c_during_a_train_step_saves_what_the_step_returned(ours, torch_model, tmp_path):
+    """A signal during a step only asks the run to stop: the step finishes, its result (not the donated input) is
+    saved as a readable checkpoint, a second Ctrl-C does not break the save, and the run exits 130 with one line."""
+    import time
+
+    from safetensors.numpy import save_file
+
+    latents = tmp_path / "latents"
+    latents.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        save_file({"latents": rng.standard_normal((*GRID, CONFIG["in_channels"])).astype(np.float32),
+                   "prompt_embeds": rng.standard_normal((7, CONFIG["caption_channels"])).astype(np.float32),
+                   "prompt_attention_mask": np.ones(7, np.int32)},
+                  str(latents / f"{name}.latents.safetensors"), metadata={"fps": str(FPS)})
+    run = tmp_path / "run"
+    began = time.time()
+    proc = _popen_cli(["-c", _SIGNALS_IN_A_STEP, "train", "--data", str(latents), "--model", str(torch_model[1]),
+                       "--output", str(run), "--steps", "40000", "--lora_rank", "2", "--checkpoint_every", "10000",
+                       "--noprogress"])
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    err = err.decode()
+    print(f"\n[training] SIGINT in step 3: exit {proc.returncode} after {time.time() - began:.1f} s; "
+          f"{err.strip().splitlines()[-1:]}")
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+    checkpoint = run / "checkpoints" / "step_3"
+    assert err.strip().splitlines()[-1] == (f"interrupted: stopped at step 3; checkpoint {checkpoint} (run the same "
+                                            "command to resume)")
+    assert os.listdir(run / "checkpoints") == ["step_3"] and not os.path.exists(run / "lora")
+    trainer = _trainer(ours, lora_rank=2, lora_alpha=2, lora_targets=("to_k", "to_q", "to_v", "to_out.0"))
+    state = restore_checkpoint(str(checkpoint), trainer.init_state())
+    moved = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(state.trainable),
+                                                                 jax.tree_util.tree_leaves(trainer.initial)))
+    assert int(state.step) == 3 and moved > 0
+
+
+def test_ctrl_c_early_in_preprocess_exits_130_and_writes_nothing(tmp_path, tiny_reference):
+    """SIGINT at moments in the first seconds (imports, JAX's start, loading): exit 130, one line, no traceback, no
+    file; never swallowed by a callback (the run would go on and write)."""
+    clips = tmp_path / "clips"
+    _write_clips(clips, tiny_reference["root"])
+    for moment in (0.3, 1.0, 2.0):
+        output = tmp_path / f"latents_{moment}"
+        _, err = interrupt_at(lambda: _popen_cli(["-m", "ltx_jax", "preprocess", "--data", str(clips), "--model",
+                                                  tiny_reference["root"], "--output", str(output), "--buckets",
+                                                  "96x64x9", "--noprogress"]), moment, "training: preprocess")
+        assert err.strip().splitlines()[-1].endswith("; nothing was written."), err[-3000:]
+        assert not output.exists() or not os.listdir(output)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -294,12 +295,21 @@ def fuse(params: Mapping, deltas: Mapping[Path, np.ndarray], sign: float = 1.0) 
     return unflatten(flat)
 
 
+MAX_LORA_SCALE = 100.0  # an adapter's weight; the ones people use are within a few units of 1
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.IGNORECASE)
+
+
 def parse_lora_spec(spec: str) -> tuple[str, float]:
-    """``PATH[:SCALE]`` (the command line's --lora) -> (path, scale)."""
+    """``PATH[:SCALE]`` (the command line's --lora) -> (path, scale); any number after the last colon is the scale
+    (``x.safetensors:.5``, ``:1e-1``), a scale that is not finite or past +-``MAX_LORA_SCALE`` is refused."""
     path, sep, scale = spec.rpartition(":")
-    if sep and path and re.fullmatch(r"-?\d+(\.\d*)?([eE]-?\d+)?", scale):
-        return path, float(scale)
-    return spec, 1.0
+    if not (sep and path and _NUMBER.fullmatch(scale.strip())):
+        return spec, 1.0
+    value = float(scale)
+    if not (math.isfinite(value) and abs(value) <= MAX_LORA_SCALE):
+        raise ValueError(f"--lora {spec}: the weight {scale} must be a finite number within +-{MAX_LORA_SCALE:g} "
+                         "(1 applies the adapter as trained).")
+    return path, value
 
 
 def adapters_from(specs: Iterable[tuple[str | os.PathLike, float]]) -> list[tuple[LoraAdapter, float]]:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ltx_jax import interrupts
 from weight_conversion import quantize
 from weight_conversion.safetensors_io import CheckpointError
 
@@ -209,6 +210,7 @@ def convert(
     reader = _Reader(source, scale_of, kernel_delta, what)
     flat_params = {}
     for rule in rules:
+        interrupts.check("loading")  # the command line's Ctrl-C / SIGTERM, between two params
         shape = tuple(flat_abstract[rule.target].shape)
         layers = list(enumerate(rule.sources)) if rule.stacked else [(None, rule.sources[0])]
         place = _Placement(None if placement is None else placement(rule.target, shape), shape, rule.stacked)

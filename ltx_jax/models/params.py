@@ -14,6 +14,8 @@ import functools
 import jax
 import numpy as np
 
+from ltx_jax import interrupts
+
 
 def _init(module, key):
     if getattr(module, "attention_implementation", None) is not None:
@@ -26,6 +28,7 @@ def _init(module, key):
 def init_params(module, key: jax.Array):
     """Random params of ``module`` (its ``init`` distributions), created under jit on the default device, directly
     in ``param_dtype`` (a bf16 model never passes through a float32 host copy)."""
+    interrupts.check("loading")  # the command line's Ctrl-C / SIGTERM, between two models (tiny-random)
     return jax.jit(functools.partial(_init, module))(key)
 
 

@@ -11,17 +11,30 @@ from typing import Any, Sequence
 
 import numpy as np
 
+# Upper bounds of the arguments that have no natural one. They keep a mistyped number (a height of 1e9, a seed past
+# 32 bits, a prompt of 100,000 tokens) from failing deep inside a run, after the models are loaded, or silently; each
+# is far beyond what a released model or a GPU takes in one pass.
+MAX_SIDE = 8192  # pixels: four times RoPE's base of 2048
+MAX_FRAMES = 2049  # 8 * 256 + 1: 82 s at 25 fps
+MAX_FRAME_RATE = 240.0
+MAX_STEPS = 1_000_000  # the schedule and the per-step strengths are arrays of this length
+MAX_GUIDANCE = 100.0  # CFG and STG scales; the releases use up to 8
+MAX_SEED = 2**32 - 1  # JAX's keys take 32 bits of a seed: 2**32 would be seed 0 again
+MAX_SEQUENCE_LENGTH = 1024  # prompt tokens; the pipelines default to 128 or 256
+
 
 def _got(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def check_int(name: str, value: Any, *, minimum: int | None = None) -> None:
-    """An int (numpy ints too; not a bool, not a float that happens to be whole)."""
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> None:
+    """An int (numpy ints too; not a bool, not a float that happens to be whole) in [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an int, got {_got(value)}.")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value}.")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        within = (f"in {minimum} .. {maximum}" if minimum is not None and maximum is not None
+                  else f">= {minimum}" if minimum is not None else f"<= {maximum}")
+        raise ValueError(f"{name} must be an int {within}, got {value}.")
 
 
 def check_number(name: str, value: Any, *, minimum: float | None = None, above: float | None = None,
@@ -53,20 +66,20 @@ def check_generation_arguments(*, frame_rate, num_inference_steps, timesteps, gu
                                num_videos_per_prompt, seed, decode_timestep, decode_noise_scale, max_sequence_length,
                                prompt, negative_prompt) -> None:
     """Types and ranges of ``__call__``'s scalar arguments (sizes are ``check_video_size``'s)."""
-    check_number("frame_rate", frame_rate, above=0)
+    check_number("frame_rate", frame_rate, above=0, maximum=MAX_FRAME_RATE)
     if num_inference_steps is not None:
-        check_int("num_inference_steps", num_inference_steps, minimum=1)
+        check_int("num_inference_steps", num_inference_steps, minimum=1, maximum=MAX_STEPS)
     if timesteps is not None:
         check_number("timesteps", timesteps, minimum=0, per_step=True)
-    check_number("guidance_scale", guidance_scale, minimum=0, per_step=True,
+    check_number("guidance_scale", guidance_scale, minimum=0, maximum=MAX_GUIDANCE, per_step=True,
                  note=" (values up to 1 turn classifier-free guidance off)")
     check_number("guidance_rescale", guidance_rescale, minimum=0, per_step=True)
     check_int("num_videos_per_prompt", num_videos_per_prompt, minimum=1)
-    check_int("seed", seed)
+    check_int("seed", seed, minimum=0, maximum=MAX_SEED)
     check_number("decode_timestep", decode_timestep, minimum=0, per_step=True)
     if decode_noise_scale is not None:
         check_number("decode_noise_scale", decode_noise_scale, minimum=0, per_step=True)
-    check_int("max_sequence_length", max_sequence_length, minimum=1)
+    check_int("max_sequence_length", max_sequence_length, minimum=1, maximum=MAX_SEQUENCE_LENGTH)
     check_text("prompt", prompt)
     check_text("negative_prompt", negative_prompt)
 
@@ -77,9 +90,11 @@ def _nearest(value: int, multiple: int, offset: int = 0) -> int:
 
 def check_video_size(height: int, width: int, num_frames: int, *, spatial_multiple: int, temporal_ratio: int,
                      temporal_patch: int = 1) -> None:
-    """height and width multiples of ``spatial_multiple`` (VAE ratio x patch size); num_frames = k * ratio + 1."""
-    for name, value in (("height", height), ("width", width), ("num_frames", num_frames)):
-        check_int(name, value)
+    """height and width multiples of ``spatial_multiple`` (VAE ratio x patch size) up to ``MAX_SIDE``; num_frames =
+    k * ratio + 1 up to ``MAX_FRAMES``."""
+    for name, value, most in (("height", height, MAX_SIDE), ("width", width, MAX_SIDE),
+                              ("num_frames", num_frames, MAX_FRAMES)):
+        check_int(name, value, maximum=most)
     m = spatial_multiple
     if height <= 0 or width <= 0 or height % m or width % m:
         raise ValueError(f"height and width must be positive multiples of {m} (the VAE compresses {m}x), got "

@@ -6,9 +6,10 @@ whether to stop, and the loop's ``while`` condition reads the answer. ``controll
 ``RunControl`` under a fresh token for a ``with`` block, so two pipelines (or threads) each have their own.
 
 ``run(fn, control)`` runs ``fn`` (dispatch, compilation and execution of a program: on a CPU the execution may
-happen inside the call) in a worker thread while the calling thread waits on an event that Ctrl-C can interrupt:
-on ``KeyboardInterrupt`` it asks the loop to stop, lets it finish the step it is in, and raises ``Interrupted``
-naming the stage and the step.
+happen inside the call) in a worker thread while the calling thread waits on an event. On a stop request it asks the
+loop to stop, lets it finish the step it is in, and raises ``Interrupted`` naming the stage and the step. The request
+is either Ctrl-C as ``KeyboardInterrupt`` (Python's own handler) or the command line's record
+(``ltx_jax.interrupts``), which the loop's host callback reads too.
 """
 
 from __future__ import annotations
@@ -23,15 +24,10 @@ from typing import Any, Callable, Iterator
 import jax
 import numpy as np
 
+from ltx_jax import interrupts
+from ltx_jax.interrupts import Interrupted
+
 NO_CONTROL = 0  # the token of a run nobody watches
-
-
-class Interrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C (SIGINT) or SIGTERM; ``signum`` says which, the message where it stopped."""
-
-    def __init__(self, message: str, signum: int = signal.SIGINT):
-        super().__init__(message)
-        self.signum = signum
 
 
 class RunControl:
@@ -49,7 +45,7 @@ class RunControl:
         self.steps_done = step_index + 1
         if self.on_step is not None:
             self.on_step(step_index)
-        return self.stop_requested
+        return self.stop_requested or interrupts.requested() is not None
 
 
 _controls: dict[int, RunControl] = {}
@@ -89,13 +85,14 @@ def poll(token, step_index) -> np.bool_:
 
 def run(fn: Callable[[], Any], control: RunControl | None = None, *, stage: str,
         total_steps: int | None = None) -> Any:
-    """``jax.block_until_ready(fn())`` in a worker thread, interruptible by Ctrl-C (and by any exception a signal
-    handler raises in the calling thread).
+    """``jax.block_until_ready(fn())`` in a worker thread, interruptible by Ctrl-C (``KeyboardInterrupt``, or any
+    exception a signal handler raises in the calling thread) and by a stop request (``ltx_jax.interrupts``).
 
     On interruption the loop behind ``control`` is asked to stop (it finishes its current step first, or stops at its
     first if it had not started) and ``Interrupted`` is raised; without a control (a decode, say) the wait ends at once
-    and the program finishes in the background.
+    and the program finishes in the background. A request made before the call raises at once.
     """
+    interrupts.check(stage)
     done = threading.Event()
     outcome: list = []
 
@@ -110,16 +107,21 @@ def run(fn: Callable[[], Any], control: RunControl | None = None, *, stage: str,
     # The worker sees the caller's context variables (a dry run: ``ltx_jax.programs``).
     context = contextvars.copy_context()
     threading.Thread(target=context.run, args=(block,), name=f"ltx_jax-wait-{stage}", daemon=True).start()
+    signum = None
     try:
-        while not done.wait(0.25):
-            pass
+        while signum is None and not done.wait(0.1):
+            signum = interrupts.requested()
     except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+    if signum is None:
+        signum = interrupts.requested()  # also when the loop read it first and stopped early
+    if signum is not None:
         where = stage
         if control is not None:
             control.request_stop()
             done.wait()  # at most one more step
             where = f"{stage} after step {control.steps_done}" + (f" of {total_steps}" if total_steps else "")
-        raise Interrupted(f"{str(e) or 'interrupted'} during {where}", getattr(e, "signum", signal.SIGINT)) from None
+        raise Interrupted(f"{interrupts.describe(signum)} during {where}", signum) from None
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     return outcome[0]

@@ -7,6 +7,10 @@
 from the newest one when it starts again with the same ``--output``), the adapter as ``run/lora/`` (diffusers /
 PEFT and ComfyUI files) or the fine-tuned transformer as ``run/transformer/`` (Orbax), and, with
 ``--validation_prompt``, a video every ``--validation_every`` steps in ``run/validation/``.
+
+Ctrl-C or SIGTERM lets the step under way finish; ``train`` then saves the checkpoint of the last step and stops (exit
+130 / 143) without exporting; the same command resumes. Before the first step, and in ``preprocess``, nothing is left
+half written.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 
 from absl import flags
+
+from ltx_jax import interrupts
+from ltx_jax.command_line import gnu_booleans
 
 logger = logging.getLogger("ltx_jax")
 FLAGS = flags.FlagValues()
@@ -65,6 +73,29 @@ class UsageError(ValueError):
     pass
 
 
+MAX_LORA_RANK = 4096  # the 13B model's width
+MAX_BATCH = 1024
+
+
+def _check_numbers() -> None:
+    """Every numeric flag within its range (the generation bounds of ``pipelines.validation`` where they are the
+    same quantity), before anything is read or loaded: one line naming the flag."""
+    from ltx_jax.pipelines import validation as v
+
+    ints = {"max_sequence_length": (1, v.MAX_SEQUENCE_LENGTH), "lora_rank": (1, MAX_LORA_RANK),
+            "steps": (1, v.MAX_STEPS), "warmup_steps": (0, v.MAX_STEPS), "batch_size": (1, MAX_BATCH),
+            "gradient_accumulation_steps": (1, MAX_BATCH), "checkpoint_every": (1, v.MAX_STEPS),
+            "validation_every": (1, v.MAX_STEPS), "validation_steps": (1, v.MAX_STEPS), "seed": (0, v.MAX_SEED)}
+    for name, (least, most) in ints.items():
+        v.check_int(f"--{name}", FLAGS[name].value, minimum=least, maximum=most)
+    v.check_number("--fps", FLAGS.fps, above=0, maximum=v.MAX_FRAME_RATE)
+    v.check_number("--learning_rate", FLAGS.learning_rate, above=0, maximum=1.0)
+    if FLAGS.lora_alpha is not None:
+        v.check_number("--lora_alpha", FLAGS.lora_alpha, above=0, maximum=float(MAX_LORA_RANK))
+    v.check_number("--max_grad_norm", FLAGS.max_grad_norm, minimum=0, maximum=1e6, note=" (0: no clipping)")
+    v.check_number("--first_frame_conditioning_p", FLAGS.first_frame_conditioning_p, minimum=0, maximum=1)
+
+
 def _require(*names):
     missing = [f"--{n}" for n in names if not getattr(FLAGS, n)]
     if missing:
@@ -82,14 +113,21 @@ def preprocess_command() -> int:
     from ltx_jax.training.data import find_clips, parse_buckets, preprocess
 
     _require("data", "model", "output")
+    _check_numbers()
     buckets = parse_buckets(FLAGS.buckets)
     clips, _ = find_clips(FLAGS.data)  # a wrong folder fails before the model loads
     if not clips:
         raise UsageError(f"--data {FLAGS.data}: no video with a caption found.")
     pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=_dtype(), text_encoder_path=FLAGS.text_encoder,
                                        progress=False)
-    result = preprocess(pipe, FLAGS.data, FLAGS.output, buckets, fps=FLAGS.fps,
-                        max_sequence_length=FLAGS.max_sequence_length, seed=FLAGS.seed, progress=FLAGS.progress)
+    interrupts.check("loading")
+    try:
+        result = preprocess(pipe, FLAGS.data, FLAGS.output, buckets, fps=FLAGS.fps,
+                            max_sequence_length=FLAGS.max_sequence_length, seed=FLAGS.seed, progress=FLAGS.progress)
+        interrupts.check("preprocessing")  # a signal during the last clip's write, which finished first
+    except KeyboardInterrupt as e:  # stopped at an encoding (interrupts): each clip file is whole or absent
+        print(f"{e}; the clips written to {FLAGS.output} before it are complete.", file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     print(f"wrote {len(result['written'])} clips to {FLAGS.output}; skipped {len(result['skipped'])}")
     for problem in result["skipped"]:
         print(f"  skipped: {problem}")
@@ -100,7 +138,6 @@ def train_command() -> int:
     import jax
     from tqdm import tqdm
 
-    from ltx_jax.sampling.control import signal_handler
     from ltx_jax.training import Trainer, TrainConfig, export_lora, latest_checkpoint, restore_checkpoint
     from ltx_jax.training.checkpoint import save_checkpoint
     from ltx_jax.training.data import Loader
@@ -108,6 +145,7 @@ def train_command() -> int:
     from weight_conversion import load_transformer
 
     _require("data", "model", "output")
+    _check_numbers()
     dtype = _dtype()
     config = TrainConfig(mode=FLAGS.mode, lora_rank=FLAGS.lora_rank, lora_alpha=FLAGS.lora_alpha or FLAGS.lora_rank,
                          lora_targets=tuple(FLAGS.lora_targets), learning_rate=FLAGS.learning_rate,
@@ -131,30 +169,36 @@ def train_command() -> int:
     validation = _Validation(trainer, dtype) if FLAGS.validation_prompt else None
     if validation and config.mode == "full" and FLAGS.mesh:
         raise UsageError("--validation_prompt with --mode full and --mesh: render the saved transformer instead.")
+    interrupts.check("loading")  # before the first step nothing is written
     bar = tqdm(total=micro_total, initial=start, disable=not FLAGS.progress, unit="step", desc="training")
-    interrupted = []
-    began, step, previous = time.perf_counter(), start, None
+    began, step, previous, stopped = time.perf_counter(), start, None, None
     try:
-        with signal_handler(signal.SIGTERM, lambda *_: interrupted.append(signal.SIGTERM)):
-            batches = loader.batches(start)
-            while step < micro_total and not interrupted:  # the step count on the host: no wait on the device
-                state, metrics = trainer.step(state, next(batches))
-                step += 1
-                bar.update(1)
-                if previous is not None:  # the step before's loss: this one stays queued behind it while we read
-                    bar.set_postfix(loss=f"{float(previous['loss']):.4f}",
-                                    steps_per_s=f"{(step - start) / (time.perf_counter() - began):.2f}")
-                previous = metrics
-                if step % (FLAGS.checkpoint_every * config.gradient_accumulation_steps) == 0:
-                    save_checkpoint(FLAGS.output, state, config)
-                if validation and step % (FLAGS.validation_every * config.gradient_accumulation_steps) == 0:
-                    validation.render(state, step)
-    except KeyboardInterrupt:
-        interrupted.append(signal.SIGINT)
+        batches = loader.batches(start)
+        # A signal only records a request (interrupts), read here between steps: ``state`` is always the one the
+        # last step returned, never the one it was given (donated, so deleted).
+        while step < micro_total and (stopped := interrupts.requested()) is None:  # the step count on the host
+            state, metrics = trainer.step(state, next(batches))
+            step += 1
+            bar.update(1)
+            if previous is not None:  # the step before's loss: this one stays queued behind it while we read
+                bar.set_postfix(loss=f"{float(previous['loss']):.4f}",
+                                steps_per_s=f"{(step - start) / (time.perf_counter() - began):.2f}")
+            previous = metrics
+            if step % (FLAGS.checkpoint_every * config.gradient_accumulation_steps) == 0:
+                save_checkpoint(FLAGS.output, state, config)
+            if validation and step % (FLAGS.validation_every * config.gradient_accumulation_steps) == 0:
+                validation.render(state, step)
+    except KeyboardInterrupt as e:  # the validation video, stopped by the same request (interrupts.Interrupted)
+        stopped = getattr(e, "signum", signal.SIGINT)
     finally:
         bar.close()
         path = save_checkpoint(FLAGS.output, state, config)  # nothing trained is lost, interrupted or not
     step = int(jax.device_get(state.step))
+    stopped = stopped or interrupts.requested()  # also a signal during the last step or the save
+    if stopped is not None:  # the checkpoint is what counts now; the same command resumes (and exports)
+        print(f"{interrupts.describe(stopped)}: stopped at step {step}; checkpoint {path} (run the same command to "
+              "resume)", file=sys.stderr)
+        return 128 + stopped
     if config.mode == "lora":
         for fmt in ("diffusers", "comfyui"):
             name = "pytorch_lora_weights.safetensors" if fmt == "diffusers" else "lora_comfyui.safetensors"
@@ -171,9 +215,6 @@ def train_command() -> int:
             shutil.rmtree(target)
         save_transformer_orbax(module.clone(dtype="float32", param_dtype="float32"), state.trainable, target)
         print(f"step {step}: checkpoint {path}; transformer in {target}")
-    if interrupted:
-        print(f"interrupted at step {step}; run the same command to resume")
-        return 128 + interrupted[0]
     return 0
 
 
@@ -238,7 +279,7 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         FLAGS.unparse_flags()
-        rest = FLAGS([argv[0]] + argv[2:])
+        rest = FLAGS(gnu_booleans([argv[0]] + argv[2:], FLAGS))
         if rest[1:]:
             raise UsageError(f"unexpected arguments {' '.join(rest[1:])}")
         return COMMANDS[argv[1]]()
