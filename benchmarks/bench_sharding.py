@@ -72,7 +72,7 @@ def measure(models: str, layers: int, meshes: list[str], repeats: int, dtype_nam
                 count = int(np.prod(list(parse_mesh_spec(spec).values())))
                 plan = ShardingPlan(make_mesh(spec, jax.devices()[:count]))
             m = module if plan is None else module.clone(sharding=plan)
-            p = params if plan is None else plan.place(params)
+            p = params if plan is None else plan.place(params, module)
             forward = jax.jit(lambda p, *a, m=m: m.apply({"params": p}, *a, **kw))
             compiled = forward.lower(p, *args).compile()
             out = np.asarray(forward(p, *args).block_until_ready(), np.float32)
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     results = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(), "jax": jax.__version__,
                "device_count": jax.device_count(), "dtype": dtype, "skipped_meshes": skipped}
     print(f"device: {results['device']} x {jax.device_count()} ({results['backend']}), jax {jax.__version__}, "
-          f"{os.cpu_count()} CPUs, {dtype}" + (f"; skipped (more devices than there are): {skipped}" if skipped else ""))
+          f"{os.cpu_count()} CPUs, {dtype}"
+          + (f"; skipped (more devices than there are): {skipped}" if skipped else ""))
     print(f"{'model':>16} {'mesh':>24} {'param MiB':>9} {'temp MiB':>9} {'ms':>9} {'rel diff':>10}")
     start = time.perf_counter()
     results["rows"] = measure(args.models, args.layers, usable, args.repeats, dtype)

@@ -13,11 +13,17 @@ Mesh axes (``MESH_AXES``; any may be 1 and is then left out of every spec):
     all-to-all over heads, Ulysses-style), cross-attention stays local (text keys are replicated);
   * ``tensor``: attention heads and the feed-forward's hidden width (Megatron-style column / row parallel linears).
 
-Logical names are what the model code and the parameter table speak: activations ``batch``, ``tokens``, ``heads``,
-``mlp``; parameters ``embed`` (the model width), ``heads``, ``mlp``, ``vocab``, ``layers``. ``DEFAULT_RULES`` maps
-them to mesh axes; a new layout is a new rules tuple, not new model code. ``PARAM_TABLE`` gives each parameter's
-logical axes by path. A dimension a mesh axis does not divide is left replicated on that axis (tiny odd configs
-shard what they can), and activations the same way (context-parallel attention pads its tokens itself).
+Logical names are what the model code speaks: activations ``batch``, ``tokens``, ``heads``, ``mlp``; parameters
+``embed`` (the model width), ``heads``, ``mlp``, ``vocab``, ``layers``, ``channels`` (the VAE's and the upsampler's),
+``replicated``. Each parameter declares its logical axes where it is created (``nn.with_logical_partitioning``, or
+``layers.dense(..., axes)``; ``nn.scan`` adds the leading ``layers``), and ``param_axes(module)`` reads them back;
+``DEFAULT_RULES`` maps the names to mesh axes, so a new layout is a new rules tuple, not new model code, and a new
+model family declares its own axes instead of needing a table. A dimension a mesh axis does not divide is left
+replicated on that axis (tiny odd configs shard what they can), and activations the same way (context-parallel
+attention pads its tokens itself).
+
+    axes = param_axes(module)                 # {"proj_in": {"kernel": ("mlp", "embed"), ...}, ...}, like the params
+    params = plan.place(params, axes)         # or plan.place(params, module); plan.param_shardings(shapes, axes)
 
 Several hosts: call ``jax.distributed.initialize()`` first in every process; ``jax.devices()`` is then every host's
 devices and the mesh spans them (README, "Several GPUs, several hosts").
@@ -26,12 +32,14 @@ devices and the mesh spans them (README, "Several GPUs, several hosts").
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-import re
 from typing import Any, Mapping, Sequence
 
+import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "context", "tensor")
@@ -43,34 +51,14 @@ DEFAULT_RULES: Rules = (
     ("tokens", ("context", "fsdp")),  # fsdp too where the batch cannot take it (a CFG pair over fsdp=8)
     ("embed", ("fsdp",)),
     ("heads", ("tensor",)),
-    ("mlp", ("tensor",)),
+    ("mlp", ("tensor",)),  # the feed-forward's hidden width, and the far side of the few [in, D] / [D, out] linears
     ("vocab", ()),
     ("layers", ()),
+    ("channels", ()),  # the VAE's and the upsampler's widths: each device decodes whole tiles, so keeps them whole
     ("replicated", ()),  # small params every device keeps whole
 )
 
-# (regex over the "/"-joined param path, logical axes of one layer's param). Scanned blocks (``SCANNED``) get a
-# leading "layers" axis. The first match wins; a param nothing matches shards its largest dimension over "embed"
-# and its next over "mlp".
-PARAM_TABLE: tuple[tuple[str, tuple[str | None, ...]], ...] = (
-    # LTX transformer blocks: q/k/v column-parallel, out row-parallel; feed-forward up / down the same way.
-    (r"attn\d/to_[qkv]/kernel$", ("embed", "heads")),
-    (r"attn\d/to_[qkv]/(bias|kernel_scale)$", ("heads",)),
-    (r"attn\d/norm_[qk]/weight$", ("heads",)),
-    (r"attn\d/to_out_0/kernel$", ("heads", "embed")),
-    (r"ff/net_0_proj/kernel$", ("embed", "mlp")),
-    (r"ff/net_0_proj/(bias|kernel_scale)$", ("mlp",)),
-    (r"ff/net_2/kernel$", ("mlp", "embed")),
-    (r"transformer_blocks/scale_shift_table$", ("replicated", "replicated")),  # 6 x D a layer, mixed with temb
-    # T5 encoder blocks.
-    (r"SelfAttention/[qkv]/kernel$", ("embed", "heads")),
-    (r"SelfAttention/o/kernel$", ("heads", "embed")),
-    (r"DenseReluDense/wi(_\d)?/kernel$", ("embed", "mlp")),
-    (r"DenseReluDense/wo/kernel$", ("mlp", "embed")),
-    (r"shared/embedding$", ("vocab", "embed")),
-    (r"relative_attention_bias$", (None, "heads")),
-)
-SCANNED = ("transformer_blocks", "block")
+Axes = tuple[str, ...]  # one logical name per dimension of a param
 
 
 def parse_mesh_spec(spec: str) -> dict[str, int]:
@@ -101,8 +89,6 @@ def make_mesh(spec: str | Mapping[str, int], devices: Sequence[Any] | None = Non
         raise ValueError(f"mesh {described} needs {math.prod(shape)} devices but {len(devices)} are visible "
                          f"({devices[0].platform}); make the sizes multiply to {len(devices)}.")
     try:
-        from jax.experimental import mesh_utils
-
         grid = mesh_utils.create_device_mesh(shape, devices=devices)  # the interconnect's topology, where known
     except Exception:  # noqa: BLE001 - any layout is correct; the plain one is used where the topology is unknown
         grid = np.asarray(devices, dtype=object).reshape(shape)
@@ -170,8 +156,8 @@ class ShardingPlan:
         unsharded on the mesh axes that do not divide it (a batch of 3 rows over data=2 stays whole on ``data``)."""
         return jax.lax.with_sharding_constraint(x, self.sharding(logical, x.shape))
 
-    def spread(self, x: jax.Array) -> jax.Array:
-        """``x`` [devices, ...] constrained to one slice per device (over every mesh axis; VAE tiles)."""
+    def one_slice_per_device(self, x: jax.Array) -> jax.Array:
+        """``x`` [devices, ...] constrained so that device i holds slice ``x[i]`` (over every mesh axis; VAE tiles)."""
         axes = tuple(a for a in self.mesh.axis_names if self.size(a) > 1)
         return jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, PartitionSpec(axes or None)))
 
@@ -184,35 +170,102 @@ class ShardingPlan:
 
     # ------------------------------------------------------------------------------------------ parameters
 
-    def param_logical_axes(self, path: Sequence[str], ndim: int) -> tuple[str | None, ...]:
-        """Logical axes of the param at ``path`` (a tuple of names) with ``ndim`` dimensions."""
-        joined = "/".join(path)
-        lead = ("layers",) if path[0] in SCANNED else ()
-        for pattern, axes in PARAM_TABLE:
-            if re.search(pattern, joined) and len(lead) + len(axes) == ndim:
-                return lead + axes
-        return lead + (None,) * (ndim - len(lead))  # resolved to the largest dimension in ``param_spec``
+    def param_shardings(self, params: Any, axes: Any) -> Any:
+        """The NamedSharding of every leaf of a param tree.
 
-    def param_spec(self, path: Sequence[str], shape: Sequence[int]) -> PartitionSpec:
-        logical = list(self.param_logical_axes(path, len(shape)))
-        if all(a is None or a == "layers" for a in logical) and None in logical:
-            # The default: the largest dimension over "embed" (FSDP), the next over "mlp" (tensor).
-            free = sorted((i for i, a in enumerate(logical) if a is None), key=lambda i: -shape[i])
-            for i, name in zip(free, ("embed", "mlp")):
-                logical[i] = name
-        return self.spec(logical, shape)
+        Args:
+          params: a param tree (arrays, or ``jax.ShapeDtypeStruct`` from ``abstract_params``), or any tree of them
+            such as ``{"params": ..., "lora": ...}``.
+          axes: their logical axes: a tree nested as ``params`` with a tuple of names per leaf, one per dimension
+            (``("layers", "embed", "heads")`` for a scanned [L, D, H*K] kernel), as ``param_axes(module)`` returns;
+            or the module itself. Entries that ``params`` lacks are ignored.
+        Returns:
+          A tree like ``params`` of ``NamedSharding``. A leaf without declared axes, or whose names do not match its
+          dimensions one to one, is an error that names its path.
+        """
+        declared = flat_axes(param_axes(axes) if isinstance(axes, nn.Module) else axes)
 
-    def param_shardings(self, params: Any) -> Any:
-        """The NamedSharding of every leaf of a param tree (arrays or ``jax.eval_shape`` structs)."""
         def one(path, leaf):
-            names = tuple(getattr(k, "key", getattr(k, "name", str(k))) for k in path)
-            return NamedSharding(self.mesh, self.param_spec(names, leaf.shape))
+            names = _path_names(path)
+            logical = declared.get(names)
+            if logical is None:
+                raise ValueError(f"param {'/'.join(names)} {tuple(leaf.shape)} has no declared logical axes; create it "
+                                 "with nn.with_logical_partitioning(init, names) (ltx_jax.sharding).")
+            if len(logical) != len(leaf.shape):
+                raise ValueError(f"param {'/'.join(names)} has shape {tuple(leaf.shape)} but logical axes {logical}: "
+                                 "one name per dimension.")
+            return self.sharding(logical, leaf.shape)
 
         return jax.tree_util.tree_map_with_path(one, params)
 
-    def place(self, params: Any) -> Any:
-        """A param tree moved onto its shardings (already placed leaves are resharded)."""
-        return jax.tree_util.tree_map(jax.device_put, params, self.param_shardings(params))
+    def place(self, params: Any, axes: Any) -> Any:
+        """``params`` moved onto their shardings (``param_shardings(params, axes)``; placed leaves are resharded)."""
+        return jax.tree_util.tree_map(jax.device_put, params, self.param_shardings(params, axes))
+
+
+# ---------------------------------------------------------------------------------------------- logical axes
+
+
+def _path_names(path) -> tuple[str, ...]:
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _is_axes(x) -> bool:
+    return isinstance(x, tuple) and all(isinstance(n, str) for n in x)
+
+
+def flat_axes(axes: Any) -> dict[tuple[str, ...], Axes]:
+    """A logical-axes tree (``param_axes``) -> {param path (a tuple of names): its axes}."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(axes, is_leaf=_is_axes)
+    return {_path_names(path): tuple(names) for path, names in leaves}
+
+
+def logical_axes(boxed: Any) -> dict:
+    """The logical axes of an ``init`` tree whose params are ``nn.LogicallyPartitioned`` boxes (made by
+    ``nn.with_logical_partitioning``): a tree like it with a tuple of names per param, one per dimension. A param
+    created without names, or with a name count that is not its rank, is an error naming its path."""
+    def one(path, leaf):
+        where = "/".join(_path_names(path))
+        if not isinstance(leaf, nn.LogicallyPartitioned):
+            raise ValueError(f"param {where} {tuple(getattr(leaf, 'shape', ()))} declares no logical axes; create it "
+                             "with nn.with_logical_partitioning(init, names) (ltx_jax.sharding).")
+        names, shape = tuple(leaf.names), tuple(leaf.value.shape)
+        if len(names) != len(shape) or not _is_axes(names):
+            raise ValueError(f"param {where} has shape {shape} but declares logical axes {names}: one name (a str) "
+                             "per dimension.")
+        return names
+
+    return jax.tree_util.tree_map_with_path(one, boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def param_axes(module: nn.Module) -> dict:
+    """The logical axes of every param of ``module``, as each declares them where it is created.
+
+    ``module``: a model with ``init_inputs()`` (the transformer, T5, the VAE or its decoder, the latent upsampler);
+    its ``init`` runs under ``jax.eval_shape`` (no memory), once per distinct module. Returns a tree nested like its
+    params with a tuple of logical names per param, one per dimension, e.g. ``{"transformer_blocks": {"attn1":
+    {"to_q": {"kernel": ("layers", "embed", "heads"), ...}}}, ...}``.
+    """
+    try:
+        hash(module)
+    except TypeError:  # a field holding a list: not cached
+        flat = _declared_axes.__wrapped__(module)
+    else:
+        flat = _declared_axes(module)
+    tree: dict = {}
+    for path, names in flat:
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = names
+    return tree
+
+
+@functools.lru_cache(maxsize=32)
+def _declared_axes(module) -> tuple[tuple[tuple[str, ...], Axes], ...]:
+    args, kwargs = module.init_inputs()
+    boxed = jax.eval_shape(lambda key: module.init(key, *args, **kwargs)["params"], jax.random.PRNGKey(0))
+    return tuple(flat_axes(logical_axes(boxed)).items())
 
 
 def shard_bytes(tree: Any) -> int:

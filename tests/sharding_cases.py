@@ -75,7 +75,7 @@ def transformer_forward() -> dict:
     out = {}
     for spec in MESHES:
         plan = ShardingPlan.create(spec)
-        got = _forward(module.clone(sharding=plan), plan.place(params), args)
+        got = _forward(module.clone(sharding=plan), plan.place(params, module), args)
         out[spec] = rel_err(got, ref)
     return out
 
@@ -137,28 +137,31 @@ def loading() -> dict:
         _, t5 = load_text_encoder(root, jnp.float32, sharding=plan)
         diff = max(rel_err(a, b) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(ref)))
         diff_t5 = max(rel_err(a, b) for a, b in zip(jax.tree_util.tree_leaves(t5), jax.tree_util.tree_leaves(ref_t5)))
-        expected = jax.tree_util.tree_leaves(plan.param_shardings(params))
+        expected = jax.tree_util.tree_leaves(plan.param_shardings(params, module))
         placed = all(leaf.sharding == s for leaf, s in zip(jax.tree_util.tree_leaves(params), expected))
         out["loaded"][spec] = {"max_diff": max(diff, diff_t5), "on_planned_shardings": placed,
                                "module_has_plan": module.sharding is plan}
     orbax = os.path.join(tempfile.mkdtemp(), "orbax")
     save_transformer_orbax(*load_transformer(root, jnp.float32), orbax)
     plan = ShardingPlan.create("fsdp=8")
-    _, restored = load_transformer(orbax, jnp.float32, sharding=plan)
+    restored_module, restored = load_transformer(orbax, jnp.float32, sharding=plan)
     out["loaded"]["orbax fsdp=8"] = {
-        "max_diff": max(rel_err(a, b) for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(ref))),
+        "max_diff": max(rel_err(a, b) for a, b in zip(jax.tree_util.tree_leaves(restored),
+                                                      jax.tree_util.tree_leaves(ref))),
         "on_planned_shardings": all(leaf.sharding == s for leaf, s in zip(
-            jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(plan.param_shardings(restored)))),
+            jax.tree_util.tree_leaves(restored),
+            jax.tree_util.tree_leaves(plan.param_shardings(restored, restored_module)))),
         "module_has_plan": True}
 
     # Bytes per device on a config whose every width is a multiple of 8.
     wide = dataclasses.replace(CONFIG, num_attention_heads=8, attention_head_dim=8, cross_attention_dim=64,
                                in_channels=16, out_channels=16, caption_channels=32)
-    params = init_params(LTXVideoTransformer3DModel(wide), jax.random.PRNGKey(0))
+    wide_module = LTXVideoTransformer3DModel(wide)
+    params = init_params(wide_module, jax.random.PRNGKey(0))
     total = shard_bytes(params)
     for fsdp, tensor in ((1, 1), (2, 1), (4, 1), (8, 1), (4, 2), (2, 4)):
         plan = ShardingPlan(make_mesh({"fsdp": fsdp, "tensor": tensor}, jax.devices()[:fsdp * tensor]))
-        out["bytes"][f"fsdp={fsdp},tensor={tensor}"] = shard_bytes(plan.place(params)) / total
+        out["bytes"][f"fsdp={fsdp},tensor={tensor}"] = shard_bytes(plan.place(params, wide_module)) / total
     return out
 
 
@@ -183,7 +186,7 @@ def collectives() -> dict:
     params = init_params(module, jax.random.PRNGKey(0))
     plan = ShardingPlan.create("data=2,fsdp=2,context=2")
     sharded = module.clone(sharding=plan)
-    placed = plan.place(params)
+    placed = plan.place(params, module)
     hlo = jax.jit(lambda p, *a: sharded.apply({"params": p}, *a, **KW)).lower(placed, *_inputs()).compile().as_text()
     found = _collectives(hlo)
     stacked = _stacked_shapes(abstract_params(module))
@@ -210,7 +213,8 @@ def memory_2b() -> dict:
         plan = ShardingPlan.create(spec)
         m = module if plan is None else module.clone(sharding=plan)
         p = abstract if plan is None else jax.tree_util.tree_map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, plan.param_shardings(abstract))
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract,
+            plan.param_shardings(abstract, module))
         compiled = jax.jit(lambda p, *a: m.apply({"params": p}, *a, **kw)).lower(p, *args).compile()
         stats = compiled.memory_analysis()
         out[spec or "one device"] = {"argument_bytes": int(stats.argument_size_in_bytes),
@@ -272,7 +276,7 @@ def vae_decode() -> dict:
     """The tiled decode program with its tiles dealt over 8 devices against one device: the frames (blended as
     diffusers blends them) and the temporaries per device; and a whole decode with the videos over ``data``."""
     from ltx_jax.models.vae import AutoencoderKLLTXVideo, VAETiling
-    from ltx_jax.pipelines.runtime import jitted_decode
+    from ltx_jax.pipelines.vae_programs import jitted_decode
     from ltx_jax.tiny_random import TINY_VAE
 
     vae = AutoencoderKLLTXVideo(TINY_VAE)

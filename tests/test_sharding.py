@@ -18,7 +18,8 @@ from conftest import report
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOL = 1e-5  # max rel err, sharded vs one device (fp32: only the reduction order differs)
 PSNR_MIN_DB = 60.0
-BYTES_SLACK = 1.15  # per-device param bytes <= 1.15 / (fsdp * tensor) of the total: norms and biases replicate on tensor
+BYTES_SLACK = 1.15  # per-device param bytes <= 1.15 / (fsdp * tensor) of the total: norms and biases
+                    # replicate on tensor
 
 
 @pytest.fixture(scope="module")

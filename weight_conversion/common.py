@@ -10,6 +10,8 @@ from typing import Any, Callable, Iterable
 
 from ltx_jax.models import abstract_params
 from weight_conversion import orbax_io
+from weight_conversion.lora import file_deltas, fuse
+from weight_conversion.mapping import flatten
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
 
@@ -76,21 +78,22 @@ def first_layers(config, num_layers: int | None, keys: Iterable[str], block_key:
 
 def restore_orbax(path: str, component: str, config_cls, config, make_module: Callable[[Any], Any], sharding=None):
     """(module, params) from an Orbax directory written by ``python -m weight_conversion convert``; with a
-    ``ShardingPlan``, each param is restored onto its shards."""
+    ``ShardingPlan``, each param is restored onto its shards (the logical axes the module declares)."""
     config = config or config_cls.from_dict(orbax_io.read_marker(path)["config"])
     module = make_module(config)
     abstract = abstract_params(module)
-    shardings = None if sharding is None else sharding.param_shardings(abstract)
+    shardings = None if sharding is None else sharding.param_shardings(abstract, module)
     return module, orbax_io.restore(path, component, abstract, shardings)
 
 
-def placement(sharding):
-    """``mapping.convert``'s placement for a ``ShardingPlan`` (None: the default device)."""
+def placement(sharding, module, abstract):
+    """``mapping.convert``'s placement for a ``ShardingPlan``: (param path, shape) -> its ``NamedSharding``, from
+    the logical axes ``module`` declares for each param of ``abstract`` (its ``abstract_params``), all checked
+    before any tensor is read. None without a plan (the default device)."""
     if sharding is None:
         return None
-    from jax.sharding import NamedSharding
-
-    return lambda path, shape: NamedSharding(sharding.mesh, sharding.param_spec(path, shape))
+    shardings = flatten(sharding.param_shardings(abstract, module))
+    return lambda path, shape: shardings[tuple(path)]
 
 
 def fuse_after_restore(path: str, component: str, module, params, lora, torch_key, scanned) -> Any:
@@ -98,8 +101,6 @@ def fuse_after_restore(path: str, component: str, module, params, lora, torch_ke
     quantized ones cannot take a delta without a second rounding, so they are refused with what to do instead."""
     if not lora:
         return params
-    from weight_conversion.lora import file_deltas, fuse
-
     deltas = file_deltas(lora, component, params, torch_key, scanned)
     if not deltas:
         return params

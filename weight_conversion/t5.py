@@ -62,11 +62,13 @@ def _tied_tables_equal(source: TensorSource, rows_per_chunk: int = 4096) -> bool
     a, b = source[SHARED_KEY], source[TIED_EMBED_KEY]
     if a.shape != b.shape:
         return False
-    return all(np.array_equal(a[i:i + rows_per_chunk], b[i:i + rows_per_chunk]) for i in range(0, a.shape[0], rows_per_chunk))
+    return all(np.array_equal(a[i:i + rows_per_chunk], b[i:i + rows_per_chunk])
+               for i in range(0, a.shape[0], rows_per_chunk))
 
 
 def _embedding_key(source: TensorSource, folder: str) -> tuple[str, list[str]]:
-    """Which key holds the token embedding, and the tied duplicate to ignore (compared, with a warning if it differs)."""
+    """Which key holds the token embedding, and the tied duplicate to ignore (compared, with a warning if it
+    differs)."""
     has_shared, has_tied = SHARED_KEY in source, TIED_EMBED_KEY in source
     if has_shared and has_tied:
         # transformers ties encoder.embed_tokens to shared after loading, so shared.weight is what it runs.
@@ -167,7 +169,7 @@ def load_text_encoder(
     params = convert(
         source, text_encoder_rules(config, abstract, embed_key), abstract, dtype,
         what="text encoder", source_shape=source.shape, ignore=ignore, kernel_delta=kernel_delta,
-        placement=placement(sharding),
+        placement=placement(sharding, module, abstract),
     )
     return module, params
 

@@ -72,7 +72,8 @@ def config_from_native(native: dict) -> TransformerConfig:
     theta = native.get("positional_embedding_theta", 10000.0)
     max_pos = list(native.get("positional_embedding_max_pos", [20, 2048, 2048]))
     if float(theta) != 10000.0 or max_pos != [20, 2048, 2048]:
-        raise CheckpointError(f"Unsupported RoPE settings theta={theta}, max_pos={max_pos}; ltx_jax uses 10000, [20, 2048, 2048].")
+        raise CheckpointError(f"Unsupported RoPE settings theta={theta}, max_pos={max_pos}; "
+                              "ltx_jax uses 10000, [20, 2048, 2048].")
     if "attention_head_dim" in kwargs and "num_attention_heads" in kwargs:
         kwargs.setdefault("cross_attention_dim", kwargs["attention_head_dim"] * kwargs["num_attention_heads"])
     return TransformerConfig(**kwargs)
@@ -90,7 +91,8 @@ def infer_config(source: TensorSource, keys: dict[str, str]) -> TransformerConfi
     layers = 1 + max(int(m.group(1)) for k in keys if (m := re.match(r"transformer_blocks\.(\d+)\.", k)))
     heads = 32
     if inner % heads:
-        raise CheckpointError(f"Cannot infer heads for width {inner}; pass config=TransformerConfig(...) to load_transformer.")
+        raise CheckpointError(f"Cannot infer heads for width {inner}; "
+                              "pass config=TransformerConfig(...) to load_transformer.")
     return TransformerConfig(
         in_channels=in_channels,
         out_channels=out_channels,
@@ -164,8 +166,8 @@ def load_transformer(
         (module names, sizes) before any weight is read. Modules of other components (``text_encoder.*``) are
         skipped here (``load_text_encoder(..., lora=)`` takes them).
       sharding: an ``ltx_jax.sharding.ShardingPlan``: every tensor goes from the file straight onto its shards
-        (``ShardingPlan.param_spec``; one layer at a time, never a whole param on one device), and the module
-        gets the plan (activation constraints, context-parallel attention).
+        (by the logical axes the module declares; one layer at a time, never a whole param on one device), and the
+        module gets the plan (activation constraints, context-parallel attention).
       kernel_delta: ``mapping.KernelDelta`` added to each float kernel before it is cast or quantized (what
         ``lora`` uses; added to it when both are given).
       num_layers: load only the first ``num_layers`` blocks (a model with that many; ``python -m ltx_jax compare``
@@ -208,7 +210,7 @@ def load_transformer(
     renamed = _Renamed(source, keys)
     params = convert(renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer",
                      source_shape=renamed.shape, ignore=later_blocks, kernel_delta=kernel_delta,
-                     placement=placement(sharding))
+                     placement=placement(sharding, module, abstract))
     return module, params
 
 

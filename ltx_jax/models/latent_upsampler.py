@@ -10,7 +10,8 @@ and a pixel shuffle) -> ``post_upsample_res_blocks`` -> ``final_conv``, every co
 With ``dims=2`` every layer runs per frame (frames folded into the batch, GroupNorm statistics per frame); with
 ``dims=3`` the convs are 3-D and GroupNorm's statistics cover the whole [F, H, W] of each sample. Parameter names
 are diffusers' (``res_blocks_0/conv1`` is ``res_blocks.0.conv1``; ``upsampler_0`` is ``upsampler.0``), so
-conversion is mechanical. Norms are computed in float32, convolutions in the module's compute dtype.
+conversion is mechanical. Norms are computed in float32, convolutions in the module's compute dtype. Params declare
+the logical axes of ``vae_blocks``: widths "channels", kernel windows "replicated" (``ltx_jax.sharding``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from ltx_jax.configs import GROUP_NORM_GROUPS, LatentUpsamplerConfig
-from ltx_jax.models.vae_blocks import depth_to_space
+from ltx_jax.models.vae_blocks import conv_initializers, depth_to_space
 
 Dtype = Any
 
@@ -39,8 +40,10 @@ class GroupNorm(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones, (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+        scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones, ("channels",)), (c,),
+                           self.param_dtype)
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("channels",)), (c,),
+                          self.param_dtype)
         groups = x.astype(jnp.float32).reshape(*x.shape[:-1], self.num_groups, c // self.num_groups)  # [N, ..., G, C/G]
         axes = (*range(1, groups.ndim - 2), groups.ndim - 1)  # all but the batch and group axes
         mean = jnp.mean(groups, axis=axes, keepdims=True)
@@ -54,7 +57,7 @@ class _ConvMixin:
 
     def conv(self, features: int, dims: int, name: str):
         conv = nn.Conv(features, (3,) * dims, padding=((1, 1),) * dims, dtype=self.dtype, param_dtype=self.param_dtype,
-                       precision=self.precision, name=name)
+                       precision=self.precision, name=name, **conv_initializers(dims))
         return lambda x: conv(x.astype(self.dtype))
 
 

@@ -1,28 +1,31 @@
-"""Creating a model's params, for real or as shapes only: the same pair for every model.
+"""Creating a model's params, for real or as shapes only, and their logical axes: the same functions for every model.
 
 Each model module says how to call it once (``init_inputs()``: tiny example arguments); from that,
 
     params = init_params(module, key)          # random params, made under jit on the default device in param_dtype
     shapes = abstract_params(module)           # jax.ShapeDtypeStruct tree from eval_shape (no memory)
     count_params(shapes)                       # number of parameters
+    axes = param_axes(module)                  # logical axes of each param (ltx_jax.sharding), the same nesting
+
+Each param is created inside an ``nn.LogicallyPartitioned`` box naming its axes; the trees these functions return
+are plain arrays (the boxes are dropped), the same names and structure as the checkpoints.
 """
 
 from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from ltx_jax import interrupts
+from ltx_jax.sharding import param_axes  # noqa: F401 - re-exported beside init_params and abstract_params
 
 
 def _init(module, key):
-    if getattr(module, "attention_implementation", None) is not None:
-        # The params do not depend on the attention kernel; XLA's path runs everywhere (cuDNN's needs a GPU).
-        module = module.clone(attention_implementation="xla")
     args, kwargs = module.init_inputs()
-    return module.init(key, *args, **kwargs)["params"]
+    return nn.meta.unbox(module.init(key, *args, **kwargs)["params"])
 
 
 def init_params(module, key: jax.Array):

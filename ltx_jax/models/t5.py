@@ -7,7 +7,8 @@ Axis letters in shape comments:
 Parameters keep transformers' module names so that conversion is a table; the blocks sit under ``nn.scan``:
 
     shared/embedding                               [V, D]     <- shared.weight (tied to encoder.embed_tokens.weight)
-    relative_attention_bias                        [R, H]     <- encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight
+    relative_attention_bias                        [R, H]
+        <- encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight
     block/layer_0/layer_norm/weight                [L, D]     <- encoder.block.{i}.layer.0.layer_norm.weight
     block/layer_0/SelfAttention/{q,k,v}/kernel     [L, D, HK] <- encoder.block.{i}.layer.0.SelfAttention.{q,k,v}.weight
     block/layer_0/SelfAttention/o/kernel           [L, HK, D]
@@ -15,6 +16,10 @@ Parameters keep transformers' module names so that conversion is a table; the bl
     block/layer_1/DenseReluDense/{wi_0,wi_1}/kernel [L, D, F] (gated; ``wi`` for the plain FFN)
     block/layer_1/DenseReluDense/wo/kernel         [L, F, D]
     final_layer_norm/weight                        [D]
+
+Logical axes (``ltx_jax.sharding``), declared where each param is created: the embedding ("vocab", "embed"), q/k/v
+("embed", "heads") and o ("heads", "embed"), wi* ("embed", "mlp") and wo ("mlp", "embed"), the norms ("embed",),
+the relative-position table ("replicated", "heads"); ``nn.scan`` adds "layers" in front of the blocks'.
 
 transformers stores the relative-position table in layer 0, which computes the bias and hands it to every later
 layer; we compute that same bias once, before the scanned stack, from the same table.
@@ -96,9 +101,11 @@ class T5Attention(nn.Module):
         d, inner, heads, head_dim = cfg.d_model, cfg.inner_dim, cfg.num_heads, cfg.d_kv
         dense = functools.partial(layers.dense, self, use_bias=False)
         batch, length = x.shape[:2]
-        q = dense(inner, kernel_init=_normal((d * head_dim) ** -0.5), name="q")(x).reshape(batch, length, heads, head_dim)
-        k = dense(inner, kernel_init=_normal(d**-0.5), name="k")(x).reshape(batch, length, heads, head_dim)
-        v = dense(inner, kernel_init=_normal(d**-0.5), name="v")(x).reshape(batch, length, heads, head_dim)
+        column = ("embed", "heads")
+        q = dense(inner, column, kernel_init=_normal((d * head_dim) ** -0.5), name="q")(x)
+        k = dense(inner, column, kernel_init=_normal(d**-0.5), name="k")(x)
+        v = dense(inner, column, kernel_init=_normal(d**-0.5), name="v")(x)
+        q, k, v = (y.reshape(batch, length, heads, head_dim) for y in (q, k, v))  # [B, T, H, K]
         # T5 does not scale q.k by 1/sqrt(K): the scale is folded into the initialisation of q.
         scores = jnp.einsum(
             "bthk,bshk->bhts", q, k, precision=self.precision, preferred_element_type=jnp.float32
@@ -110,7 +117,7 @@ class T5Attention(nn.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         out = jnp.einsum("bhts,bshk->bthk", probs, v, precision=self.precision)  # [B, T, H, K]
         out = out.reshape(batch, length, inner).astype(self.dtype)
-        return dense(d, kernel_init=_normal(inner**-0.5), name="o")(out)
+        return dense(d, ("heads", "embed"), kernel_init=_normal(inner**-0.5), name="o")(out)
 
 
 class T5DenseReluDense(nn.Module):
@@ -130,15 +137,17 @@ class T5DenseReluDense(nn.Module):
         act = _activation(cfg.dense_act_fn)
         wi_init = _normal(cfg.d_model**-0.5)
         if cfg.is_gated_act:
-            gate = act(dense(cfg.d_ff, kernel_init=wi_init, name="wi_0")(x).astype(jnp.float32))
-            h = gate * dense(cfg.d_ff, kernel_init=wi_init, name="wi_1")(x).astype(jnp.float32)  # [B, T, F]
+            gate = act(dense(cfg.d_ff, ("embed", "mlp"), kernel_init=wi_init, name="wi_0")(x).astype(jnp.float32))
+            h = gate * dense(cfg.d_ff, ("embed", "mlp"), kernel_init=wi_init, name="wi_1")(x).astype(jnp.float32)
         else:
-            h = act(dense(cfg.d_ff, kernel_init=wi_init, name="wi")(x).astype(jnp.float32))  # [B, T, F]
+            h = act(dense(cfg.d_ff, ("embed", "mlp"), kernel_init=wi_init,
+                          name="wi")(x).astype(jnp.float32))  # [B, T, F]
         # transformers keeps `wo` in float32 (`_keep_in_fp32_modules`), but only when loading in float16, whose
         # range T5 v1.1's FFN outputs overflow; bfloat16 has float32's range, and transformers then runs `wo` in
         # bfloat16 too. So do we: float32 `wo` would put a third of the FFN's FLOPs on the slow path for no
         # gain, and the precision that matters is kept by the float32 residual stream (see T5Block).
-        return dense(cfg.d_model, kernel_init=_normal(cfg.d_ff**-0.5), name="wo")(h.astype(self.dtype))
+        return dense(cfg.d_model, ("mlp", "embed"), kernel_init=_normal(cfg.d_ff**-0.5),
+                     name="wo")(h.astype(self.dtype))
 
 
 class T5LayerSelfAttention(nn.Module):
@@ -151,7 +160,8 @@ class T5LayerSelfAttention(nn.Module):
     @nn.compact
     def __call__(self, x, position_bias, key_mask):
         # T5's layer norm is an RMS norm (no mean subtraction, no bias) with float32 statistics.
-        h = layers.RMSNorm(self.config.layer_norm_epsilon, True, self.param_dtype, name="layer_norm")(x).astype(self.dtype)
+        h = layers.RMSNorm(self.config.layer_norm_epsilon, True, self.param_dtype, axis="embed",
+                           name="layer_norm")(x).astype(self.dtype)
         h = T5Attention(self.config, self.dtype, self.param_dtype, self.precision, self.weights,
                         name="SelfAttention")(h, position_bias, key_mask)
         return x + h.astype(x.dtype)
@@ -167,7 +177,8 @@ class T5LayerFF(nn.Module):
     @nn.compact
     def __call__(self, x):
         # T5's layer norm is an RMS norm (no mean subtraction, no bias) with float32 statistics.
-        h = layers.RMSNorm(self.config.layer_norm_epsilon, True, self.param_dtype, name="layer_norm")(x).astype(self.dtype)
+        h = layers.RMSNorm(self.config.layer_norm_epsilon, True, self.param_dtype, axis="embed",
+                           name="layer_norm")(x).astype(self.dtype)
         h = T5DenseReluDense(self.config, self.dtype, self.param_dtype, self.precision, self.weights,
                              name="DenseReluDense")(h)
         return x + h.astype(x.dtype)
@@ -234,15 +245,18 @@ class T5EncoderModel(nn.Module):
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids has shape {input_ids.shape}; expected [B, T] token ids.")
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask has shape {attention_mask.shape}; expected {tuple(input_ids.shape)} like input_ids.")
+            raise ValueError(f"attention_mask has shape {attention_mask.shape}; "
+                             f"expected {tuple(input_ids.shape)} like input_ids.")
         length = input_ids.shape[1]
 
-        embed = nn.Embed(cfg.vocab_size, cfg.d_model, param_dtype=self.param_dtype, embedding_init=_normal(1.0), name="shared")
+        embed = nn.Embed(cfg.vocab_size, cfg.d_model, param_dtype=self.param_dtype, name="shared",
+                         embedding_init=nn.with_logical_partitioning(_normal(1.0), ("vocab", "embed")))
         x = embed(input_ids).astype(jnp.float32)  # [B, T, D] residual stream
 
         table = self.param(
-            "relative_attention_bias", _normal(cfg.d_model**-0.5), (cfg.relative_attention_num_buckets, cfg.num_heads),
-            self.param_dtype,
+            "relative_attention_bias",
+            nn.with_logical_partitioning(_normal(cfg.d_model**-0.5), ("replicated", "heads")),
+            (cfg.relative_attention_num_buckets, cfg.num_heads), self.param_dtype,
         )  # [R, H]
         buckets = relative_position_buckets(
             length, length, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
@@ -259,5 +273,6 @@ class T5EncoderModel(nn.Module):
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, self.dtype, self.param_dtype, self.precision, self.weights, name="block")
         x, _ = blocks(x, position_bias, key_mask)
-        final_norm = layers.RMSNorm(cfg.layer_norm_epsilon, True, self.param_dtype, name="final_layer_norm")
+        final_norm = layers.RMSNorm(cfg.layer_norm_epsilon, True, self.param_dtype, axis="embed",
+                                    name="final_layer_norm")
         return final_norm(x).astype(self.dtype)

@@ -5,7 +5,11 @@ Axis letters in shape comments:
     (heads x head dim), H heads, K head dim, C latent channels, L layers, E caption channels.
 
 Parameter names follow diffusers (``proj_in``, ``time_embed``, ``to_q``, ``norm_q``, ``scale_shift_table``...) so
-that conversion is a table; the blocks sit under ``nn.scan`` and so their params carry a leading [L] axis.
+that conversion is a table; the blocks sit under ``nn.scan`` and so their params carry a leading [L] axis. Each param
+names its logical axes where it is created (``ltx_jax.sharding``): q/k/v column-parallel ("embed", "heads"), the
+attention output row-parallel ("heads", "embed"), the feed-forward ("embed", "mlp") then ("mlp", "embed"); the
+linears outside the blocks shard one side over "embed" and the other over "mlp" (the caption projection column- then
+row-parallel, as the feed-forward).
 
 A forward pass is two methods, so that a denoising loop does the step-invariant half once per call:
 
@@ -73,9 +77,10 @@ class AdaLayerNormSingle(nn.Module):
     def __call__(self, timestep: jax.Array) -> tuple[jax.Array, jax.Array]:
         t_features = layers.timestep_sinusoids(timestep)  # [M, 256] float32
         embedded = layers.TimestepEmbedder(
-            self.features, self.dtype, self.param_dtype, self.precision, name="timestep_embedder"
+            self.features, (("mlp", "embed"), ("mlp", "embed")), self.dtype, self.param_dtype, self.precision,
+            name="timestep_embedder",
         )(t_features)
-        temb = layers.dense(self, 6 * self.features, name="linear")(nn.silu(embedded))
+        temb = layers.dense(self, 6 * self.features, ("mlp", "embed"), name="linear")(nn.silu(embedded))  # [M, 6D]
         return temb, embedded
 
 
@@ -89,8 +94,8 @@ class CaptionProjection(nn.Module):
 
     @nn.compact
     def __call__(self, caption: jax.Array) -> jax.Array:
-        x = layers.dense(self, self.features, name="linear_1")(caption)
-        return layers.dense(self, self.features, name="linear_2")(nn.gelu(x, approximate=True))
+        x = layers.dense(self, self.features, ("embed", "mlp"), name="linear_1")(caption)  # T5's width -> D
+        return layers.dense(self, self.features, ("mlp", "embed"), name="linear_2")(nn.gelu(x, approximate=True))
 
 
 class Attention(nn.Module):
@@ -110,12 +115,12 @@ class Attention(nn.Module):
 
     def setup(self):
         inner = self.heads * self.head_dim
-        self.to_q = layers.dense(self, inner, use_bias=self.use_bias)
-        self.to_k = layers.dense(self, inner, use_bias=self.use_bias)
-        self.to_v = layers.dense(self, inner, use_bias=self.use_bias)
-        self.norm_q = layers.RMSNorm(1e-5, True, self.param_dtype)
-        self.norm_k = layers.RMSNorm(1e-5, True, self.param_dtype)
-        self.to_out_0 = layers.dense(self, self.out_features, use_bias=self.out_bias)
+        self.to_q = layers.dense(self, inner, ("embed", "heads"), use_bias=self.use_bias)
+        self.to_k = layers.dense(self, inner, ("embed", "heads"), use_bias=self.use_bias)
+        self.to_v = layers.dense(self, inner, ("embed", "heads"), use_bias=self.use_bias)
+        self.norm_q = layers.RMSNorm(1e-5, True, self.param_dtype, axis="heads")
+        self.norm_k = layers.RMSNorm(1e-5, True, self.param_dtype, axis="heads")
+        self.to_out_0 = layers.dense(self, self.out_features, ("heads", "embed"), use_bias=self.out_bias)
 
     def key_value(self, context: jax.Array) -> tuple[jax.Array, jax.Array]:
         """context [B, S, D] -> keys (after norm_k, before RoPE) and values, each [B, S, H*K]."""
@@ -168,8 +173,9 @@ class FeedForward(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = layers.dense(self, 4 * self.features, name="net_0_proj")(x)  # [B, N, 4D]
-        return layers.dense(self, self.features, name="net_2")(jax.nn.gelu(h, approximate=self.approximate))
+        h = layers.dense(self, 4 * self.features, ("embed", "mlp"), name="net_0_proj")(x)  # [B, N, 4D]
+        return layers.dense(self, self.features, ("mlp", "embed"), name="net_2")(
+            jax.nn.gelu(h, approximate=self.approximate))
 
 
 class TransformerBlock(nn.Module):
@@ -192,9 +198,11 @@ class TransformerBlock(nn.Module):
             dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision, weights=self.weights,
             sharding=self.sharding,
         )
-        norm = functools.partial(layers.RMSNorm, cfg.norm_eps, cfg.norm_elementwise_affine, self.param_dtype)
-        self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (6, dim),
-                                            self.param_dtype)
+        norm = functools.partial(layers.RMSNorm, cfg.norm_eps, cfg.norm_elementwise_affine, self.param_dtype,
+                                 axis="embed")
+        # [6, D] a layer, added to every token's modulation
+        self.scale_shift_table = self.param("scale_shift_table", nn.with_logical_partitioning(
+            nn.initializers.normal(dim**-0.5), ("replicated", "embed")), (6, dim), self.param_dtype)
         self.norm1 = norm()
         self.attn1 = attn()
         self.attn2 = attn()
@@ -269,7 +277,7 @@ class LTXVideoTransformer3DModel(nn.Module):
       sharding: an ``ltx_jax.sharding.ShardingPlan`` (or None: one device): the hidden states are constrained to
         (batch, tokens) over (data x fsdp, context) and self-attention runs context-parallel
         (``layers.context_parallel_attention``); the params' own shardings come with them
-        (``ShardingPlan.param_shardings``, ``load_transformer(..., sharding=)``).
+        (declared where each is created: ``ltx_jax.sharding.param_axes``, ``load_transformer(..., sharding=)``).
     """
 
     config: TransformerConfig
@@ -294,7 +302,7 @@ class LTXVideoTransformer3DModel(nn.Module):
     def setup(self):
         cfg = self.config
         dim = cfg.inner_dim
-        self.proj_in = layers.dense(self, dim, weights=None)  # quantized weights: the blocks' linears only
+        self.proj_in = layers.dense(self, dim, ("mlp", "embed"), weights=None)  # quantized: the blocks' linears only
         self.time_embed = AdaLayerNormSingle(dim, self.dtype, self.param_dtype, self.precision)
         self.caption_projection = CaptionProjection(dim, self.dtype, self.param_dtype, self.precision)
         block = TransformerBlock
@@ -308,11 +316,14 @@ class LTXVideoTransformer3DModel(nn.Module):
             "__call__": dict(scan, in_axes=(0, 0) + (nn.broadcast,) * 5),
             "text_key_value": dict(scan, in_axes=(nn.broadcast,)),
         })
-        self.transformer_blocks = blocks(cfg, self.resolved_attention_implementation, self.dtype, self.param_dtype,
-                                         self.precision, self.weights, self.sharding)
-        self.scale_shift_table = self.param("scale_shift_table", nn.initializers.normal(dim**-0.5), (2, dim),
-                                            self.param_dtype)
-        self.proj_out = layers.dense(self, cfg.out_channels, weights=None)
+        implementation = self.resolved_attention_implementation
+        if self.is_initializing():  # the params do not depend on the kernel; XLA's traces everywhere (cuDNN's: a GPU)
+            implementation = "xla"
+        self.transformer_blocks = blocks(cfg, implementation, self.dtype, self.param_dtype, self.precision,
+                                         self.weights, self.sharding)
+        self.scale_shift_table = self.param("scale_shift_table", nn.with_logical_partitioning(
+            nn.initializers.normal(dim**-0.5), ("replicated", "embed")), (2, dim), self.param_dtype)
+        self.proj_out = layers.dense(self, cfg.out_channels, ("embed", "mlp"), weights=None)
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
@@ -415,8 +426,10 @@ class LTXVideoTransformer3DModel(nn.Module):
         timestep = jnp.asarray(timestep)
         if timestep.ndim == 0:
             timestep = jnp.broadcast_to(timestep, (batch,))
-        if timestep.shape[0] != batch or timestep.ndim > 2 or (timestep.ndim == 2 and timestep.shape[1] not in (1, num_tokens)):
-            raise ValueError(f"timestep has shape {timestep.shape}; expected [B]={batch}, [B, 1] or [B, N]=[{batch}, {num_tokens}].")
+        if (timestep.shape[0] != batch or timestep.ndim > 2
+                or (timestep.ndim == 2 and timestep.shape[1] not in (1, num_tokens))):
+            raise ValueError(f"timestep has shape {timestep.shape}; expected [B]={batch}, [B, 1] or "
+                             f"[B, N]=[{batch}, {num_tokens}].")
         temb, embedded_timestep = self.time_embed(timestep.reshape(-1))
         temb = temb.reshape(batch, -1, 6 * dim)  # [B, 1|N, 6D]
         embedded_timestep = embedded_timestep.reshape(batch, -1, dim)  # [B, 1|N, D]
@@ -445,7 +458,8 @@ class LTXVideoTransformer3DModel(nn.Module):
 
     def _check_hidden_states(self, hidden_states):
         if hidden_states.ndim != 3 or hidden_states.shape[-1] != self.config.in_channels:
-            raise ValueError(f"hidden_states has shape {hidden_states.shape}; expected [B, N, {self.config.in_channels}] "
+            raise ValueError(f"hidden_states has shape {hidden_states.shape}; "
+                             f"expected [B, N, {self.config.in_channels}] "
                              "packed latent tokens.")
 
     def _check_tokens(self, hidden_states, batch, num_frames, height, width, video_coords):
@@ -453,18 +467,21 @@ class LTXVideoTransformer3DModel(nn.Module):
         if hidden_states.shape[0] != batch:
             raise ValueError(f"encoder_hidden_states has batch {batch} but hidden_states has {hidden_states.shape[0]}.")
         num_tokens = hidden_states.shape[1]
-        if video_coords is None and None not in (num_frames, height, width) and num_frames * height * width != num_tokens:
+        if (video_coords is None and None not in (num_frames, height, width)
+                and num_frames * height * width != num_tokens):
             raise ValueError(
                 f"num_frames * height * width = {num_frames} * {height} * {width} = {num_frames * height * width} "
                 f"but hidden_states has {num_tokens} tokens."
             )
         if video_coords is not None and video_coords.shape != (batch, 3, num_tokens):
-            raise ValueError(f"video_coords has shape {video_coords.shape}; expected [B, 3, N] = [{batch}, 3, {num_tokens}].")
+            raise ValueError(f"video_coords has shape {video_coords.shape}; "
+                             f"expected [B, 3, N] = [{batch}, 3, {num_tokens}].")
 
     def _check_text_mask(self, mask, encoder_hidden_states):
         if mask.shape != encoder_hidden_states.shape[:2]:
             raise ValueError(
-                f"encoder_attention_mask has shape {mask.shape}; expected [B, T] = {tuple(encoder_hidden_states.shape[:2])}."
+                f"encoder_attention_mask has shape {mask.shape}; "
+                f"expected [B, T] = {tuple(encoder_hidden_states.shape[:2])}."
             )
         if self.resolved_attention_implementation == "cudnn":
             value = _concrete_or_none(mask)

@@ -27,7 +27,7 @@ from ltx_jax.configs import VAEConfig
 from ltx_jax.models import layers
 from ltx_jax.models import vae_blocks as blocks
 from ltx_jax.models.layers import pixel_norm
-from ltx_jax.models.vae_blocks import CausalConv3d, DownBlock3D, MidBlock3d, UpBlock3d
+from ltx_jax.models.vae_blocks import TIME_EMBEDDER_AXES, CausalConv3d, DownBlock3D, MidBlock3d, UpBlock3d
 
 Dtype = Any
 
@@ -122,7 +122,8 @@ class Encoder3d(nn.Module):
     @nn.compact
     def __call__(self, video: jax.Array) -> jax.Array:
         cfg = self.config
-        kw = dict(is_causal=cfg.encoder_causal, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
+        kw = dict(is_causal=cfg.encoder_causal, dtype=self.dtype, param_dtype=self.param_dtype,
+                  precision=self.precision)
         x = blocks.patchify(video, cfg.patch_size, cfg.patch_size_t)  # [B, F, H/p, W/p, C_in*p*p]
         x = CausalConv3d(cfg.block_out_channels[0], name="conv_in", **kw)(x)
         specs, width = encoder_specs(cfg)
@@ -132,13 +133,15 @@ class Encoder3d(nn.Module):
                 spatio_temporal_scale=s.scale, v095=s.v095, downsample_type=s.downsample_type,
                 name=f"down_blocks_{s.index}", **kw,
             )(x)
-        x = MidBlock3d(cfg.resnet_norm_eps, channels=width, num_layers=cfg.layers_per_block[-1], name="mid_block", **kw)(x)
+        x = MidBlock3d(cfg.resnet_norm_eps, channels=width, num_layers=cfg.layers_per_block[-1], name="mid_block",
+                       **kw)(x)
         x = nn.silu(pixel_norm(x)).astype(self.dtype)
         return CausalConv3d(cfg.latent_channels + 1, name="conv_out", **kw)(x)
 
 
 class Decoder3d(nn.Module):
-    """diffusers' ``LTXVideoDecoder3d``: latents [B, F, H, W, L] -> video [B, 8(F-1)+1, 32H, 32W, C_out] (released ratios).
+    """diffusers' ``LTXVideoDecoder3d``: latents [B, F, H, W, L] -> video [B, 8(F-1)+1, 32H, 32W, C_out]
+    (released ratios).
 
     ``timestep`` is [B] float32 on the pipelines' 0-1 scale (multiplied here by ``timestep_scale_multiplier``);
     ``noise_key`` None injects no noise.
@@ -154,15 +157,18 @@ class Decoder3d(nn.Module):
         return (jnp.zeros((1, 1, 1, 1, self.config.latent_channels), self.dtype), jnp.zeros((1,), jnp.float32)), {}
 
     @nn.compact
-    def __call__(self, z: jax.Array, timestep: jax.Array | None = None, noise_key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, z: jax.Array, timestep: jax.Array | None = None,
+                 noise_key: jax.Array | None = None) -> jax.Array:
         cfg = self.config
-        kw = dict(is_causal=cfg.decoder_causal, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
+        kw = dict(is_causal=cfg.decoder_causal, dtype=self.dtype, param_dtype=self.param_dtype,
+                  precision=self.precision)
         mid_width, specs, width = decoder_specs(cfg)
         x = CausalConv3d(mid_width, name="conv_in", **kw)(z)
 
         t = None
         if cfg.timestep_conditioning:
-            multiplier = self.param("timestep_scale_multiplier", nn.initializers.constant(1000.0), (), self.param_dtype)
+            multiplier = self.param("timestep_scale_multiplier", nn.with_logical_partitioning(
+                nn.initializers.constant(1000.0), ()), (), self.param_dtype)
             t = timestep.astype(jnp.float32) * multiplier.astype(jnp.float32)  # [B]
 
         mid = MidBlock3d(
@@ -175,16 +181,20 @@ class Decoder3d(nn.Module):
         for s in specs:
             up = UpBlock3d(
                 cfg.resnet_norm_eps, in_channels=s.in_channels, out_channels=s.out_channels, num_layers=s.num_layers,
-                spatio_temporal_scale=s.scale, inject_noise=s.inject_noise, timestep_conditioning=cfg.timestep_conditioning,
-                upsample_residual=s.residual, upscale_factor=s.factor, noise_index=index, name=f"up_blocks_{s.index}", **kw,
+                spatio_temporal_scale=s.scale, inject_noise=s.inject_noise,
+                timestep_conditioning=cfg.timestep_conditioning,
+                upsample_residual=s.residual, upscale_factor=s.factor, noise_index=index, name=f"up_blocks_{s.index}",
+                **kw,
             )
             x = up(x, t, noise_key)
             index += up.noise_draws
 
         h = pixel_norm(x)  # float32
         if cfg.timestep_conditioning:
-            emb = layers.TimestepEmbedding(2 * width, self.dtype, self.param_dtype, self.precision, name="time_embedder")(t)
-            table = self.param("scale_shift_table", nn.initializers.normal(width**-0.5), (2, width), self.param_dtype)
+            emb = layers.TimestepEmbedding(2 * width, TIME_EMBEDDER_AXES, self.dtype, self.param_dtype, self.precision,
+                                           name="time_embedder")(t)
+            table = self.param("scale_shift_table", nn.with_logical_partitioning(
+                nn.initializers.normal(width**-0.5), ("replicated", "channels")), (2, width), self.param_dtype)
             ada = emb.astype(jnp.float32).reshape(-1, 2, width) + table.astype(jnp.float32)[None]  # [B, 2, C]
             shift, scale = ada[:, 0, None, None, None, :], ada[:, 1, None, None, None, :]
             h = h * (1 + scale) + shift
@@ -225,7 +235,8 @@ class VAETiling:
             return tiling
         if isinstance(tiling, Mapping):
             return cls(**{k: v for k, v in tiling.items() if v is not None})
-        raise ValueError(f"tiling must be None, True, a VAETiling or a dict of its fields; got {type(tiling).__name__}.")
+        raise ValueError(f"tiling must be None, True, a VAETiling or a dict of its fields; "
+                         f"got {type(tiling).__name__}.")
 
     def check(self, spatial_ratio: int, temporal_ratio: int) -> None:
         pairs = (
@@ -259,12 +270,12 @@ def _blend(a: jax.Array, b: jax.Array, extent: int, axis: int) -> jax.Array:
     return jnp.concatenate([mixed, jax.lax.slice_in_dim(b, e, b.shape[axis], axis=axis)], axis=axis)
 
 
-def _map_tiles(fn, xs, spread):
+def _map_tiles(fn, xs, plan):
     """``lax.map(fn, xs)`` over the leading (tile) axis; with a ``ShardingPlan`` the tiles are dealt over every
     device (padded to a multiple of their count with copies of the last), each device decoding its share in turn."""
-    if spread is None:
+    if plan is None:
         return jax.lax.map(fn, xs)
-    devices = spread.mesh.size
+    devices = plan.mesh.size
     count = jax.tree_util.tree_leaves(xs)[0].shape[0]
     per = -(-count // devices)
     pad = per * devices - count
@@ -272,7 +283,7 @@ def _map_tiles(fn, xs, spread):
     def group(x):
         if pad:
             x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)
-        return spread.spread(x.reshape((devices, per) + x.shape[1:]))
+        return plan.one_slice_per_device(x.reshape((devices, per) + x.shape[1:]))  # [devices, per, ...]
 
     out = jax.vmap(lambda g: jax.lax.map(fn, g))(jax.tree_util.tree_map(group, xs))
     return jax.tree_util.tree_map(lambda y: y.reshape((devices * per,) + y.shape[2:])[:count], out)
@@ -300,7 +311,8 @@ def _spatial_tiled_decode(decode: DecodeFn, z: jax.Array, key, tiling: VAETiling
 
     decoded: dict[tuple[int, int], jax.Array] = {}
     for (h, w), members in by_shape.items():
-        tiles = jnp.stack([z[:, :, rows[i] : rows[i] + h, cols[j] : cols[j] + w] for i, j in members])  # [K, B, F, h, w, L]
+        tiles = jnp.stack([z[:, :, rows[i] : rows[i] + h, cols[j] : cols[j] + w]
+                           for i, j in members])  # [K, B, F, h, w, L]
         if key is None:
             out = _map_tiles(lambda t: decode(t, None), tiles, spread)
         else:
@@ -437,10 +449,14 @@ class AutoencoderKLLTXVideo(nn.Module):
         latent = self.config.latent_channels
         self.encoder = Encoder3d(self.config, self.dtype, self.param_dtype, self.precision)
         self.decoder = Decoder3d(self.config, self.dtype, self.param_dtype, self.precision)
-        self.latents_mean = self.param("latents_mean", nn.initializers.zeros, (latent,), self.param_dtype)
-        self.latents_std = self.param("latents_std", nn.initializers.ones, (latent,), self.param_dtype)
+        self.latents_mean = self.param("latents_mean",
+                                       nn.with_logical_partitioning(nn.initializers.zeros, ("channels",)),
+                                       (latent,), self.param_dtype)
+        self.latents_std = self.param("latents_std", nn.with_logical_partitioning(nn.initializers.ones, ("channels",)),
+                                      (latent,), self.param_dtype)
 
-    def __call__(self, video: jax.Array, timestep: jax.Array | None = None, *, key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, video: jax.Array, timestep: jax.Array | None = None, *,
+                 key: jax.Array | None = None) -> jax.Array:
         """Encode, take the posterior mode, decode (diffusers' ``forward`` with ``sample_posterior=False``)."""
         mean, _ = self.encode(video)
         if timestep is None and self.config.timestep_conditioning:
@@ -458,7 +474,8 @@ class AutoencoderKLLTXVideo(nn.Module):
         """
         cfg = self.config
         if video.ndim != 5 or video.shape[-1] != cfg.in_channels:
-            raise ValueError(f"video has shape {video.shape}; expected [B, F, H, W, {cfg.in_channels}] (channels-last).")
+            raise ValueError(f"video has shape {video.shape}; "
+                             f"expected [B, F, H, W, {cfg.in_channels}] (channels-last).")
         h = self.encoder(video.astype(self.dtype))  # [B, F', H', W', L+1]
         latent = cfg.latent_channels
         mean = h[..., :latent]
@@ -496,8 +513,8 @@ class AutoencoderKLLTXVideo(nn.Module):
         if cfg.timestep_conditioning:
             if timestep is None:
                 raise ValueError(
-                    "This VAE's decoder is timestep-conditioned (0.9.1+): pass a timestep (the pipelines' decode_timestep, "
-                    "e.g. 0.05)."
+                    "This VAE's decoder is timestep-conditioned (0.9.1+): pass a timestep (the pipelines' "
+                    "decode_timestep, e.g. 0.05)."
                 )
             t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32).reshape(-1), (batch,))
         tiling = VAETiling.resolve(tiling)

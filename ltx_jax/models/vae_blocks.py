@@ -5,7 +5,8 @@ Axis letters in shape comments:
 
 Every tensor is [B, F, H, W, C]. Parameter names follow diffusers (``conv1``, ``norm3``, ``conv_shortcut``,
 ``per_channel_scale1``, ``scale_shift_table``, ``time_embedder``...) so that conversion is a table. Norms are
-computed in float32 and convolutions in the module's compute dtype.
+computed in float32 and convolutions in the module's compute dtype. Every param's widths have the logical axis
+"channels" and its kernel windows "replicated" (``ltx_jax.sharding``: kept whole, each device decodes whole tiles).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ Stride = tuple[int, int, int]
 
 
 def space_to_depth(x: jax.Array, stride: Stride) -> jax.Array:
-    """[B, F, H, W, C] -> [B, F/st, H/sh, W/sw, C*st*sh*sw], channel index ((c*st + t)*sh + h)*sw + w (diffusers' order)."""
+    """[B, F, H, W, C] -> [B, F/st, H/sh, W/sw, C*st*sh*sw], channel index ((c*st + t)*sh + h)*sw + w
+    (diffusers' order)."""
     b, f, h, w, c = x.shape
     st, sh, sw = stride
     x = x.reshape(b, f // st, st, h // sh, sh, w // sw, sw, c)
@@ -81,6 +83,16 @@ def injection_noise(key: jax.Array, index: int, height: int, width: int) -> jax.
 
 # --------------------------------------------------------------------------------------------------- layers
 
+#: The logical axes of the time embedders' two kernels ([256, 4C], [4C, 4C]).
+TIME_EMBEDDER_AXES = (("replicated", "channels"), ("channels", "channels"))
+
+
+def conv_initializers(window_dims: int) -> dict:
+    """``nn.Conv``'s default initializers with logical axes: kernel [*window, C_in, C_out], bias [C_out]."""
+    kernel_axes = ("replicated",) * window_dims + ("channels", "channels")
+    return dict(kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), kernel_axes),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("channels",)))
+
 
 class CausalConv3d(nn.Module):
     """diffusers' ``LTXVideoCausalConv3d``: frames padded by repeating the first frame (causal) or the first and
@@ -118,6 +130,7 @@ class CausalConv3d(nn.Module):
             param_dtype=self.param_dtype,
             precision=self.precision,
             name="conv",
+            **conv_initializers(3),
         )(x.astype(self.dtype))
 
 
@@ -146,7 +159,8 @@ class ResnetBlock3d(nn.Module):
     def __call__(self, x: jax.Array, temb: jax.Array | None = None, noise_key: jax.Array | None = None) -> jax.Array:
         """x [B, F, H, W, C_in]; temb [B, 4*C_in] (timestep-conditioned blocks); returns [B, F, H, W, C_out]."""
         conv = functools.partial(
-            CausalConv3d, is_causal=self.is_causal, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision
+            CausalConv3d, is_causal=self.is_causal, dtype=self.dtype, param_dtype=self.param_dtype,
+            precision=self.precision
         )
         c_in, c_out = self.in_channels, self.out_channels
         batch = x.shape[0]
@@ -155,16 +169,14 @@ class ResnetBlock3d(nn.Module):
         if self.timestep_conditioning:
             if temb is None:
                 raise ValueError("this resnet block is timestep-conditioned; pass the timestep embedding.")
-            table = self.param(
-                "scale_shift_table", nn.initializers.normal(c_in**-0.5), (4, c_in), self.param_dtype
-            )
+            table = self.param("scale_shift_table", nn.with_logical_partitioning(
+                nn.initializers.normal(c_in**-0.5), ("replicated", "channels")), (4, c_in), self.param_dtype)
             ada = temb.astype(jnp.float32).reshape(batch, 4, c_in) + table.astype(jnp.float32)[None]  # [B, 4, C]
             modulation = [ada[:, i][:, None, None, None, :] for i in range(4)]  # shift1, scale1, shift2, scale2
         scales = None
         if self.inject_noise:
-            scales = [
-                self.param(f"per_channel_scale{i}", nn.initializers.zeros, (c_in,), self.param_dtype) for i in (1, 2)
-            ]
+            init = nn.with_logical_partitioning(nn.initializers.zeros, ("channels",))
+            scales = [self.param(f"per_channel_scale{i}", init, (c_in,), self.param_dtype) for i in (1, 2)]
 
         h = pixel_norm(x)
         if modulation is not None:
@@ -179,7 +191,7 @@ class ResnetBlock3d(nn.Module):
         h = self._add_noise(h, scales, noise_key, 1)
 
         if c_in != c_out:
-            x = LayerNorm(self.eps, self.param_dtype, name="norm3")(x)
+            x = LayerNorm(self.eps, self.param_dtype, axis="channels", name="norm3")(x)
             x = conv(c_out, kernel_size=(1, 1, 1), name="conv_shortcut")(x)
         return h + x.astype(h.dtype)
 
@@ -297,7 +309,8 @@ class DownBlock3D(_BlockBase):
             if not self.v095 or self.downsample_type == "conv":
                 x = CausalConv3d(c_in, stride=(2, 2, 2), name="downsamplers_0", **self._kw())(x)
             else:
-                stride = {"spatial": (1, 2, 2), "temporal": (2, 1, 1), "spatiotemporal": (2, 2, 2)}[self.downsample_type]
+                stride = {"spatial": (1, 2, 2), "temporal": (2, 1, 1),
+                          "spatiotemporal": (2, 2, 2)}[self.downsample_type]
                 x = SpaceToDepthDownsampler(c_in, c_out, stride, name="downsamplers_0", **self._kw())(x)
         if not self.v095 and c_in != c_out:
             x = self._resnet(c_in, c_out, "conv_out")(x)
@@ -318,7 +331,8 @@ class MidBlock3d(_BlockBase):
         """x [B, F, H, W, C]; timestep [B] float32 (scaled) for timestep-conditioned blocks."""
         temb = None
         if self.timestep_conditioning:
-            temb = layers.TimestepEmbedding(4 * self.channels, self.dtype, self.param_dtype, self.precision, name="time_embedder")(timestep)
+            temb = layers.TimestepEmbedding(4 * self.channels, TIME_EMBEDDER_AXES, self.dtype, self.param_dtype,
+                                            self.precision, name="time_embedder")(timestep)
         for k in range(self.num_layers):
             x = self._resnet(
                 self.channels,
@@ -355,11 +369,13 @@ class UpBlock3d(_BlockBase):
         index = self.noise_index
         if c_in != c_out:
             # Never timestep-conditioned (VAEConfig refuses that combination, which fails in diffusers too).
-            x = self._resnet(c_in, c_out, "conv_in", inject_noise=self.inject_noise, noise_index=index)(x, None, noise_key)
+            x = self._resnet(c_in, c_out, "conv_in", inject_noise=self.inject_noise,
+                             noise_index=index)(x, None, noise_key)
             index += 2 if self.inject_noise else 0
         temb = None
         if self.timestep_conditioning:
-            temb = layers.TimestepEmbedding(4 * c_in, self.dtype, self.param_dtype, self.precision, name="time_embedder")(timestep)
+            temb = layers.TimestepEmbedding(4 * c_in, TIME_EMBEDDER_AXES, self.dtype, self.param_dtype, self.precision,
+                                            name="time_embedder")(timestep)
         if self.spatio_temporal_scale:
             x = DepthToSpaceUpsampler(
                 c_out * self.upscale_factor,

@@ -26,6 +26,7 @@ from ltx_jax.models.layers import check_weights
 from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from ltx_jax.models.vae import AutoencoderKLLTXVideo
+from ltx_jax.pipelines.multi_scale import LTXMultiScalePipeline
 from ltx_jax.releases import LATENT_UPSAMPLER_PRESETS, LTX_SCHEDULER, Release
 from ltx_jax.scheduler import FlowMatchSchedulerConfig
 from ltx_jax.sharding import ShardingPlan
@@ -37,13 +38,13 @@ STAND_IN_PROMPT = "a red fox trots through fresh snow at dawn, the camera tracki
 
 
 def shaped(module, plan: ShardingPlan | None = None, *, replicated: bool = False):
-    """``abstract_params(module)``, each leaf carrying its sharding on ``plan``'s mesh (the parameter table's, or
-    whole on every device with ``replicated``) as the loaders place them."""
+    """``abstract_params(module)``, each leaf carrying its sharding on ``plan``'s mesh (from the axes its module
+    declares, or whole on every device with ``replicated``) as the loaders place them."""
     shapes = abstract_params(module)
     if plan is None:
         return shapes
     shardings = (jax.tree_util.tree_map(lambda _: plan.replicated(), shapes) if replicated
-                 else plan.param_shardings(shapes))
+                 else plan.param_shardings(shapes, module))
     return jax.tree_util.tree_map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
 
 
@@ -70,8 +71,6 @@ def abstract_pipeline(cls, release: Release | None = None, *, transformer: Trans
       dtype, text_encoder_dtype, weights, text_encoder_weights, mesh: as ``from_pretrained`` takes them.
       tokenizer: the T5 tokenizer; default a stand-in (``stand_in_tokenizer``).
     """
-    from ltx_jax.pipelines.multi_scale import LTXMultiScalePipeline
-
     check_weights(weights)
     check_weights(text_encoder_weights, "text_encoder_weights")
     transformer = transformer or _needed(release, "transformer")

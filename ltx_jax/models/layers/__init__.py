@@ -3,7 +3,7 @@
 from ltx_jax.models.layers.attention import (AttentionImplementation, attention, constrain, context_parallel_attention,
                                              default_attention_implementation, uses_context_parallel)
 from ltx_jax.models.layers.dense import (LORA_COLLECTION, QUANTIZED_DTYPES, WEIGHT_FORMATS, Dense, check_weights,
-                                         dense)
+                                         dense, lora_axes)
 from ltx_jax.models.layers.embeddings import (
     ROPE_BASE_HEIGHT,
     ROPE_BASE_NUM_FRAMES,
@@ -30,9 +30,12 @@ from ltx_jax.models.layers.norms import (
 )
 
 __all__ = [
-    "AttentionImplementation", "Dense", "LORA_COLLECTION", "QUANTIZED_DTYPES", "WEIGHT_FORMATS", "check_weights", "LayerNorm", "RMSNorm", "ROPE_BASE_HEIGHT", "ROPE_BASE_NUM_FRAMES",
+    "AttentionImplementation", "Dense", "LORA_COLLECTION", "QUANTIZED_DTYPES", "WEIGHT_FORMATS", "check_weights",
+    "LayerNorm", "RMSNorm", "ROPE_BASE_HEIGHT", "ROPE_BASE_NUM_FRAMES",
     "ROPE_BASE_WIDTH", "ROPE_THETA", "TIMESTEP_FEATURES", "TimestepEmbedder", "TimestepEmbedding", "apply_rotary_emb",
-    "attention", "constrain", "context_parallel_attention", "uses_context_parallel", "default_attention_implementation", "dense", "exact_divide", "grid_from_video_coords",
-    "layer_norm_no_affine", "layer_normalize", "pixel_norm", "rms_normalize", "rope_frequencies", "timestep_sinusoids",
+    "attention", "constrain", "context_parallel_attention", "uses_context_parallel",
+    "default_attention_implementation", "dense", "exact_divide", "grid_from_video_coords",
+    "layer_norm_no_affine", "layer_normalize", "lora_axes", "pixel_norm", "rms_normalize", "rope_frequencies",
+    "timestep_sinusoids",
     "torch_linspace", "video_grid",
 ]

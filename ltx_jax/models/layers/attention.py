@@ -10,6 +10,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 Dtype = Any
 AttentionImplementation = Literal["xla", "cudnn"]
@@ -88,8 +89,6 @@ def context_parallel_attention(query: jax.Array, key: jax.Array, value: jax.Arra
     Returns:
       [B, N, H, K].
     """
-    from jax.sharding import PartitionSpec as P
-
     c = plan.size("context")
     batch, tokens = query.shape[:2]
     pad = -tokens % c

@@ -10,11 +10,14 @@ once, instead of in every model:
 - LoRA: when the ``"lora"`` collection holds ``a`` [in, R], ``b`` [R, out] and ``scale`` [R] for a layer, the layer
   adds ``((x @ a) * scale) @ b``; the scales are traced, so new adapter weights (and other adapters of the same ranks)
   never recompile (``weight_conversion.lora`` builds the collection).
+
+Sharding: every layer names the logical axes of its kernel, ``axes`` = (in, out) (``ltx_jax.sharding``); its
+``bias`` and ``kernel_scale`` take the out axis, and ``lora_axes`` derives its adapters' axes from the kernel's.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -42,6 +45,8 @@ class Dense(nn.Module):
 
     Attributes:
       features: output width.
+      axes: the logical axes of ``kernel`` [in, out], e.g. ``("embed", "heads")`` (``ltx_jax.sharding``); ``bias``
+        and ``kernel_scale`` [out] take ``axes[1]``.
       use_bias: add ``bias``.
       dtype: compute dtype; param_dtype: dtype of the params created by ``init``.
       precision: matmul precision (None = backend default).
@@ -49,6 +54,7 @@ class Dense(nn.Module):
     """
 
     features: int
+    axes: tuple[str, str]
     use_bias: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -62,15 +68,22 @@ class Dense(nn.Module):
         """x [..., in] -> [..., features] in ``dtype``."""
         check_weights(self.weights)
         shape = (x.shape[-1], self.features)
-        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        kernel_axes, out_axes = tuple(self.axes), tuple(self.axes)[1:]
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", nn.with_logical_partitioning(self.bias_init, out_axes), (self.features,),
+                              self.param_dtype)
         contract = (((x.ndim - 1,), (0,)), ((), ()))
         if self.weights is None:
-            kernel = self.param("kernel", self.kernel_init, shape, self.param_dtype)
+            kernel = self.param("kernel", nn.with_logical_partitioning(self.kernel_init, kernel_axes), shape,
+                                self.param_dtype)
             x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
             y = jax.lax.dot_general(x, kernel, contract, precision=self.precision)
         else:
-            kernel = self.param("kernel", nn.initializers.zeros_init(), shape, QUANTIZED_DTYPES[self.weights])
-            scale = self.param("kernel_scale", nn.initializers.ones_init(), (self.features,), jnp.float32)
+            kernel = self.param("kernel", nn.with_logical_partitioning(nn.initializers.zeros_init(), kernel_axes),
+                                shape, QUANTIZED_DTYPES[self.weights])
+            scale = self.param("kernel_scale", nn.with_logical_partitioning(nn.initializers.ones_init(), out_axes),
+                               (self.features,), jnp.float32)
             x, bias = nn.dtypes.promote_dtype(x, bias, dtype=self.dtype)
             y = jax.lax.dot_general(x, kernel.astype(self.dtype), contract, precision=self.precision)
             y = y * scale.astype(self.dtype)
@@ -81,12 +94,29 @@ class Dense(nn.Module):
         return y if bias is None else y + bias
 
 
-def dense(owner: nn.Module, features: int, **kwargs) -> Dense:
-    """A ``Dense`` with the ``dtype``, ``param_dtype``, ``precision`` and ``weights`` of ``owner`` (the module that
-    holds it; ``weights`` only where the owner has the field).
+def dense(owner: nn.Module, features: int, axes: tuple[str, str], **kwargs) -> Dense:
+    """A ``Dense`` to ``features`` with kernel axes ``axes`` (in, out) and the ``dtype``, ``param_dtype``,
+    ``precision`` and ``weights`` of ``owner`` (the module that holds it; ``weights`` only where the owner has the
+    field).
 
     ``kwargs`` are the other ``Dense`` fields (``use_bias``, ``kernel_init``) and ``name`` inside ``@nn.compact``.
     """
     kwargs.setdefault("weights", getattr(owner, "weights", None))
-    return Dense(features, dtype=owner.dtype, param_dtype=owner.param_dtype, precision=getattr(owner, "precision", None),
-                 **kwargs)
+    return Dense(features, axes, dtype=owner.dtype, param_dtype=owner.param_dtype,
+                 precision=getattr(owner, "precision", None), **kwargs)
+
+
+def lora_axes(param_axes: Mapping[str, Any], collection: Mapping[str, Any]) -> dict:
+    """The logical axes of a ``"lora"`` collection (``a`` [..., in, R], ``b`` [..., R, out], ``scale`` [..., R] per
+    adapted layer, as ``weight_conversion.lora.lora_collection`` builds it), from the axes of the kernels it adapts.
+
+    ``param_axes``: the model's (``ltx_jax.sharding.param_axes(module)``). ``a`` takes the kernel's in axis, ``b`` its
+    out axis, the rank R stays whole, and a scanned kernel's leading "layers" axis leads all three. Returns a tree
+    nested like ``collection`` (arrays or shapes) with a tuple of names per leaf.
+    """
+    if "a" in collection and not isinstance(collection["a"], Mapping):
+        *lead, axis_in, axis_out = param_axes["kernel"]
+        lead = tuple(lead)
+        return {"a": lead + (axis_in, "replicated"), "b": lead + ("replicated", axis_out),
+                "scale": lead + ("replicated",)}
+    return {name: lora_axes(param_axes[name], sub) for name, sub in collection.items()}

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.models.layers.dense import dense
+from ltx_jax.scheduler import torch_linspace
 
 Dtype = Any
 
@@ -53,52 +54,44 @@ def timestep_sinusoids(timesteps: jax.Array, dim: int = TIMESTEP_FEATURES, max_p
 
 
 class TimestepEmbedder(nn.Module):
-    """Linear -> SiLU -> Linear on timestep features (diffusers' ``TimestepEmbedding``): [M, F] -> [M, features]."""
+    """Linear -> SiLU -> Linear on timestep features (diffusers' ``TimestepEmbedding``): [M, F] -> [M, features].
+
+    ``axes``: the logical axes of the two kernels, ``(linear_1 [F, features], linear_2 [features, features])``.
+    """
 
     features: int
+    axes: tuple[tuple[str, str], tuple[str, str]]
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
 
     @nn.compact
     def __call__(self, t_features: jax.Array) -> jax.Array:
-        x = dense(self, self.features, name="linear_1")(t_features.astype(self.dtype))
-        return dense(self, self.features, name="linear_2")(nn.silu(x))
+        x = dense(self, self.features, self.axes[0], name="linear_1")(t_features.astype(self.dtype))
+        return dense(self, self.features, self.axes[1], name="linear_2")(nn.silu(x))
 
 
 class TimestepEmbedding(nn.Module):
     """Sinusoids -> ``TimestepEmbedder`` (param ``timestep_embedder``): diffusers'
     ``PixArtAlphaCombinedTimestepSizeEmbeddings(features, 0)``, the VAE decoder's time embedder.
 
-    Input [M] float32 timesteps on the 0-1000 scale; output [M, features] in ``dtype``.
+    Input [M] float32 timesteps on the 0-1000 scale; output [M, features] in ``dtype``. ``axes``: the embedder's.
     """
 
     features: int
+    axes: tuple[tuple[str, str], tuple[str, str]]
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
 
     @nn.compact
     def __call__(self, timestep: jax.Array) -> jax.Array:
-        embedder = TimestepEmbedder(self.features, self.dtype, self.param_dtype, self.precision, name="timestep_embedder")
+        embedder = TimestepEmbedder(self.features, self.axes, self.dtype, self.param_dtype, self.precision,
+                                    name="timestep_embedder")
         return embedder(timestep_sinusoids(timestep))
 
 
 # ------------------------------------------------------------------------------------------------------ RoPE
-
-
-def torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
-    """float32 linspace computed the way torch does it (both halves stepped from their own end)."""
-    if steps == 1:
-        return np.array([start], dtype=np.float32)
-    step = np.float32((end - start) / (steps - 1))
-    i = np.arange(steps, dtype=np.float32)
-    half = steps // 2
-    return np.where(
-        np.arange(steps) < half,
-        np.float32(start) + step * i,
-        np.float32(end) - step * (np.float32(steps - 1) - i),
-    ).astype(np.float32)
 
 
 def exact_divide(x: jax.Array, divisor: float) -> jax.Array:
@@ -160,8 +153,9 @@ def rope_frequencies(grid: jax.Array, dim: int, theta: float = ROPE_THETA) -> tu
 
     Angles reach theta * pi / 2 * |2 g - 1| radians (~1e4 and more), so one float32 ulp of a frequency or a
     coordinate moves them by ~1e-3. We reproduce torch's float32 arithmetic step by step (linspace, power,
-    true division) so that small widths match diffusers bit for bit; at full width torch's own linspace and
-    pow differ between CPU vector widths and CUDA, so no implementation can match every reference exactly.
+    true division) so that small widths match diffusers bit for bit; at full width torch's float32 pow differs
+    between CPU vector widths and CUDA, so no implementation can match every reference exactly (its linspace is
+    ``ltx_jax.scheduler.torch_linspace``, bit for bit).
 
     Args:
       grid: [B, N, 3] float32 normalised coordinates (B may be 1 for a grid shared by the batch).

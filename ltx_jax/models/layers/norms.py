@@ -42,32 +42,45 @@ class RMSNorm(nn.Module):
     """RMS norm over the last axis, computed in float32 and cast back to the input dtype.
 
     ``use_weight=False`` is diffusers' ``RMSNorm(elementwise_affine=False)`` (eps 1e-6 in the blocks);
-    ``use_weight=True`` is ``torch.nn.RMSNorm`` with its ``weight`` (eps 1e-5 on q and k; T5's layer norm).
+    ``use_weight=True`` is ``torch.nn.RMSNorm`` with its ``weight`` [C] (eps 1e-5 on q and k; T5's layer norm), whose
+    logical axis ``axis`` names (``ltx_jax.sharding``; required with a weight).
     """
 
     eps: float
     use_weight: bool = True
     param_dtype: Dtype = jnp.float32
+    axis: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         y = rms_normalize(x, self.eps)
         if self.use_weight:
-            weight = self.param("weight", nn.initializers.ones, (x.shape[-1],), self.param_dtype)
+            weight = self.param("weight", nn.with_logical_partitioning(nn.initializers.ones, (_named(self),)),
+                                (x.shape[-1],), self.param_dtype)
             y = y * weight.astype(jnp.float32)
         return y.astype(x.dtype)
 
 
 class LayerNorm(nn.Module):
-    """``torch.nn.LayerNorm`` over the last axis with ``weight`` and ``bias`` (torch's names), statistics in float32."""
+    """``torch.nn.LayerNorm`` over the last axis with ``weight`` and ``bias`` [C] (torch's names), statistics in
+    float32; ``axis``: their logical axis (``ltx_jax.sharding``; required)."""
 
     eps: float
     param_dtype: Dtype = jnp.float32
+    axis: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         c = x.shape[-1]
-        weight = self.param("weight", nn.initializers.ones, (c,), self.param_dtype)
-        bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+        axes = (_named(self),)
+        weight = self.param("weight", nn.with_logical_partitioning(nn.initializers.ones, axes), (c,), self.param_dtype)
+        bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, axes), (c,), self.param_dtype)
         y = layer_normalize(x, self.eps)
         return (y * weight.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
+
+
+def _named(norm: nn.Module) -> str:
+    if norm.axis is None:
+        raise ValueError(f"{type(norm).__name__} {norm.name}: a norm with params needs axis= (the logical axis of its "
+                         "weight, ltx_jax.sharding).")
+    return norm.axis
