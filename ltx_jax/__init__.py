@@ -6,7 +6,7 @@ costs nothing beyond what is used: the pipelines are not imported until one is a
 
 from __future__ import annotations
 
-import importlib
+from ltx_jax.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -18,6 +18,11 @@ _EXPORTS = {
     "LTXVideoCondition": "ltx_jax.pipelines",
     "LTXLatentUpsamplePipeline": "ltx_jax.pipelines",
     "LTXMultiScalePipeline": "ltx_jax.pipelines",
+    "SamplingRequest": "ltx_jax.requests",
+    "TextToVideoRequest": "ltx_jax.requests",
+    "ImageToVideoRequest": "ltx_jax.requests",
+    "ConditionRequest": "ltx_jax.requests",
+    "MultiScaleRequest": "ltx_jax.requests",
     "T5Config": "ltx_jax.configs",
     "TransformerConfig": "ltx_jax.configs",
     "VAEConfig": "ltx_jax.configs",
@@ -41,14 +46,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ltx_jax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

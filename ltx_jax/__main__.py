@@ -10,10 +10,12 @@ Every argument is checked before any model is loaded; a user error prints one li
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 import traceback
+import warnings
 
 from ltx_jax import interrupts
 
@@ -22,7 +24,12 @@ if __name__ == "__main__":  # python -m ltx_jax: from here a signal is a stop re
 
 from absl import flags  # noqa: E402 - after the handlers: a signal during the imports is recorded, not raised
 
+from absl import logging as absl_logging  # noqa: E402
+
+from ltx_jax import validation  # noqa: E402
 from ltx_jax.command_line import gnu_booleans  # noqa: E402
+from ltx_jax.training.cli import main as training_main  # noqa: E402
+from ltx_jax.video import check_output, read_frames, write_video  # noqa: E402
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("model", None, "diffusers-layout folder, Lightricks single file, Orbax folder, hub id, or "
@@ -42,9 +49,10 @@ flags.DEFINE_string("video", None, "Video-to-video: the clip to re-render (with 
                     "the default --num_frames.", flag_values=FLAGS)
 flags.DEFINE_float("denoise_strength", None, "Video-to-video: the share of the schedule to run, in (0, 1); lower "
                    "keeps more of --video.", flag_values=FLAGS)
-flags.DEFINE_string("upsampler", None, "Multi-scale generation (0.9.7 / 0.9.8) with this latent upsampler: a Lightricks "
-                    "ltxv-spatial-upscaler-*.safetensors file, a diffusers latent_upsampler folder or Orbax (tiny-random "
-                    "with --model tiny-random); the two passes follow the release's recipe.", flag_values=FLAGS)
+flags.DEFINE_string("upsampler", None, "Multi-scale generation (0.9.7 / 0.9.8) with this latent upsampler: a "
+                    "Lightricks ltxv-spatial-upscaler-*.safetensors file, a diffusers latent_upsampler folder or "
+                    "Orbax (tiny-random with --model tiny-random); the two passes follow the release's recipe.",
+                    flag_values=FLAGS)
 flags.DEFINE_multi_string("lora", [], "PATH[:SCALE]: a LoRA adapter (diffusers / PEFT or ComfyUI format, .safetensors) "
                           "with its weight (default 1); repeatable.", flag_values=FLAGS)
 flags.DEFINE_enum("weights", None, ["int8", "fp8"], "The transformer blocks' kernels in int8 or fp8 (e4m3) with "
@@ -84,7 +92,9 @@ flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (defaul
 flags.DEFINE_enum("tiling", "auto", ["auto", "on", "off"], "VAE tiled decoding.", flag_values=FLAGS)
 flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES "
                     "(default: detected from the checkpoint).", flag_values=FLAGS)
-flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache.", flag_values=FLAGS)
+flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache ($LTX_JAX_CACHE_DIR, else "
+                  "~/.cache/ltx_jax/jax_compilation_cache): a later run of the same sizes skips compiling.",
+                  flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Show a step progress bar.", flag_values=FLAGS)
 flags.DEFINE_bool("debug", False, "Print the traceback of an error.", flag_values=FLAGS)
 flags.DEFINE_bool("memory_analysis", False, "check: also compile each program on this machine's backend for XLA's "
@@ -117,10 +127,9 @@ def help_text() -> str:
 def resolve_arguments(command: str = "generate") -> dict:
     """Every argument checked and resolved, before anything is loaded; raises ValueError / UsageError. ``check``
     (a dry run) needs no prompt and writes no output, and takes ``--preset`` alone for a release's configs."""
-    from ltx_jax.pipelines import validation
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.pipelines.text_to_video import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
     from ltx_jax.releases import get_release
-    from ltx_jax.video import check_output
 
     dry = command == "check"
     if not FLAGS.model and not (dry and FLAGS.preset):
@@ -141,6 +150,7 @@ def resolve_arguments(command: str = "generate") -> dict:
     if FLAGS.preset is not None:
         get_release(FLAGS.preset)
     if FLAGS.mesh is not None:
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.sharding import make_mesh
 
         try:
@@ -164,19 +174,21 @@ def resolve_arguments(command: str = "generate") -> dict:
         args.update(_conditioning_inputs(source, num_frames, height, width, facts["temporal"]))
         too_deep = [b for b in FLAGS.stg_blocks or [] if int(b) >= facts["num_layers"]]
         if too_deep:
-            raise ValueError(f"--stg_blocks {','.join(too_deep)}: the model's blocks are 0 .. {facts['num_layers'] - 1}.")
+            raise ValueError(f"--stg_blocks {','.join(too_deep)}: the model's blocks are "
+                             f"0 .. {facts['num_layers'] - 1}.")
         if FLAGS.steps is not None and facts["scheduler"] is not None:  # e.g. one step of a stretched schedule
-            from ltx_jax.sampling import LatentGrid, schedule
+            # deferred: jax loads only after the flags are checked
+            from ltx_jax.sampling import LatentGrid, diffusers_schedule
 
             grid = LatentGrid.for_video(num_frames, height, width, spatial_ratio=facts["spatial_ratio"],
                                         temporal_ratio=facts["temporal"])
-            schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
+            diffusers_schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
     return args
 
 
 def _check_numbers() -> None:
     """Every numeric flag within its range (``validation``'s bounds, the pipelines' own), before anything else."""
-    from ltx_jax.pipelines import validation as v
+    v = validation
 
     for name, most in (("height", v.MAX_SIDE), ("width", v.MAX_SIDE), ("num_frames", v.MAX_FRAMES)):
         if FLAGS[name].value is not None:
@@ -196,11 +208,13 @@ def _check_numbers() -> None:
 def _check_loras(facts: dict | None) -> list[tuple[str, float]]:
     """--lora specs read and checked against the transformer's config (adapters are small; the model is not loaded):
     [(path, scale)]."""
+    # deferred: jax loads only after the flags are checked
     from weight_conversion.lora import check_adapter, lora_targets, parse_lora_spec, read_lora
 
     specs = [parse_lora_spec(spec) for spec in FLAGS.lora]
     if not specs or facts is None:
         return specs
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.models import abstract_params
     from ltx_jax.models.transformer import LTXVideoTransformer3DModel
     from weight_conversion.transformer import torch_key
@@ -220,6 +234,7 @@ ONE_PASS_FLAGS = ("steps", "guidance", "stg_scale", "stg_mode", "stg_blocks", "c
 def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int, dry: bool = False) -> None:
     """--upsampler checked against the model (its config only: nothing is loaded) and the other flags; a dry run
     (``check``) also takes a released upscaler's file name (``releases.LATENT_UPSAMPLER_PRESETS``) without the file."""
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.pipelines.multi_scale import first_pass_size
     from ltx_jax.releases import LATENT_UPSAMPLER_PRESETS
 
@@ -237,18 +252,20 @@ def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int, 
     if facts is None:
         return  # a hub id: checked once it is fetched
     if not tiny:
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.check import upsampler_config
 
         released = dry and os.path.basename(FLAGS.upsampler) in LATENT_UPSAMPLER_PRESETS
         if not os.path.exists(FLAGS.upsampler) and not released:
-            raise ValueError(f"--upsampler {FLAGS.upsampler} does not exist; pass a ltxv-spatial-upscaler-*.safetensors "
+            raise ValueError(f"--upsampler {FLAGS.upsampler} does not exist; pass a "
+                             "ltxv-spatial-upscaler-*.safetensors "
                              "file, a diffusers latent_upsampler folder or an Orbax folder"
                              + (f" (or, to check, a released file's name: {', '.join(LATENT_UPSAMPLER_PRESETS)})"
                                 if dry else "") + ".")
         config = upsampler_config(FLAGS.upsampler)
         if config.in_channels != facts["latent_channels"]:
-            raise ValueError(f"--upsampler {FLAGS.upsampler} takes {config.in_channels}-channel latents but the model's "
-                             f"VAE makes {facts['latent_channels']}; use the upscaler released with the model.")
+            raise ValueError(f"--upsampler {FLAGS.upsampler} takes {config.in_channels}-channel latents but the "
+                             f"model's VAE makes {facts['latent_channels']}; use the upscaler released with the model.")
         if config.temporal_upsample or not config.spatial_upsample:
             raise ValueError(f"--upsampler {FLAGS.upsampler} upsamples in time; multi-scale generation runs a spatial "
                              "upscaler (ltxv-spatial-upscaler-*.safetensors).")
@@ -262,9 +279,6 @@ def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int, 
 
 def _read_video_source():
     """--video's frames (read now, so a bad file fails before loading), with the flags that go with it checked."""
-    from ltx_jax.pipelines import validation
-    from ltx_jax.video import read_frames
-
     if FLAGS.image is not None and (FLAGS.condition or FLAGS.video is not None):
         raise UsageError("--image is image-to-video; it does not combine with --condition or --video.")
     if (FLAGS.video is None) != (FLAGS.denoise_strength is None):
@@ -274,13 +288,15 @@ def _read_video_source():
         return None
     validation.check_number("--denoise_strength", FLAGS.denoise_strength, above=0)
     if FLAGS.denoise_strength >= 1:
-        raise ValueError(f"--denoise_strength must be in (0, 1) (1 would ignore --video), got {FLAGS.denoise_strength}.")
+        raise ValueError(f"--denoise_strength must be in (0, 1) (1 would ignore --video), "
+                         f"got {FLAGS.denoise_strength}.")
     frames = read_frames(FLAGS.video)
     return frames[: (len(frames) - 1) // 8 * 8 + 1] if FLAGS.num_frames is None else frames
 
 
 def _conditioning_inputs(source, num_frames: int, height: int, width: int, temporal_ratio: int) -> dict:
     """--image / --condition / --video read and checked against the video's size (nothing is loaded yet)."""
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.pipelines.conditioning import LTXVideoCondition, as_frames, prepare_conditions
 
     out: dict = {}
@@ -316,13 +332,13 @@ def _model_facts(tiny: bool, dry: bool = False) -> dict | None:
     """What the checks need of the model, from its configs alone (no weights): the VAE's ratios, the transformer's
     patch sizes, the scheduler when its config is at hand; None for a hub id (checked once it is fetched). ``dry``
     (check): a single file needs no text encoder beside it (the release's T5 config stands in)."""
-    import warnings
-
+    # deferred: jax loads only after the flags are checked
     from ltx_jax import scheduler as sched
     from ltx_jax.releases import RELEASES, detect_release, get_release
 
     scheduler = None
     if tiny:
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.tiny_random import TINY_MULTI_SCALE_RELEASE, TINY_TRANSFORMER, TINY_VAE
 
         transformer, vae, scheduler = TINY_TRANSFORMER, TINY_VAE, RELEASES["ltx-video-0.9.1"].scheduler
@@ -331,10 +347,12 @@ def _model_facts(tiny: bool, dry: bool = False) -> dict | None:
         release = get_release(FLAGS.preset)
         transformer, vae, scheduler = release.transformer, release.vae, release.scheduler
     else:
+        # deferred: jax loads only after the flags are checked
         from weight_conversion import read_single_file_config, read_transformer_config, read_vae_config
 
         path = FLAGS.model
         if not os.path.exists(path):
+            # deferred: jax loads only after the flags are checked
             from ltx_jax.pipelines.hub import hub_reference
 
             reference = hub_reference(path)  # org/name or org/name/file.safetensors: checked once fetched
@@ -369,10 +387,11 @@ def _model_facts(tiny: bool, dry: bool = False) -> dict | None:
 
 
 def generate(args: dict) -> int:
+    # deferred: jax loads only after the flags are checked
     import jax
 
-    from ltx_jax.pipelines import LTXPipeline, enable_compilation_cache
-    from ltx_jax.video import write_video
+    from ltx_jax.compilation_cache import enable_compilation_cache
+    from ltx_jax.pipelines import LTXPipeline
 
     dtype = _default_dtype()
     weights = "".join(f", {name} {value}" for name, value in (("weights", FLAGS.weights),
@@ -384,13 +403,14 @@ def generate(args: dict) -> int:
     # LoRA files are fused as the checkpoint is read (before any quantization): no run-time cost.
     loading = dict(weights=FLAGS.weights, text_encoder_weights=FLAGS.text_encoder_weights, lora=args["loras"],
                    mesh=FLAGS.mesh)
+    if FLAGS.compilation_cache:  # a process-wide JAX setting: this command's choice (--nocompilation_cache)
+        _say(f"compilation cache: {enable_compilation_cache()}")
     if args["tiny"]:
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.tiny_random import tiny_random_multi_scale_pipeline, tiny_random_pipeline
 
         _say("tiny-random: small random weights, as an installation check; the output is noise, not a video of the "
              "prompt.")
-        if FLAGS.compilation_cache:
-            enable_compilation_cache()
         make = tiny_random_multi_scale_pipeline if FLAGS.upsampler else tiny_random_pipeline
         pipe = make(dtype=dtype, progress=FLAGS.progress, weights=FLAGS.weights,
                     text_encoder_weights=FLAGS.text_encoder_weights)
@@ -399,15 +419,15 @@ def generate(args: dict) -> int:
         if FLAGS.mesh is not None:
             pipe = pipe.to_mesh(FLAGS.mesh)
     elif FLAGS.upsampler is not None:
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.pipelines import LTXMultiScalePipeline
 
         pipe = LTXMultiScalePipeline.from_pretrained(
             FLAGS.model, dtype=dtype, latent_upsampler_path=FLAGS.upsampler, text_encoder_path=FLAGS.text_encoder,
-            preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache, progress=FLAGS.progress, **loading)
+            preset=FLAGS.preset, progress=FLAGS.progress, **loading)
     else:
         pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=dtype, text_encoder_path=FLAGS.text_encoder,
-                                           preset=FLAGS.preset, compilation_cache=FLAGS.compilation_cache,
-                                           progress=FLAGS.progress, **loading)
+                                           preset=FLAGS.preset, progress=FLAGS.progress, **loading)
     interrupts.check("loading")
     multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
@@ -430,24 +450,30 @@ def generate(args: dict) -> int:
 
 
 def _default_dtype() -> str:
+    # deferred: jax loads only after the flags are checked
     import jax
 
     return FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
 
 
 def _call_arguments(args: dict, prompt: str) -> dict:
-    """The pipeline call's keyword arguments from the flags (every pipeline takes these)."""
-    return dict(prompt=prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
-                num_frames=args["num_frames"], frame_rate=FLAGS.fps, num_inference_steps=FLAGS.steps,
-                guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale, skip_layer_strategy=FLAGS.stg_mode,
-                skip_block_list=None if FLAGS.stg_blocks is None else [int(b) for b in FLAGS.stg_blocks],
-                cfg_star_rescale=FLAGS.cfg_star, seed=FLAGS.seed, max_sequence_length=FLAGS.max_sequence_length,
-                tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
+    """The pipeline call's arguments from the flags, by the request fields' names (``ltx_jax.requests``); the
+    schedule and guidance flags are left out for multi-scale generation, whose passes take the release's recipe."""
+    given = dict(prompt=prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
+                 num_frames=args["num_frames"], frame_rate=FLAGS.fps, seed=FLAGS.seed,
+                 max_sequence_length=FLAGS.max_sequence_length,
+                 tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
+    if FLAGS.upsampler is None:
+        given.update(num_inference_steps=FLAGS.steps, guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale,
+                     skip_layer_strategy=FLAGS.stg_mode, cfg_star_rescale=FLAGS.cfg_star,
+                     skip_block_list=None if FLAGS.stg_blocks is None else [int(b) for b in FLAGS.stg_blocks])
+    return given
 
 
 def check(args: dict) -> int:
     """``check``: generate's path over abstract parameters, every program lowered and none run (``ltx_jax.check``);
     prints a line per program."""
+    # deferred: jax loads only after the flags are checked
     from ltx_jax import check as dry
     from ltx_jax.pipelines.abstract import STAND_IN_PROMPT
     from ltx_jax.programs import dry_run
@@ -483,6 +509,7 @@ def _apply_loras(pipe, loras: list[tuple[str, float]]) -> None:
 def _pipeline_for(pipe, args: dict):
     """The pipeline the flags ask for, over the loaded components: text-, image- or condition-to-video (multi-scale
     generation takes them all)."""
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
 
     if FLAGS.upsampler is not None:
@@ -495,33 +522,34 @@ def _pipeline_for(pipe, args: dict):
 
 
 def _generate(pipe, args: dict, common: dict):
-    import jax
-
+    """The frames the flags ask for: ``pipe.request`` (the flags over the release's defaults, checked against the
+    model) then ``pipe.generate``."""
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline, LTXMultiScalePipeline
     from ltx_jax.pipelines.conditioning import preprocess
+    from ltx_jax.pipelines.contracts import CallKeys
 
     if isinstance(pipe, LTXMultiScalePipeline):
-        keep = ("prompt", "negative_prompt", "height", "width", "num_frames", "frame_rate", "seed",
-                "max_sequence_length", "tiling")
-        return pipe(conditions=args["conditions"] or None, image=args.get("image"), resize_mode=FLAGS.resize_mode,
-                    **{k: common[k] for k in keep})
-    if isinstance(pipe, LTXImageToVideoPipeline):
-        return pipe(image=args["image"], resize_mode=FLAGS.resize_mode, **common)
-    if isinstance(pipe, LTXConditionPipeline):
+        request = pipe.request(conditions=args["conditions"] or None, image=args.get("image"),
+                               resize_mode=FLAGS.resize_mode, **common)
+    elif isinstance(pipe, LTXImageToVideoPipeline):
+        request = pipe.request(image=args["image"], resize_mode=FLAGS.resize_mode, **common)
+    elif isinstance(pipe, LTXConditionPipeline):
         latents = None
         if args["source"] is not None:  # video-to-video starts from the clip's latents
             pixels = preprocess(args["source"], args["height"], args["width"], FLAGS.resize_mode)[None]
-            latents = pipe.encode_video(pixels, jax.random.fold_in(jax.random.PRNGKey(FLAGS.seed), 4))
-        return pipe(conditions=args["conditions"] or None, latents=latents,
-                    denoise_strength=FLAGS.denoise_strength or 1.0, resize_mode=FLAGS.resize_mode, **common)
-    return pipe(**common)
+            latents = pipe.encode_video(pixels, CallKeys.from_seed(FLAGS.seed).source)
+        request = pipe.request(conditions=args["conditions"] or None, latents=latents,
+                               denoise_strength=FLAGS.denoise_strength or 1.0, resize_mode=FLAGS.resize_mode, **common)
+    else:
+        request = pipe.request(**common)
+    return pipe.generate(request)
 
 
 def _host_devices_for(spec: str) -> None:
     """check --mesh on a machine without that many devices: the CPU backend gets as many host devices as the mesh
     has (set before JAX starts its backends; a bad spec is left for the checks to name)."""
-    import math
-
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.sharding import parse_mesh_spec
 
     flags_now = os.environ.get("XLA_FLAGS", "")
@@ -550,11 +578,9 @@ def main(argv: list[str] | None = None) -> int:
 def _command(argv: list[str]) -> int:
     interrupts.check()  # a signal while Python started
     if len(argv) > 1 and argv[1] in ("preprocess", "train"):  # fine-tuning: ltx_jax/training/cli.py
-        from ltx_jax.training.cli import main as training_main
-
         return training_main(argv)
     if len(argv) > 1 and argv[1] == "compare":  # a checkpoint against diffusers: ltx_jax/compare.py
-        from ltx_jax.compare import main as compare_main
+        from ltx_jax.compare import main as compare_main  # deferred: compare loads jax; only its command needs it
 
         interrupts.uninstall()  # compare keeps Python's own Ctrl-C
         return compare_main(argv)
@@ -574,7 +600,6 @@ def _command(argv: list[str]) -> int:
         return 2
     if rest[1] == "check" and FLAGS.mesh:
         _host_devices_for(FLAGS.mesh)
-    from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # keeps backend-probing chatter (e.g. "no TPU") off the console
     try:
@@ -583,6 +608,7 @@ def _command(argv: list[str]) -> int:
         interrupts.check()
         return command(args)
     except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.pipelines import NonFiniteError
 
         if FLAGS.debug:

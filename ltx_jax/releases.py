@@ -25,6 +25,7 @@ import warnings
 from typing import Any, Mapping
 
 from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
+from ltx_jax.requests import SamplingRequest
 from ltx_jax.scheduler import FlowMatchSchedulerConfig
 
 # ------------------------------------------------------------------------------------------- architectures
@@ -112,51 +113,6 @@ ORIGINAL_SCHEDULER = LTX_SCHEDULER
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerationDefaults:
-    """What a pipeline call uses for the arguments left as None; ``GenerationDefaults()`` is diffusers' own
-    ``LTXPipeline.__call__`` defaults (``decode_noise_scale`` None = equal to ``decode_timestep``, as diffusers), with
-    no spatio-temporal guidance. The guidance fields take the original package's names and meaning (see
-    ``ltx_jax.sampling.guidance``): values, or tuples with one value per ``guidance_timesteps`` entry."""
-
-    num_inference_steps: int = 50
-    timesteps: tuple[float, ...] | None = None
-    guidance_scale: float | tuple[float, ...] = 3.0
-    guidance_rescale: float = 0.0
-    stg_scale: float | tuple[float, ...] = 0.0
-    rescaling_scale: float | tuple[float, ...] = 1.0
-    skip_block_list: tuple | None = None
-    skip_layer_strategy: str = "attention_values"
-    cfg_star_rescale: bool = False
-    guidance_timesteps: tuple[float, ...] | None = None
-    skip_initial_inference_steps: int = 0
-    skip_final_inference_steps: int = 0
-    decode_timestep: float = 0.0
-    decode_noise_scale: float | None = None
-
-    @property
-    def skipped_blocks(self) -> tuple[int, ...]:
-        """Every block ``skip_block_list`` names, at any step, sorted."""
-        blocks = self.skip_block_list or ()
-        nested = bool(blocks) and isinstance(blocks[0], tuple)
-        return tuple(sorted({b for bs in blocks for b in bs} if nested else set(blocks)))
-
-    def for_layers(self, num_layers: int, what: str = "these defaults") -> "GenerationDefaults":
-        """These defaults for a model of ``num_layers`` blocks (a fine-tune or tiny model named after a release):
-        the skipped blocks it does not have are dropped, with a warning that names them."""
-        dropped = [b for b in self.skipped_blocks if b >= num_layers]
-        if not dropped:
-            return self
-        warnings.warn(f"{what} perturb block{'s' * (len(dropped) > 1)} {', '.join(map(str, dropped))} with "
-                      f"spatio-temporal guidance, which this model of {num_layers} blocks (0 .. {num_layers - 1}) "
-                      "lacks: dropped. Pass skip_block_list= (--stg_blocks) to choose blocks it has.", UserWarning,
-                      stacklevel=3)
-        keep = lambda bs: tuple(b for b in bs if b < num_layers)  # noqa: E731
-        blocks = self.skip_block_list
-        nested = isinstance(blocks[0], tuple)
-        return dataclasses.replace(self, skip_block_list=tuple(keep(b) for b in blocks) if nested else keep(blocks))
-
-
-@dataclasses.dataclass(frozen=True)
 class MultiScaleDefaults:
     """Lightricks' multi-scale recipe for a release (``configs/*.yaml`` with ``pipeline_type: multi-scale``): a first
     pass at ``downscale_factor`` of the size, the latent upsampler, a second pass from the upsampled latents (noised
@@ -170,15 +126,15 @@ class MultiScaleDefaults:
       recommended_size: (height, width, num_frames) the model cards recommend for the recipe.
     """
 
-    first_pass: GenerationDefaults
-    second_pass: GenerationDefaults
+    first_pass: SamplingRequest
+    second_pass: SamplingRequest
     downscale_factor: float = 0.6666666
     tone_map_compression_ratio: float = 0.0
     latent_upsampler: str = ""
     recommended_size: tuple[int, int, int] = (704, 1216, 121)
 
     def for_layers(self, num_layers: int, what: str = "the recipe") -> "MultiScaleDefaults":
-        """The recipe for a model of ``num_layers`` blocks (see ``GenerationDefaults.for_layers``)."""
+        """The recipe for a model of ``num_layers`` blocks (see ``SamplingRequest.for_layers``)."""
         return dataclasses.replace(self, first_pass=self.first_pass.for_layers(num_layers, f"{what}'s first pass"),
                                    second_pass=self.second_pass.for_layers(num_layers, f"{what}'s second pass"))
 
@@ -208,7 +164,7 @@ class Release:
     transformer: TransformerConfig
     vae: VAEConfig
     scheduler: FlowMatchSchedulerConfig
-    defaults: GenerationDefaults
+    defaults: SamplingRequest
     files: tuple[str, ...] = ()
     latent_upsamplers: tuple[str, ...] = ()
     lightricks_config: str | None = None
@@ -230,11 +186,12 @@ class Release:
 _2B, _13B = TRANSFORMER_PRESETS["ltx-video-2b"], TRANSFORMER_PRESETS["ltx-video-13b"]
 _SIZE_13B = (704, 1216, 257)  # the 13B cards: 1216x704, up to 257 frames (2B: 768x512x121, the record's default)
 _VAE_090, _VAE_091, _VAE_095 = (VAE_PRESETS[f"ltx-video-0.9.{v}"] for v in (0, 1, 5))
-# Lightricks' configs/ltxv-2b-0.9*.yaml (0.9.0 to 0.9.6 dev): CFG 3, STG 1 on block 19 (attention values), rescaling 0.7.
-_DEV_2B = GenerationDefaults(num_inference_steps=40, guidance_scale=3.0, stg_scale=1.0, rescaling_scale=0.7,
+# Lightricks' configs/ltxv-2b-0.9*.yaml (0.9.0 to 0.9.6 dev): CFG 3, STG 1 on block 19 (attention values),
+# rescaling 0.7.
+_DEV_2B = SamplingRequest(num_inference_steps=40, guidance_scale=3.0, stg_scale=1.0, rescaling_scale=0.7,
                              skip_block_list=(19,), decode_timestep=0.05, decode_noise_scale=0.025)
 # configs/ltxv-13b-0.9.7-dev.yaml and ltxv-13b-0.9.8-dev.yaml, first pass: a guidance schedule with CFG-star.
-_DEV_13B = GenerationDefaults(
+_DEV_13B = SamplingRequest(
     num_inference_steps=30, skip_final_inference_steps=3, cfg_star_rescale=True,
     guidance_timesteps=(1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180),
     guidance_scale=(1.0, 1.0, 6.0, 8.0, 6.0, 1.0, 1.0), stg_scale=(0.0, 0.0, 4.0, 4.0, 4.0, 2.0, 1.0),
@@ -242,25 +199,25 @@ _DEV_13B = GenerationDefaults(
     skip_block_list=((), (11, 25, 35, 39), (22, 35, 39), (28,), (28,), (28,), (28,)),
     decode_timestep=0.05, decode_noise_scale=0.025)
 # The 0.9.7 / 0.9.8 distilled models: the first pass of their multi-scale recipe, no guidance.
-_DISTILLED = GenerationDefaults(num_inference_steps=len(LTX_DISTILLED_TIMESTEPS), timesteps=LTX_DISTILLED_TIMESTEPS,
+_DISTILLED = SamplingRequest(num_inference_steps=len(LTX_DISTILLED_TIMESTEPS), timesteps=LTX_DISTILLED_TIMESTEPS,
                                 guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025)
 
 # The multi-scale recipes of configs/ltxv-13b-0.9.7-dev.yaml / ltxv-13b-0.9.8-dev.yaml (first pass = _DEV_13B) and of
 # the distilled ltxv-*-0.9.7/0.9.8-distilled.yaml (timesteps on our 0-1000 scale; the files write them on 0-1).
-_DEV_13B_SECOND_PASS = GenerationDefaults(
+_DEV_13B_SECOND_PASS = SamplingRequest(
     num_inference_steps=30, skip_initial_inference_steps=17, guidance_scale=(1.0,), stg_scale=(1.0,),
     rescaling_scale=(1.0,), guidance_timesteps=(1.0,), skip_block_list=(27,), cfg_star_rescale=True,
     decode_timestep=0.05, decode_noise_scale=0.025)
 # Lightricks' distilled configs list STG block 42 (a 13B block) with an STG scale of 0: no block is perturbed, so the
 # recipe carries none (with 42 the 2B distilled model, 28 blocks deep, refused its own recipe).
-_DISTILLED_FIRST_PASS = GenerationDefaults(
+_DISTILLED_FIRST_PASS = SamplingRequest(
     num_inference_steps=7, timesteps=(1000.0, 993.7, 987.5, 981.2, 975.0, 909.4, 725.0), guidance_scale=1.0,
     stg_scale=0.0, rescaling_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025)
 _DISTILLED_SECOND_PASS = dataclasses.replace(_DISTILLED_FIRST_PASS, num_inference_steps=3,
                                              timesteps=(909.4, 725.0, 421.9))
 
 
-def _multi_scale(first: GenerationDefaults, second: GenerationDefaults, upsampler: str,
+def _multi_scale(first: SamplingRequest, second: SamplingRequest, upsampler: str,
                  tone_map: float = 0.0) -> MultiScaleDefaults:
     return MultiScaleDefaults(first, second, tone_map_compression_ratio=tone_map, latent_upsampler=upsampler)
 
@@ -279,7 +236,7 @@ RELEASES: dict[str, Release] = {r.name: r for r in (
     Release("ltx-video-0.9.6-dev", "0.9.6", "2b", "dev", _2B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_2B,
             files=_files("ltxv-2b-0.9.6-dev-04-25", fp8=False), lightricks_config="ltxv-2b-0.9.6-dev.yaml"),
     Release("ltx-video-0.9.6-distilled", "0.9.6", "2b", "distilled", _2B, _VAE_095, LTX_SCHEDULER_STATIC,
-            GenerationDefaults(num_inference_steps=8, guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025),
+            SamplingRequest(num_inference_steps=8, guidance_scale=1.0, decode_timestep=0.05, decode_noise_scale=0.025),
             files=_files("ltxv-2b-0.9.6-distilled-04-25", fp8=False), lightricks_config="ltxv-2b-0.9.6-distilled.yaml"),
     Release("ltx-video-0.9.7-13b-dev", "0.9.7", "13b", "dev", _13B, _VAE_095, LTX_SCHEDULER_STATIC, _DEV_13B,
             files=_files("ltxv-13b-0.9.7-dev"),
@@ -327,7 +284,7 @@ def _values(value) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
-def _defaults_problems(what: str, defaults: GenerationDefaults, num_layers: int) -> list[str]:
+def _defaults_problems(what: str, defaults: SamplingRequest, num_layers: int) -> list[str]:
     """What contradicts itself in one pass's defaults, or names blocks a model of ``num_layers`` lacks."""
     d, problems = defaults, []
     steps = d.num_inference_steps
@@ -377,7 +334,7 @@ def _size_problems(what: str, size: tuple[int, int, int], transformer: Transform
 def release_problems(release: Release) -> list[str]:
     """Every way a record contradicts its own architectures: latent channels between the VAE, the transformer and
     the upsamplers; the text encoder's width against the caption projection; the recommended sizes against the VAE's
-    ratios and the patch sizes; and each pass of its defaults and recipe (``GenerationDefaults``: schedule lengths,
+    ratios and the patch sizes; and each pass of its defaults and recipe (``SamplingRequest``: schedule lengths,
     skipped blocks within the transformer's depth, no blocks without STG). Empty when the record is sound."""
     t, vae, ms = release.transformer, release.vae, release.multi_scale
     problems = []

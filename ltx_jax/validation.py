@@ -131,13 +131,14 @@ def check_prompts(prompt, negative_prompt, prompt_embeds, prompt_attention_mask,
             raise ValueError("prompt_embeds needs prompt_attention_mask [B, T] (1 = real token).")
         if tuple(prompt_attention_mask.shape) != tuple(prompt_embeds.shape[:2]):
             raise ValueError(f"prompt_attention_mask has shape {tuple(prompt_attention_mask.shape)} but prompt_embeds "
-                             f"is {tuple(prompt_embeds.shape)}: the mask must be [B, T] = {tuple(prompt_embeds.shape[:2])}.")
+                             f"is {tuple(prompt_embeds.shape)}: the mask must be "
+                             f"[B, T] = {tuple(prompt_embeds.shape[:2])}.")
     if negative_prompt_embeds is not None:
         if negative_prompt_attention_mask is None:
             raise ValueError("negative_prompt_embeds needs negative_prompt_attention_mask [B, T].")
         if prompt_embeds is not None and tuple(negative_prompt_embeds.shape) != tuple(prompt_embeds.shape):
-            raise ValueError(f"negative_prompt_embeds has shape {tuple(negative_prompt_embeds.shape)} but prompt_embeds "
-                             f"is {tuple(prompt_embeds.shape)}; they must match.")
+            raise ValueError(f"negative_prompt_embeds has shape {tuple(negative_prompt_embeds.shape)} but "
+                             f"prompt_embeds is {tuple(prompt_embeds.shape)}; they must match.")
         if tuple(negative_prompt_attention_mask.shape) != tuple(negative_prompt_embeds.shape[:2]):
             raise ValueError(f"negative_prompt_attention_mask has shape {tuple(negative_prompt_attention_mask.shape)}; "
                              f"expected {tuple(negative_prompt_embeds.shape[:2])}.")

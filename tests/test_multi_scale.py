@@ -363,7 +363,7 @@ def test_step_count_schedules_match_the_original():
         if steps < 13:
             np.testing.assert_array_equal(ours, ref[f"timesteps.{i}"], err_msg=f"{steps} steps, {tokens} tokens")
         worst = max(worst, float(np.max(np.abs(ours - ref[f"timesteps.{i}"]))))
-        diffusers = sampling.schedule(LTX_SCHEDULER, steps, tokens)[0][:-1]
+        diffusers = sampling.diffusers_schedule(LTX_SCHEDULER, steps, tokens)[0][:-1]
         worst_diffusers = max(worst_diffusers, float(np.max(np.abs(diffusers - ref[f"timesteps.{i}"]))))
     print(f"\n[schedules] diffusers' LTXPipeline sigmas vs the original's: max abs {worst_diffusers:.2e}")
     report("original step-count schedules (2-40 steps, 6-22400 tokens), max abs", worst, SCHEDULE_ULP_TOL)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ltx_jax.__main__ as cli
-from ltx_jax.pipelines import validation
+from ltx_jax import validation
 from ltx_jax.video import write_video
 
 HUGE_INT, HUGE_FLOAT = str(2**70), "1e30"

@@ -1,11 +1,12 @@
-"""What every LTX-Video pipeline shares: loading, the compilation cache, stage timings, and the stages themselves.
+"""What every LTX-Video pipeline shares: loading, stage timings, and the stages themselves.
 
-A pipeline's ``__call__`` is a composition of stages that a caller can also run on their own:
+A pipeline's ``__call__`` checks its arguments as a typed request (``pipe.request``, ``ltx_jax.pipelines.calls``)
+and runs ``generate``: a composition of stages that a caller can also run on their own:
 
     embeds = pipe.encode_prompt(prompt, negative_prompt, do_classifier_free_guidance=True)   # T5
     grid = pipe.latent_grid(height, width, num_frames)
-    latents = pipe.prepare_latents(batch_size, grid, key)                                    # packed noise
-    latents = pipe.denoise(latents, grid, *embeds, num_inference_steps=40, guidance_scale=3.0)  # one compiled loop
+    start = pipe.prepare_latents(batch_size, grid, CallKeys.from_seed(0))                    # PreparedLatents
+    latents = pipe.denoise(start.latents, grid, *embeds, num_inference_steps=40, guidance_scale=3.0)  # one program
     frames = pipe.decode(latents, grid, decode_timestep=0.05, key=key)                       # VAE
 
 Sizes come from the components, never from constants: the VAE's compression ratios and the transformer's patch
@@ -15,7 +16,7 @@ sizes (diffusers' ``vae_spatial_compression_ratio``, ``transformer_spatial_patch
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import copy
 import logging
 import os
 import time
@@ -28,40 +29,22 @@ import numpy as np
 from ltx_jax import sampling
 from ltx_jax import scheduler as sched
 from ltx_jax.models.layers import check_weights
-from ltx_jax.pipelines import validation
+from ltx_jax.models.vae import VAETiling
+from ltx_jax import validation
+from ltx_jax.pipelines.calls import RequestCalls
+from ltx_jax.pipelines.contracts import CallKeys, PreparedLatents
 from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.lora import LoraMixin
-from ltx_jax.pipelines.runtime import (AUTO_TILING_PIXELS, NonFiniteError, StageTimings, enable_compilation_cache,
-                                       jitted_decode, jitted_encode)
+from ltx_jax.compilation_cache import enable_compilation_cache
+from ltx_jax.pipelines.reporting import NonFiniteError, StageTimings
+from ltx_jax.pipelines.vae_programs import AUTO_TILING_PIXELS, jitted_decode, jitted_encode
 from ltx_jax.programs import is_placeholder
-from ltx_jax.releases import LTX_SCHEDULER, GenerationDefaults, Release, detect_release, get_release
+from ltx_jax.releases import LTX_SCHEDULER, Release, detect_release, get_release
 from ltx_jax.sharding import ShardingPlan
+from ltx_jax.text_encoding import PromptEncoder, check_tokenizer_folder, encode_prompt, load_tokenizer
+from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
 
 logger = logging.getLogger("ltx_jax")
-
-# Arguments every pipeline takes for guidance (the original package's names; diffusers' guidance_scale /
-# guidance_rescale), with the release's defaults when left as None.
-STEP_SKIPS = ("skip_initial_inference_steps", "skip_final_inference_steps")
-GUIDANCE_ARGUMENTS = ("guidance_scale", "guidance_rescale", "stg_scale", "rescaling_scale", "skip_block_list",
-                      "skip_layer_strategy", "cfg_star_rescale", "guidance_timesteps") + STEP_SKIPS
-
-
-@dataclasses.dataclass
-class CallSettings:
-    """One pipeline call's arguments after checking, with the release's defaults filled in."""
-
-    grid: sampling.LatentGrid
-    num_inference_steps: int
-    timesteps: Sequence[float] | None
-    guidance: dict  # GUIDANCE_ARGUMENTS -> values (denoise's keyword arguments)
-    decode_timestep: float | Sequence[float]
-    decode_noise_scale: float | Sequence[float] | None
-    start: float  # perf_counter at the call's start
-
-    @property
-    def do_classifier_free_guidance(self) -> bool:
-        return bool(np.max(self.guidance["guidance_scale"]) > 1.0)
-
 
 class VAEStages:
     """The VAE's stages, shared by every pipeline (``vae``, ``vae_params``, ``last_timings`` are the owner's)."""
@@ -130,11 +113,10 @@ class VAEStages:
     def _tiling(self, tiling, latent_size: tuple[int, int, int]):
         """Resolves the ``tiling`` argument to a hashable ``VAETiling`` (or None for a whole decode) for latents of
         (frames, height, width)."""
-        from ltx_jax.models.vae import VAETiling
-
         if isinstance(tiling, str):
             if tiling != "auto":
-                raise ValueError(f"tiling={tiling!r}; use 'auto', True, False/None, or a dict of enable_tiling arguments.")
+                raise ValueError(f"tiling={tiling!r}; use 'auto', True, False/None, "
+                                 "or a dict of enable_tiling arguments.")
             frames, height, width = latent_size
             pixels = ((frames - 1) * self.vae_temporal_compression_ratio + 1) * height * width * \
                 self.vae_spatial_compression_ratio**2
@@ -142,7 +124,7 @@ class VAEStages:
         return VAETiling.resolve(tiling)
 
 
-class PipelineBase(LoraMixin, VAEStages):
+class PipelineBase(RequestCalls, LoraMixin, VAEStages):
     """Components and stages shared by the LTX-Video pipelines.
 
     Attributes:
@@ -176,7 +158,7 @@ class PipelineBase(LoraMixin, VAEStages):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "bfloat16", *, text_encoder_path: str | None = None,
-                        preset: str | None = None, compilation_cache: bool = True, cache_dir: str | None = None,
+                        preset: str | None = None, compilation_cache: bool = False, cache_dir: str | None = None,
                         text_encoder_dtype: Any = None, progress: bool = True, weights: str | None = None,
                         text_encoder_weights: str | None = None,
                         lora: Sequence[tuple[str | os.PathLike, float]] | None = None, mesh: Any = None):
@@ -189,7 +171,8 @@ class PipelineBase(LoraMixin, VAEStages):
             sub-folder names, or a hub id such as ``Lightricks/LTX-Video`` (fetched when online).
           dtype: "bfloat16" (GPU) or "float32" (parity checks, CPU).
           preset: a release name from ``ltx_jax.releases.RELEASES`` whose defaults to use; detected when None.
-          compilation_cache: turn on JAX's persistent compilation cache (``cache_dir`` or ``$LTX_JAX_CACHE_DIR``).
+          compilation_cache: turn on JAX's persistent compilation cache (``cache_dir`` or ``$LTX_JAX_CACHE_DIR``), a
+            process-wide setting (``ltx_jax.compilation_cache``); off by default.
           weights: the transformer blocks' kernels in "int8" or "fp8" (e4m3) with per-output-channel scales, or
             None (``dtype``; for Orbax, as stored): ~0.51x the transformer's bytes, computed in ``dtype``
             (``weight_conversion.load_transformer``). Lightricks' ``*-fp8`` files load as stored with "fp8".
@@ -203,9 +186,6 @@ class PipelineBase(LoraMixin, VAEStages):
             their shards, the VAE is replicated, and the frames are those of one device. Several hosts:
             ``jax.distributed.initialize()`` first, in every process.
         """
-        from ltx_jax.text_encoding import PromptEncoder, check_tokenizer_folder, load_tokenizer
-        from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
-
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
         check_weights(weights)
         check_weights(text_encoder_weights, "text_encoder_weights")
@@ -244,20 +224,16 @@ class PipelineBase(LoraMixin, VAEStages):
         """This pipeline over several devices: a new pipeline of the same class whose params are copied onto their
         shards (``from_pretrained(mesh=)`` loads them there directly; this is for pipelines built another way, such
         as ``tiny_random_pipeline``). ``mesh``: as ``from_pretrained``'s."""
-        import copy
-
         plan = ShardingPlan.create(mesh)
         if plan is None:
             raise ValueError("to_mesh(None): pass a mesh spec such as 'data=2,context=4', a Mesh or a ShardingPlan.")
         new = copy.copy(self)
         new.transformer = self.transformer.clone(sharding=plan)
-        new.transformer_params = plan.place(self.transformer_params)
+        new.transformer_params = plan.place(self.transformer_params, self.transformer)
         new.vae_params = jax.device_put(self.vae_params, plan.replicated())
         if self.prompt_encoder is not None:
-            from ltx_jax.text_encoding import PromptEncoder
-
             old = self.prompt_encoder
-            new.prompt_encoder = PromptEncoder(old.tokenizer, old.module, plan.place(old.params),
+            new.prompt_encoder = PromptEncoder(old.tokenizer, old.module, plan.place(old.params, old.module),
                                                mask_encoder_padding=old.mask_encoder_padding)
         if getattr(self, "latent_upsampler_params", None) is not None:
             new.latent_upsampler_params = jax.device_put(self.latent_upsampler_params, plan.replicated())
@@ -276,17 +252,6 @@ class PipelineBase(LoraMixin, VAEStages):
         return new
 
     # ------------------------------------------------------------------------------------------ sizes
-
-    @property
-    def defaults(self) -> GenerationDefaults:
-        """The release's generation defaults, or diffusers' own; for another architecture named after a release
-        (a fine-tune, a tiny model), without the skipped blocks it does not have."""
-        if self.release is None:
-            return GenerationDefaults()
-        if self.release.transformer != self.transformer.config:
-            return self.release.defaults.for_layers(self.transformer.config.num_layers,
-                                                    f"{self.release.name}'s defaults")
-        return self.release.defaults
 
     @property
     def transformer_spatial_patch_size(self) -> int:
@@ -308,66 +273,10 @@ class PipelineBase(LoraMixin, VAEStages):
 
     def rope_interpolation_scale(self, frame_rate: float) -> tuple[float, float, float]:
         """(temporal ratio / frame rate, spatial ratio, spatial ratio), as diffusers' pipelines scale RoPE."""
-        spatial = self.vae_spatial_compression_ratio
-        return (self.vae_temporal_compression_ratio / frame_rate, spatial, spatial)
+        return sampling.rope_interpolation_scale(frame_rate, temporal_ratio=self.vae_temporal_compression_ratio,
+                                                 spatial_ratio=self.vae_spatial_compression_ratio)
 
     # ------------------------------------------------------------------------------------------ stages
-
-    def _begin_call(self, arguments: dict, defaults: GenerationDefaults | None = None, *,
-                    new_call: bool = True) -> CallSettings:
-        """Checks a call's arguments (``locals()`` of a pipeline's ``__call__``: types, then values, before any work)
-        and fills the ones left as None from ``defaults`` (the release's: a distilled release's timesteps among
-        them). ``new_call=False`` checks another pass of the same call (the timings go on)."""
-        start = time.perf_counter()
-        a = arguments
-        height, width, num_frames, frame_rate = a["height"], a["width"], a["num_frames"], a["frame_rate"]
-        num_inference_steps, timesteps = a["num_inference_steps"], a["timesteps"]
-        guidance_scale, guidance_rescale = a["guidance_scale"], a["guidance_rescale"]
-        decode_timestep, decode_noise_scale = a["decode_timestep"], a["decode_noise_scale"]
-        prompt, negative_prompt, num_videos_per_prompt = a["prompt"], a["negative_prompt"], a["num_videos_per_prompt"]
-        if new_call:
-            self.last_timings = StageTimings()
-        validation.check_generation_arguments(
-            frame_rate=frame_rate, num_inference_steps=num_inference_steps, timesteps=timesteps,
-            guidance_scale=1.0 if guidance_scale is None else guidance_scale,
-            guidance_rescale=0.0 if guidance_rescale is None else guidance_rescale,
-            num_videos_per_prompt=num_videos_per_prompt, seed=a["seed"],
-            decode_timestep=0.0 if decode_timestep is None else decode_timestep, decode_noise_scale=decode_noise_scale,
-            max_sequence_length=a["max_sequence_length"], prompt=prompt, negative_prompt=negative_prompt)
-        defaults = self.defaults if defaults is None else defaults
-        if timesteps is None and num_inference_steps is None:
-            timesteps, num_inference_steps = defaults.timesteps, defaults.num_inference_steps
-        if timesteps is not None:
-            num_inference_steps = len(timesteps)
-        grid = self.latent_grid(height, width, num_frames)
-        validation.check_schedule(num_inference_steps, timesteps)
-        validation.check_output_type(a["output_type"])
-        validation.check_prompts(prompt, negative_prompt, a["prompt_embeds"], a["prompt_attention_mask"],
-                                 a["negative_prompt_embeds"], a["negative_prompt_attention_mask"], num_videos_per_prompt)
-        pick = lambda name: getattr(defaults, name) if a.get(name) is None else a[name]  # noqa: E731
-        guidance = {name: pick(name) for name in GUIDANCE_ARGUMENTS}
-        validation.check_number("stg_scale", guidance["stg_scale"], minimum=0, per_step=True)
-        validation.check_number("rescaling_scale", guidance["rescaling_scale"], per_step=True)
-        skips = [guidance[name] for name in STEP_SKIPS]
-        for name, value in zip(STEP_SKIPS, skips):
-            validation.check_int(name, value, minimum=0)
-        stand_in = np.linspace(1000.0, 0.0, max(1, num_inference_steps - sum(skips)), endpoint=False)
-        sampling.guidance_plan(stand_in, num_layers=self.transformer.config.num_layers,  # every rule checked now
-                               **{k: v for k, v in guidance.items() if k not in STEP_SKIPS})
-        return CallSettings(grid, num_inference_steps, timesteps, guidance, pick("decode_timestep"),
-                            pick("decode_noise_scale"), start)
-
-    def _end_call(self, latents: jax.Array, call: CallSettings, *, output_type: str, key: jax.Array, tiling,
-                  tone_map_compression_ratio: float = 0.0) -> np.ndarray:
-        """The call's output: frames decoded from packed latents [B, N, C] (or the latents themselves)."""
-        if output_type == "latent":
-            out = np.asarray(latents)
-        else:
-            out = self.decode(latents, call.grid, decode_timestep=call.decode_timestep,
-                              decode_noise_scale=call.decode_noise_scale, key=key, tiling=tiling,
-                              tone_map_compression_ratio=tone_map_compression_ratio)
-        self.last_timings.total = time.perf_counter() - call.start
-        return out
 
     def encode_prompt(self, prompt: str | Sequence[str] | None, negative_prompt: str | Sequence[str] | None = None,
                       do_classifier_free_guidance: bool = True, num_videos_per_prompt: int = 1, prompt_embeds=None,
@@ -401,8 +310,6 @@ class PipelineBase(LoraMixin, VAEStages):
             return sampling.run(lambda: out, stage="text encoding")
 
     def _encode(self, prompts: list[str], max_sequence_length: int):
-        from ltx_jax.text_encoding import encode_prompt
-
         if self.prompt_encoder is None:
             raise ValueError("This pipeline has no text encoder: pass prompt_embeds and prompt_attention_mask "
                              "(and the negative pair with guidance), or load one with text_encoder_path=.")
@@ -411,15 +318,17 @@ class PipelineBase(LoraMixin, VAEStages):
         return encode_prompt(prompts, encoder.tokenizer, encoder.module, variables, max_sequence_length,
                              mask_encoder_padding=self.mask_encoder_padding)
 
-    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None,
-                        noise=None) -> jax.Array:
-        """Initial packed latents [B, N, C] float32: ``latents`` if given, else ``noise`` if given, else standard
-        normal noise from ``key``; given arrays are packed [B, N, C] or channels-last [B, F, H, W, C] (checked)."""
+    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, keys: CallKeys | None, latents=None,
+                        noise=None) -> PreparedLatents:
+        """The loop's start (``PreparedLatents``): packed latents [B, N, C] float32, ``latents`` if given, else
+        ``noise`` if given, else standard normal noise from ``keys.noise``; given arrays are packed [B, N, C] or
+        channels-last [B, F, H, W, C] (checked)."""
         if latents is not None:
-            return self._grid_array(latents, batch_size, grid, "latents")
+            return PreparedLatents(self._grid_array(latents, batch_size, grid, "latents"))
         if noise is not None:
-            return self._grid_array(noise, batch_size, grid, "noise")
-        return jax.random.normal(key, (batch_size, grid.num_tokens, self.transformer.config.in_channels), jnp.float32)
+            return PreparedLatents(self._grid_array(noise, batch_size, grid, "noise"))
+        shape = (batch_size, grid.num_tokens, self.transformer.config.in_channels)
+        return PreparedLatents(jax.random.normal(keys.noise, shape, jnp.float32))
 
     def _grid_array(self, latents, batch_size: int, grid: sampling.LatentGrid, name: str) -> jax.Array:
         """A caller's latents (or noise) as packed float32 [B, N, C], every axis checked against the grid."""
@@ -440,10 +349,11 @@ class PipelineBase(LoraMixin, VAEStages):
                              f"{grid.frames}x{grid.height}x{grid.width} latent grid.")
         return latents
 
-    def schedule(self, grid: sampling.LatentGrid, num_inference_steps: int | None = None,
+    def sigmas_and_timesteps(self, grid: sampling.LatentGrid, num_inference_steps: int | None = None,
                  timesteps: Sequence[float] | None = None, sigmas: Sequence[float] | None = None):
         """(sigmas [S + 1], timesteps [S]) float32 for this grid, as diffusers' ``LTXPipeline`` sets its scheduler."""
-        return sampling.schedule(self.scheduler_config, num_inference_steps, grid.num_latents, timesteps=timesteps,
+        return sampling.diffusers_schedule(self.scheduler_config, num_inference_steps, grid.num_latents,
+                                           timesteps=timesteps,
                                  sigmas=sigmas)
 
     def denoise(self, latents: jax.Array, grid: sampling.LatentGrid, prompt_embeds, prompt_attention_mask,
@@ -455,13 +365,15 @@ class PipelineBase(LoraMixin, VAEStages):
                 skip_layer_strategy: str = "attention_values", cfg_star_rescale: bool = False,
                 guidance_timesteps: Sequence[float] | None = None, skip_initial_inference_steps: int = 0,
                 skip_final_inference_steps: int = 0, conditioning_mask=None, video_coords=None,
-                per_token_timesteps: bool = False, schedule=None, image_cond_noise_scale: float | None = None,
+                per_token_timesteps: bool = False, sigmas_and_timesteps=None,
+                image_cond_noise_scale: float | None = None,
                 noise_key: jax.Array | None = None) -> jax.Array:
         """The whole denoising loop, one compiled program: packed latents [B, N, C] -> denoised [B, N, C] float32.
 
         Args:
           latents: initial packed latents (``prepare_latents``); consumed (their buffer is donated).
-          prompt_embeds, prompt_attention_mask (and the negative pair with classifier-free guidance): [B, T, E] / [B, T].
+          prompt_embeds, prompt_attention_mask (and the negative pair with classifier-free guidance): [B, T, E] /
+            [B, T].
           num_inference_steps / timesteps / sigmas: the schedule (diffusers' meaning; explicit lists win).
           guidance_scale, guidance_rescale: CFG scale (a step runs CFG when its scale is above 1) and diffusers' CFG
             rescale.
@@ -477,7 +389,8 @@ class PipelineBase(LoraMixin, VAEStages):
           video_coords: [B, 3, N] token coordinates (frames already divided by the frame rate, as diffusers'
             condition pipeline passes them); replaces the grid and ``frame_rate``.
           per_token_timesteps: diffusers' ``LTXConditionPipeline`` stepping rule instead of ``LTXPipeline``'s.
-          schedule: (sigmas [S + 1], timesteps [S]) to use as they are (e.g. ``self.schedule(...)`` trimmed for a
+          sigmas_and_timesteps: (sigmas [S + 1], timesteps [S]) to use as they are (e.g.
+            ``self.sigmas_and_timesteps(...)`` trimmed for a
             ``denoise_strength``); replaces the other schedule arguments.
           image_cond_noise_scale, noise_key: per-token rule only: before each step, tokens whose mask is 1 are reset
             to their initial latents plus ``scale * N(0, 1) * (t / 1000)^2`` (diffusers' condition pipeline).
@@ -486,11 +399,11 @@ class PipelineBase(LoraMixin, VAEStages):
         """
         with self._stage("denoising"):
             if (skip_initial_inference_steps or skip_final_inference_steps) and (
-                    timesteps is not None or schedule is not None):
+                    timesteps is not None or sigmas_and_timesteps is not None):
                 raise ValueError("skip_initial_inference_steps / skip_final_inference_steps trim a num_inference_steps "
                                  "schedule; with explicit timesteps, pass the ones to run.")
-            sigmas_, timesteps_ = schedule if schedule is not None else self.schedule(
-                grid, num_inference_steps, timesteps=timesteps, sigmas=sigmas)
+            sigmas_, timesteps_ = sigmas_and_timesteps if sigmas_and_timesteps is not None else (
+                self.sigmas_and_timesteps(grid, num_inference_steps, timesteps=timesteps, sigmas=sigmas))
             sigmas_, timesteps_ = sampling.trim_schedule(sigmas_, timesteps_, skip_initial_inference_steps,
                                                          skip_final_inference_steps)
             steps = len(timesteps_)

@@ -23,17 +23,19 @@ clip of another length, changes the token count and does.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax import sampling
-from ltx_jax.pipelines import conditioning, validation
+from ltx_jax.pipelines import conditioning
 from ltx_jax.pipelines.base import PipelineBase
-from ltx_jax.pipelines.conditioning import LTXVideoCondition, PreparedCondition
-from ltx_jax.pipelines.text_to_video import DEFAULT_FRAME_RATE, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
+from ltx_jax.pipelines.calls import uses_guidance
+from ltx_jax.pipelines.conditioning import PreparedCondition
+from ltx_jax.pipelines.contracts import CallKeys, PreparedLatents
+from ltx_jax.requests import GUIDANCE, ConditionFields, ConditionRequest
 
 NUM_PREFIX_LATENT_FRAMES = 2  # diffusers' num_prefix_latent_frames: the latent frames a later clip keeps as tokens
 
@@ -59,35 +61,44 @@ class LTXConditionPipeline(PipelineBase):
     """LTX-Video conditioned generation (diffusers' ``LTXConditionPipeline``); the stages are ``PipelineBase``'s."""
 
     mask_encoder_padding = True  # diffusers' condition pipeline masks T5's padding tokens
+    request_type = ConditionRequest
+    positional = ("conditions", "image", "video")
+    summary = ("Generates videos under conditions, or re-renders one (diffusers' ``LTXConditionPipeline.__call__`` "
+               "arguments and defaults, plus ``seed``, ``denoise_strength`` and the original's guidance).")
 
-    def prepare_conditions(self, conditions, image, video, frame_index, strength, *, height: int, width: int,
-                           num_frames: int, resize_mode: str = "stretch") -> list[PreparedCondition]:
-        """The conditions (or the image= / video= shorthand) checked, read, resized and trimmed to the video."""
-        return conditioning.prepare_conditions(conditions, image, video, frame_index, strength, height=height,
-                                               width=width, num_frames=num_frames, resize_mode=resize_mode,
+    def prepare_conditions(self, request: ConditionFields, height: int, width: int,
+                           num_frames: int) -> list[PreparedCondition]:
+        """The request's conditions (or its image= / video= shorthand) checked, read, resized to height x width and
+        trimmed to num_frames."""
+        return conditioning.prepare_conditions(request.conditions, request.image, request.video, request.frame_index,
+                                               request.strength, height=height, width=width, num_frames=num_frames,
+                                               resize_mode=request.resize_mode,
                                                temporal_ratio=self.vae_temporal_compression_ratio)
 
-    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, key: jax.Array, latents=None, noise=None,
-                        conditions: Sequence[PreparedCondition] = (), sigma: float | None = None):
-        """(packed latents [B, N', C], mask [B, N'] or None, video_coords [B, 3, N'] (pixel units, frames not yet
-        divided by the frame rate), number of extra conditioning tokens placed first), as diffusers prepares them.
+    def prepare_latents(self, batch_size: int, grid: sampling.LatentGrid, keys: CallKeys, latents=None, noise=None,
+                        conditions: Sequence[PreparedCondition] = (), sigma: float | None = None) -> PreparedLatents:
+        """As diffusers prepares them (``PreparedLatents``): packed latents [B, N', C] with the extra conditioning
+        tokens first, their mask [B, N'] (None without conditions), video_coords [B, 3, N'] in pixel units, and the
+        number of extra tokens. Each condition's posterior and blend noise come from ``keys.for_condition``.
 
         ``latents`` with ``sigma`` (video-to-video): ``sigma * noise + (1 - sigma) * latents``.
         """
         channels = self.transformer.config.in_channels
         shape = (batch_size, grid.frames, grid.height, grid.width, channels)
         base_latents = None if latents is None else sampling.unpack_latents(
-            super().prepare_latents(batch_size, grid, key, latents=latents), grid)
-        noise = jax.random.normal(key, shape, jnp.float32) if noise is None else sampling.unpack_latents(
-            super().prepare_latents(batch_size, grid, key, noise=noise), grid)
+            super().prepare_latents(batch_size, grid, keys, latents=latents).latents, grid)
+        noise = jax.random.normal(keys.noise, shape, jnp.float32) if noise is None else sampling.unpack_latents(
+            super().prepare_latents(batch_size, grid, keys, noise=noise).latents, grid)
         x = np.array(noise if base_latents is None or sigma is None else
                      sigma * noise + (1.0 - sigma) * base_latents)  # [B, F, H, W, C], a writable copy
-        ids = dict(spatial_ratio=self.vae_spatial_compression_ratio, temporal_ratio=self.vae_temporal_compression_ratio,
-                   patch_size=grid.patch_size, patch_size_t=grid.patch_size_t)
+        ratios_and_patches = dict(spatial_ratio=self.vae_spatial_compression_ratio,
+                                  temporal_ratio=self.vae_temporal_compression_ratio, patch_size=grid.patch_size,
+                                  patch_size_t=grid.patch_size_t)
         frame_mask = np.zeros((batch_size, grid.frames), np.float32)
         extra_latents, extra_ids, extra_masks = [], [], []
         for k, c in enumerate(conditions):
-            cond = np.asarray(self.encode_video(c.frames, jax.random.fold_in(key, 2 * k + 1)))  # [1, Fc, H, W, C]
+            encode_key, noise_key = keys.for_condition(k, len(conditions))
+            cond = np.asarray(self.encode_video(c.frames, encode_key))  # [1, Fc, H, W, C]
             n_cond = cond.shape[1]
             if c.frame_index == 0:
                 x[:, :n_cond] = conditioning.lerp(x[:, :n_cond], cond, c.strength)
@@ -95,23 +106,23 @@ class LTXConditionPipeline(PipelineBase):
                 continue
             if c.frames.shape[1] > 1:
                 if n_cond < NUM_PREFIX_LATENT_FRAMES:
-                    raise ValueError(f"condition {k}: a clip at a later frame needs at least {NUM_PREFIX_LATENT_FRAMES} "
-                                     f"latent frames, got {n_cond}.")
+                    raise ValueError(f"condition {k}: a clip at a later frame needs at least "
+                                     f"{NUM_PREFIX_LATENT_FRAMES} latent frames, got {n_cond}.")
                 if n_cond > NUM_PREFIX_LATENT_FRAMES:
                     start = c.frame_index // self.vae_temporal_compression_ratio + NUM_PREFIX_LATENT_FRAMES
                     end = start + n_cond - NUM_PREFIX_LATENT_FRAMES
                     x[:, start:end] = conditioning.lerp(x[:, start:end], cond[:, NUM_PREFIX_LATENT_FRAMES:], c.strength)
                     frame_mask[:, start:end] = c.strength
                     cond = cond[:, :NUM_PREFIX_LATENT_FRAMES]
-            cond_noise = np.asarray(jax.random.normal(jax.random.fold_in(key, 2 * k + 2), cond.shape, jnp.float32))
+            cond_noise = np.asarray(jax.random.normal(noise_key, cond.shape, jnp.float32))
             cond = np.broadcast_to(conditioning.lerp(cond_noise, cond, c.strength), (batch_size, *cond.shape[1:]))
             extra_grid = dataclasses.replace(grid, frames=cond.shape[1])
             extra_latents.append(np.asarray(sampling.pack_latents(jnp.asarray(cond), grid.patch_size,
                                                                   grid.patch_size_t)))
             extra_ids.append(conditioning.video_ids(batch_size, extra_grid.frames, grid.height, grid.width,
-                                                    frame_index=c.frame_index, **ids))
+                                                    frame_index=c.frame_index, **ratios_and_patches))
             extra_masks.append(np.full((batch_size, extra_grid.num_tokens), c.strength, np.float32))
-        coords = conditioning.video_ids(batch_size, grid.frames, grid.height, grid.width, **ids)
+        coords = conditioning.video_ids(batch_size, grid.frames, grid.height, grid.width, **ratios_and_patches)
         token_frames = np.repeat(np.arange(grid.token_frames) * grid.patch_size_t, grid.token_height * grid.token_width)
         mask = frame_mask[:, token_frames] if conditions else None  # each token takes its latent frame's mask
         packed = np.asarray(sampling.pack_latents(jnp.asarray(x), grid.patch_size, grid.patch_size_t))
@@ -120,95 +131,37 @@ class LTXConditionPipeline(PipelineBase):
             packed = np.concatenate(extra_latents + [packed], axis=1)
             coords = np.concatenate(extra_ids + [coords], axis=2)
             mask = np.concatenate(extra_masks + [mask], axis=1)
-        return jnp.asarray(packed), None if mask is None else jnp.asarray(mask), coords, n_extra
+        return PreparedLatents(jnp.asarray(packed), None if mask is None else jnp.asarray(mask), coords, n_extra)
 
-    def __call__(
-        self,
-        conditions: LTXVideoCondition | Sequence[LTXVideoCondition] | None = None,
-        image: Any = None,
-        video: Any = None,
-        frame_index: int = 0,
-        strength: float = 1.0,
-        denoise_strength: float = 1.0,
-        prompt: str | Sequence[str] | None = None,
-        negative_prompt: str | Sequence[str] | None = None,
-        height: int = DEFAULT_HEIGHT,
-        width: int = DEFAULT_WIDTH,
-        num_frames: int = DEFAULT_NUM_FRAMES,
-        frame_rate: float = DEFAULT_FRAME_RATE,
-        num_inference_steps: int | None = None,
-        timesteps: Sequence[float] | None = None,
-        guidance_scale: float | Sequence[float] | None = None,
-        guidance_rescale: float | Sequence[float] | None = None,
-        stg_scale: float | Sequence[float] | None = None,
-        rescaling_scale: float | Sequence[float] | None = None,
-        skip_block_list=None,
-        skip_layer_strategy: str | None = None,
-        cfg_star_rescale: bool | None = None,
-        guidance_timesteps: Sequence[float] | None = None,
-        skip_initial_inference_steps: int | None = None,
-        skip_final_inference_steps: int | None = None,
-        image_cond_noise_scale: float = 0.15,
-        num_videos_per_prompt: int = 1,
-        seed: int = 0,
-        latents=None,
-        noise=None,
-        prompt_embeds=None,
-        prompt_attention_mask=None,
-        negative_prompt_embeds=None,
-        negative_prompt_attention_mask=None,
-        decode_timestep: float | Sequence[float] | None = None,
-        decode_noise_scale: float | Sequence[float] | None = None,
-        output_type: str = "np",
-        max_sequence_length: int = 256,
-        tiling: Any = "auto",
-        resize_mode: str = "stretch",
-    ) -> np.ndarray:
-        """Generates videos under conditions (diffusers' ``LTXConditionPipeline`` arguments and defaults).
-
-        Args (beyond ``LTXPipeline``'s):
-          conditions: ``LTXVideoCondition`` s; or the shorthand ``image=`` / ``video=`` with ``frame_index=`` and
-            ``strength=`` for one condition.
-          denoise_strength: < 1 starts from ``latents=`` (normalised, e.g. ``encode_video`` of a video) noised to the
-            schedule's sigma at that depth, and runs only the remaining steps (video-to-video).
-          image_cond_noise_scale: noise put back on the mask-1 conditioning tokens before each step, times (t/1000)^2.
-          latents: with ``denoise_strength`` < 1, the video to start from (normalised latents, channels-last 5-D or
-            packed).
-          noise: the initial Gaussian noise on the latent grid instead of drawing it from ``seed``.
-          num_inference_steps: without ``timesteps``, diffusers' linear-quadratic schedule of that many steps.
-          resize_mode: "stretch" (diffusers) or "crop" (center-crop to the aspect ratio, then resize: Lightricks' inference script).
-        """
-        call = self._begin_call(locals())
-        validation.check_number("denoise_strength", denoise_strength, above=0)
-        validation.check_number("image_cond_noise_scale", image_cond_noise_scale, minimum=0)
-        if denoise_strength > 1:
-            raise ValueError(f"denoise_strength must be in (0, 1], got {denoise_strength}.")
-        if denoise_strength < 1 and latents is None:
-            raise ValueError("denoise_strength < 1 starts from latents=: pass the normalised latents of the video to "
-                             "re-render (pipe.encode_video(frames, key)), or denoise_strength=1.")
-        prepared = self.prepare_conditions(conditions, image, video, frame_index, strength, height=height, width=width,
-                                           num_frames=num_frames, resize_mode=resize_mode)
-        embeds = self.encode_prompt(prompt, negative_prompt, call.do_classifier_free_guidance, num_videos_per_prompt,
-                                    prompt_embeds, prompt_attention_mask, negative_prompt_embeds,
-                                    negative_prompt_attention_mask, max_sequence_length)
-        timesteps = call.timesteps
+    def sigmas_and_timesteps_for(self, request: ConditionRequest, grid: sampling.LatentGrid):
+        """(sigmas [S + 1], timesteps [S]) the request runs: its timesteps, else diffusers' linear-quadratic schedule
+        of num_inference_steps; trimmed by the step skips, then to the last ``denoise_strength`` of the steps
+        (diffusers' ``get_timesteps``)."""
+        timesteps = request.timesteps
         if timesteps is None:
-            timesteps = linear_quadratic_sigmas(call.num_inference_steps) * np.float32(1000.0)
-        guidance = dict(call.guidance)
-        sigmas, timesteps = sampling.trim_schedule(*self.schedule(call.grid, timesteps=timesteps),
-                                                   guidance.pop("skip_initial_inference_steps"),
-                                                   guidance.pop("skip_final_inference_steps"))
+            timesteps = linear_quadratic_sigmas(request.num_inference_steps) * np.float32(1000.0)
+        sigmas, timesteps = sampling.trim_schedule(*self.sigmas_and_timesteps(grid, timesteps=timesteps),
+                                                   request.skip_initial_inference_steps,
+                                                   request.skip_final_inference_steps)
         steps = len(timesteps)
-        start = max(steps - min(int(steps * denoise_strength), steps), 0)  # diffusers' get_timesteps
-        sigmas, timesteps = sigmas[start:], timesteps[start:]
-        root = jax.random.PRNGKey(seed)
-        noise_key, decode_key = jax.random.split(root)
-        latents, mask, coords, n_extra = self.prepare_latents(
-            embeds[0].shape[0], call.grid, noise_key, latents, noise, prepared,
-            float(sigmas[0]) if denoise_strength < 1 else None)
-        coords[:, 0] = coords[:, 0] * np.float32(1.0 / frame_rate)  # as diffusers scales them before the loop
-        latents = self.denoise(latents, call.grid, *embeds, **guidance, conditioning_mask=mask, video_coords=coords,
-                               per_token_timesteps=True, schedule=(sigmas, timesteps),
-                               image_cond_noise_scale=image_cond_noise_scale if mask is not None else None,
-                               noise_key=jax.random.fold_in(root, 3))
-        return self._end_call(latents[:, n_extra:], call, output_type=output_type, key=decode_key, tiling=tiling)
+        start = max(steps - min(int(steps * request.denoise_strength), steps), 0)
+        return sigmas[start:], timesteps[start:]
+
+    def generate(self, request: ConditionRequest) -> np.ndarray:
+        """The frames of a checked request: conditions read and encoded into the start, the per-token loop, the
+        decode of the video's tokens."""
+        grid = self._begin(request)
+        conditions = self.prepare_conditions(request, request.height, request.width, request.num_frames)
+        sigmas, timesteps = self.sigmas_and_timesteps_for(request, grid)
+        keys = CallKeys.from_seed(request.seed)
+        embeds = self.prompt_embeddings(request, uses_guidance(request))
+        start = self.prepare_latents(request.batch_size, grid, keys, request.latents, request.noise, conditions,
+                                     float(sigmas[0]) if request.denoise_strength < 1 else None)
+        latents = self.denoise(start.latents, grid, *embeds, **request.group(GUIDANCE),
+                               conditioning_mask=start.conditioning_mask,
+                               video_coords=start.coords_per_second(request.frame_rate), per_token_timesteps=True,
+                               sigmas_and_timesteps=(sigmas, timesteps),
+                               image_cond_noise_scale=(request.image_cond_noise_scale
+                                                       if start.conditioning_mask is not None else None),
+                               noise_key=keys.step_noise)
+        return self._finish(request, latents[:, start.num_extra_tokens:], grid, request, keys.decode)

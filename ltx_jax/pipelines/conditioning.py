@@ -19,9 +19,11 @@ import dataclasses
 import os
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
-from ltx_jax.pipelines import validation
+from ltx_jax import video as media
+from ltx_jax import validation
 
 RESIZE_MODES = ("stretch", "crop")
 
@@ -48,7 +50,7 @@ class PreparedCondition:
 
 def _is_pil(x) -> bool:
     try:
-        import PIL.Image
+        import PIL.Image  # deferred: Pillow loads only when an image is handled
     except ImportError:  # pragma: no cover
         return False
     return isinstance(x, PIL.Image.Image)
@@ -69,8 +71,6 @@ def _as_float_array(frames: np.ndarray, what: str) -> np.ndarray:
 
 def as_frames(x: Any, what: str, *, video: bool) -> list | np.ndarray:
     """An image or video input -> a list of RGB PIL images, or float32 [F, H, W, 3] in [0, 1] for array inputs."""
-    from ltx_jax import video as media
-
     if isinstance(x, (str, os.PathLike)):
         return media.read_frames(x) if video else [media.read_image(x)]
     if _is_pil(x):
@@ -117,7 +117,7 @@ def _crop_and_resize(image, height: int, width: int):
 
 def preprocess(frames: list | np.ndarray, height: int, width: int, resize_mode: str = "stretch") -> np.ndarray:
     """Frames from ``as_frames`` -> float32 [F, height, width, 3] in [-1, 1], resized as the module docstring says."""
-    import PIL.Image
+    import PIL.Image  # deferred: Pillow loads only when an image is handled
 
     if resize_mode not in RESIZE_MODES:
         raise ValueError(f"resize_mode={resize_mode!r}; use one of {RESIZE_MODES}.")
@@ -156,8 +156,6 @@ def resize_bilinear(x, height: int, width: int):
     """[..., H, W, C] -> [..., height, width, C] float32 as ``torch.nn.functional.interpolate(mode="bilinear",
     align_corners=False)`` (no antialiasing) resizes: what the original package does to conditioning media at each
     pass's size and to the multi-scale output. Runs under jit; the same size comes back unchanged."""
-    import jax.numpy as jnp
-
     x = jnp.asarray(x, jnp.float32)
     if x.shape[-3:-1] == (height, width):
         return x

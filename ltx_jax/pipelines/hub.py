@@ -1,5 +1,5 @@
 """Checkpoint paths: a local path as it is, or a hub reference fetched with huggingface_hub, only the files the
-loaders read, its size said before the download.
+loaders read, its size said before the download; and the diffusers folder layout's ``model_index.json``.
 
     resolve_path("Lightricks/LTX-Video")                                            # the diffusers layout's folders
     resolve_path("Lightricks/LTX-Video/ltxv-2b-0.9.8-distilled.safetensors")        # one Lightricks single file
@@ -7,6 +7,7 @@ loaders read, its size said before the download.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -46,7 +47,8 @@ def _hub_layout_files(repo_id: str, sizes: dict[str, int | None]) -> list[str]:
     repository's single files, to name one."""
     if "model_index.json" in sizes:
         return [f for f in sizes if f == "model_index.json" or (
-            f.split("/")[0] in HUB_COMPONENTS and "/" in f and (f.startswith("tokenizer/") or f.endswith(_HUB_SUFFIXES)))]
+            f.split("/")[0] in HUB_COMPONENTS and "/" in f
+            and (f.startswith("tokenizer/") or f.endswith(_HUB_SUFFIXES)))]
     if "config.json" in sizes:
         return [f for f in sizes if "/" not in f and f.endswith(_HUB_SUFFIXES)]
     singles = _single_files(repo_id, sizes)
@@ -74,7 +76,7 @@ def resolve_path(path: str) -> str:
         raise CheckpointError(f"{path} does not exist (and is not a hub id like Lightricks/LTX-Video or "
                               "Lightricks/LTX-Video/ltxv-2b-0.9.8-distilled.safetensors); pass a diffusers folder, a "
                               "Lightricks .safetensors file or an Orbax folder.")
-    try:
+    try:  # deferred: huggingface_hub (transformers brings it; not ours to require) loads only for a hub id
         import huggingface_hub
         from huggingface_hub.errors import RepositoryNotFoundError
     except ImportError as e:  # pragma: no cover
@@ -94,7 +96,8 @@ def resolve_path(path: str) -> str:
         raise CheckpointError(f"{repo_id} on the hub has no file {file}" + (f"; its single files: {singles}."
                                                                             if singles else "."))
     files = [file] if file is not None else _hub_layout_files(repo_id, sizes)
-    cached = [f for f in files if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, f, revision=info.sha), str)]
+    cached = [f for f in files
+              if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, f, revision=info.sha), str)]
     total = sum(sizes[f] or 0 for f in files if f not in cached)
     logger.warning("fetching %s from the hub: %d file%s, %s%s", path, len(files) - len(cached),
                    "" if len(files) - len(cached) == 1 else "s", _size_text(total),
@@ -106,6 +109,7 @@ def resolve_path(path: str) -> str:
 
 def _from_hub_cache(path: str, repo_id: str, file: str | None, error: Exception) -> str:
     """What the local hub cache holds of ``path`` when the hub cannot be asked (offline), else a CheckpointError."""
+    # deferred: huggingface_hub loads only for a hub id
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -116,3 +120,13 @@ def _from_hub_cache(path: str, repo_id: str, file: str | None, error: Exception)
     except LocalEntryNotFoundError:
         raise CheckpointError(f"{path}: the hub cannot be reached ({error}) and the local cache does not hold it; "
                               "connect, or pass a local checkpoint.") from None
+
+
+def write_model_index(path: str) -> None:
+    """Writes a minimal diffusers ``model_index.json`` (used when saving a tiny random pipeline)."""
+    with open(os.path.join(path, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "LTXPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+                   "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5TokenizerFast"],
+                   "transformer": ["diffusers", "LTXVideoTransformer3DModel"],
+                   "vae": ["diffusers", "AutoencoderKLLTXVideo"]},
+                  f, indent=2)

@@ -25,11 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax import sampling
-from ltx_jax.pipelines import conditioning, validation
+from ltx_jax import validation
+from ltx_jax.pipelines import conditioning
 from ltx_jax.pipelines.base import VAEStages
 from ltx_jax.pipelines.hub import resolve_path
-from ltx_jax.pipelines.runtime import StageTimings, enable_compilation_cache, tone_map_latents
+from ltx_jax.compilation_cache import enable_compilation_cache
+from ltx_jax.pipelines.reporting import NonFiniteError, StageTimings
+from ltx_jax.pipelines.vae_programs import tone_map_latents
 from ltx_jax.programs import Program, is_placeholder
+from weight_conversion import load_latent_upsampler, load_vae
 
 logger = logging.getLogger("ltx_jax")
 
@@ -100,13 +104,11 @@ class LTXLatentUpsamplePipeline(VAEStages):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "bfloat16", *,
-                        latent_upsampler_path: str | os.PathLike | None = None, compilation_cache: bool = True,
+                        latent_upsampler_path: str | os.PathLike | None = None, compilation_cache: bool = False,
                         cache_dir: str | None = None, progress: bool = True):
         """Loads the VAE from ``path`` (a diffusers ``LTXLatentUpsamplePipeline`` folder with ``vae/`` and
         ``latent_upsampler/``, or any checkpoint ``load_vae`` reads: a model folder, a Lightricks single file, Orbax)
         and the upsampler from ``latent_upsampler_path`` (default: ``path``'s ``latent_upsampler/``)."""
-        from weight_conversion import load_latent_upsampler, load_vae
-
         path = resolve_path(os.fspath(path))
         upsampler_path = resolve_upsampler_path(path, latent_upsampler_path)
         if compilation_cache:
@@ -133,8 +135,6 @@ class LTXLatentUpsamplePipeline(VAEStages):
                                                                self.latent_upsampler_params, latents, **args),
                                        stage="upsampling")
             if not is_placeholder(finite) and not bool(finite):
-                from ltx_jax.pipelines.runtime import NonFiniteError
-
                 raise NonFiniteError("latent upsampling produced NaN or Inf (the input was finite); a channel with "
                                      "a constant value makes AdaIN divide by zero, else check the upsampler weights.")
             return out

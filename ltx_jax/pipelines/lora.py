@@ -22,6 +22,11 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from ltx_jax.models.layers import LORA_COLLECTION
+from ltx_jax.text_encoding import PromptEncoder
+from weight_conversion import t5 as t5_conversion
+from weight_conversion import transformer as transformer_conversion
+from weight_conversion.lora import check_adapter, fuse, kernel_deltas, lora_collection, lora_targets, read_lora
+from weight_conversion.mapping import flatten, unflatten
 
 
 @dataclasses.dataclass
@@ -38,13 +43,10 @@ class LoraState:
 def _component_spec(pipe, component: str):
     """(torch_key, scanned {name: layers}, params) of a component of ``pipe``."""
     if component == "transformer":
-        from weight_conversion.transformer import torch_key
-
-        return torch_key, {"transformer_blocks": pipe.transformer.config.num_layers}, pipe.transformer_params
-    from weight_conversion.t5 import torch_key
-
+        return (transformer_conversion.torch_key, {"transformer_blocks": pipe.transformer.config.num_layers},
+                pipe.transformer_params)
     encoder = pipe.prompt_encoder
-    return torch_key, {"block": encoder.module.config.num_layers}, encoder.params
+    return t5_conversion.torch_key, {"block": encoder.module.config.num_layers}, encoder.params
 
 
 class LoraMixin:
@@ -64,8 +66,6 @@ class LoraMixin:
         return self._lora
 
     def _targets(self, component: str) -> dict:
-        from weight_conversion.lora import lora_targets
-
         key = ("targets", component)
         state = self.lora_state
         if key not in state.cache:
@@ -81,8 +81,6 @@ class LoraMixin:
         """Reads a LoRA file (diffusers / PEFT or non-diffusers format: ``weight_conversion.lora``), checks it against
         the transformer (and T5), and makes it the active adapter with weight 1. ``weight_name=`` picks a file in a
         folder, as in diffusers."""
-        from weight_conversion.lora import check_adapter, read_lora
-
         state = self.lora_state
         if state.fused:
             raise ValueError("LoRA adapters are fused into the weights; unfuse_lora() before loading another.")
@@ -131,14 +129,13 @@ class LoraMixin:
         return out
 
     def _deltas(self, pairs, component: str):
-        from weight_conversion.lora import kernel_deltas
-
-        adapters = [(self.lora_state.adapters[n], w) for n, w in pairs if self.lora_state.adapters[n].modules(component)]
+        adapters = [(self.lora_state.adapters[n], w) for n, w in pairs
+                    if self.lora_state.adapters[n].modules(component)]
         return kernel_deltas(adapters, component, self._targets(component)) if adapters else {}
 
-    def _refuse(self, pairs, sign: float) -> None:
-        from weight_conversion.lora import fuse
-
+    def _add_to_kernels(self, pairs, sign: float) -> None:
+        """Adds the adapters ``pairs`` [(name, weight)] to the kernels (``sign`` +1: fuse) or takes them out (-1:
+        unfuse), in every component they adapt."""
         for component in ("transformer", "text_encoder"):
             deltas = self._deltas(pairs, component)
             if not deltas:
@@ -146,8 +143,6 @@ class LoraMixin:
             if component == "transformer":
                 self.transformer_params = fuse(self.transformer_params, deltas, sign)
             else:  # a new encoder object: pipelines made with from_pipe keep theirs
-                from ltx_jax.text_encoding import PromptEncoder
-
                 old = self.prompt_encoder
                 self.prompt_encoder = PromptEncoder(old.tokenizer, old.module, fuse(old.params, deltas, sign),
                                                     mask_encoder_padding=old.mask_encoder_padding)
@@ -161,7 +156,7 @@ class LoraMixin:
         if not pairs:
             raise ValueError("no active LoRA adapter to fuse; load_lora_weights() or set_adapters() first.")
         pairs = [(n, w * float(lora_scale)) for n, w in pairs]
-        self._refuse(pairs, +1.0)
+        self._add_to_kernels(pairs, +1.0)
         state.fused, state.active = pairs, []
 
     def unfuse_lora(self) -> None:
@@ -170,7 +165,7 @@ class LoraMixin:
         state = self.lora_state
         if not state.fused:
             return
-        self._refuse(state.fused, -1.0)
+        self._add_to_kernels(state.fused, -1.0)
         state.active, state.fused = [(n, w) for n, w in state.fused], []
 
     def unload_lora_weights(self) -> None:
@@ -183,8 +178,6 @@ class LoraMixin:
 
     def _variables(self, component: str, params) -> Any:
         """``params``, or {"params": params, "lora": the active adapters' collection} when some are active."""
-        from weight_conversion.lora import lora_collection
-
         state = self.lora_state
         pairs = [(n, w) for n, w in state.active if state.adapters[n].modules(component)]
         if not pairs:
@@ -195,17 +188,5 @@ class LoraMixin:
             adapters = [(state.adapters[n], w) for n, w in pairs]
             collection = lora_collection(adapters, component, self._targets(component))
             state.cache = {k: v for k, v in state.cache.items() if k[0] == "targets"}  # one collection at a time
-            state.cache[key] = {k: jnp.asarray(v, dtype) for k, v in _flat(collection).items()}
-        return {"params": params, LORA_COLLECTION: _nest(state.cache[key])}
-
-
-def _flat(tree, prefix=()):
-    from weight_conversion.mapping import flatten
-
-    return flatten(tree, prefix)
-
-
-def _nest(flat):
-    from weight_conversion.mapping import unflatten
-
-    return unflatten(flat)
+            state.cache[key] = {k: jnp.asarray(v, dtype) for k, v in flatten(collection).items()}
+        return {"params": params, LORA_COLLECTION: unflatten(state.cache[key])}

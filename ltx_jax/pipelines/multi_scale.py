@@ -26,26 +26,31 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax import sampling
-from ltx_jax.pipelines import conditioning, validation
-from ltx_jax.pipelines.base import GUIDANCE_ARGUMENTS, STEP_SKIPS, CallSettings
+from ltx_jax.pipelines import conditioning
+from ltx_jax.pipelines.calls import uses_guidance
 from ltx_jax.pipelines.condition import LTXConditionPipeline
-from ltx_jax.pipelines.conditioning import LTXVideoCondition, PreparedCondition
+from ltx_jax.pipelines.conditioning import PreparedCondition
+from ltx_jax.pipelines.contracts import CallKeys
+from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.latent_upsample import check_upsampler, jitted_upsample, resolve_upsampler_path
-from ltx_jax.pipelines.runtime import NonFiniteError
-from ltx_jax.pipelines.text_to_video import DEFAULT_FRAME_RATE, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
+from ltx_jax.pipelines.reporting import NonFiniteError
 from ltx_jax.programs import Program, is_placeholder, label
-from ltx_jax.releases import LTX_SCHEDULER, ORIGINAL_SCHEDULER, GenerationDefaults, MultiScaleDefaults
+from ltx_jax.releases import LTX_SCHEDULER, ORIGINAL_SCHEDULER, MultiScaleDefaults, detect_release, get_release
+from ltx_jax.requests import DECODE, GUIDANCE, SCHEDULE, MultiScaleRequest, SamplingRequest
+from weight_conversion import (load_latent_upsampler, read_latent_upsampler_config, read_single_file_config,
+                               read_transformer_config, read_vae_config)
 
-# What a pass dict may set (GenerationDefaults' fields; the decode settings and tone mapping belong to the second).
-PASS_ARGUMENTS = ("num_inference_steps", "timesteps") + GUIDANCE_ARGUMENTS
-SECOND_PASS_ARGUMENTS = PASS_ARGUMENTS + ("decode_timestep", "decode_noise_scale", "tone_map_compression_ratio")
+# What a pass dict may set: a SamplingRequest's schedule and guidance; the decode settings and tone mapping belong to
+# the second pass.
+PASS_FIELDS = SamplingRequest.field_names(SCHEDULE) + SamplingRequest.field_names(GUIDANCE)
+SECOND_PASS_FIELDS = PASS_FIELDS + SamplingRequest.field_names(DECODE) + ("tone_map_compression_ratio",)
 
 _resize = Program(conditioning.resize_bilinear, "resizing", static=("height", "width"))
 
@@ -75,6 +80,11 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
         second_pass, decoding, resizing.
     """
 
+    request_type = MultiScaleRequest
+    positional = ("conditions", "image", "video")
+    summary = ("Generates videos in two passes around the latent upsampler, as the release's multi-scale recipe "
+               "does (module docstring).")
+
     def __init__(self, transformer, transformer_params, vae, vae_params, prompt_encoder=None,
                  scheduler_config=LTX_SCHEDULER, release=None, progress: bool = True, latent_upsampler=None,
                  latent_upsampler_params=None):
@@ -92,12 +102,6 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
         ``latent_upsampler/`` folder, a Lightricks ``ltxv-spatial-upscaler-*.safetensors`` file, Orbax), else
         ``path``'s ``latent_upsampler/``, else the release's upscaler file beside a single file. The upsampler's
         config is read (and checked against the VAE) before the large components load."""
-        from weight_conversion import (load_latent_upsampler, read_latent_upsampler_config, read_single_file_config,
-                                       read_transformer_config, read_vae_config)
-
-        from ltx_jax.pipelines.hub import resolve_path
-        from ltx_jax.releases import detect_release, get_release
-
         path = resolve_path(os.fspath(path))
         vae_config = read_vae_config(path)
         if kwargs.get("preset"):
@@ -140,48 +144,83 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
             return recipe.for_layers(self.transformer.config.num_layers, f"{self.release.name}'s multi-scale recipe")
         return recipe
 
-    def _pass_defaults(self, which: str, given: Mapping[str, Any] | None, allowed: Sequence[str],
-                       recipe: MultiScaleDefaults | None) -> GenerationDefaults:
-        """A pass's defaults: the recipe's, with the caller's dict on top (a step count replaces its timesteps)."""
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(allowed))
-        if unknown:
-            raise ValueError(f"{which}: unknown keys {unknown}; a pass takes {', '.join(allowed)}.")
-        if recipe is None and not given:
-            release = self.release.name if self.release else "no release detected"
-            raise ValueError(f"this checkpoint has no multi-scale recipe ({release}); pass preset= a release that has "
-                             "one (e.g. ltx-video-0.9.8-2b-distilled) or first_pass= and second_pass= dicts.")
-        base = getattr(recipe, which) if recipe is not None else self.defaults
-        if "num_inference_steps" in given and "timesteps" not in given:
-            given["timesteps"] = None
-        given.pop("tone_map_compression_ratio", None)
-        return dataclasses.replace(base, **given)
+    @property
+    def defaults(self) -> MultiScaleRequest:
+        """A call's defaults: the release's recipe (each pass's settings, the downscale factor, the tone mapping);
+        without a recipe both passes start from the release's single-pass defaults."""
+        recipe = self.multi_scale_defaults
+        if recipe is None:
+            return MultiScaleRequest(first_pass=self.sampling_defaults, second_pass=self.sampling_defaults)
+        return MultiScaleRequest(first_pass=recipe.first_pass, second_pass=recipe.second_pass,
+                                 downscale_factor=recipe.downscale_factor,
+                                 tone_map_compression_ratio=recipe.tone_map_compression_ratio)
 
-    def _pass_schedule(self, call: CallSettings):
-        """(sigmas, timesteps) of a pass: the original's schedule, trimmed by the pass's step skips."""
-        sigmas, timesteps = sampling.original_schedule(ORIGINAL_SCHEDULER, call.num_inference_steps,
-                                                       call.grid.num_latents, timesteps=call.timesteps)
-        return sampling.trim_schedule(sigmas, timesteps, *(call.guidance[name] for name in STEP_SKIPS))
+    def request(self, *args, **given) -> MultiScaleRequest:
+        """``PipelineBase.request`` with the passes: a ``first_pass`` / ``second_pass`` dict updates the recipe's
+        pass (a step count replaces its timesteps); the second pass's dict may also set
+        ``tone_map_compression_ratio``."""
+        defaults = self.defaults
+        for which, allowed in (("first_pass", PASS_FIELDS), ("second_pass", SECOND_PASS_FIELDS)):
+            settings = given.get(which)
+            if isinstance(settings, SamplingRequest):
+                continue
+            settings = dict(settings or {})
+            unknown = sorted(set(settings) - set(allowed))
+            if unknown:
+                raise ValueError(f"{which}: unknown keys {unknown}; a pass takes {', '.join(allowed)}.")
+            if self.multi_scale_defaults is None and not settings:
+                release = self.release.name if self.release else "no release detected"
+                raise ValueError(f"this checkpoint has no multi-scale recipe ({release}); pass preset= a release that "
+                                 "has one (e.g. ltx-video-0.9.8-2b-distilled) or first_pass= and second_pass= dicts.")
+            if "tone_map_compression_ratio" in settings:
+                given["tone_map_compression_ratio"] = settings.pop("tone_map_compression_ratio")
+            given[which] = getattr(defaults, which).updated(**settings)
+        return super().request(*args, **given)
 
-    def _run_pass(self, stage: str, call: CallSettings, schedule, embeds, key: jax.Array, latents, noise,
-                  prepared: Sequence[PreparedCondition], frame_rate: float, image_cond_noise_scale: float):
-        """One pass of the condition pipeline at ``call.grid``: packed latents [B, N, C] without the extra tokens."""
+    def check_request(self, request: MultiScaleRequest) -> tuple[sampling.LatentGrid, sampling.LatentGrid]:
+        """The passes' latent grids (the first at ``downscale_factor`` of the size, the second at the upsampler's
+        scale of it), every pass's guidance against this transformer, and a second pass that starts below 1000."""
+        check_upsampler(self.latent_upsampler, self.vae, spatial_only=True)
+        multiple = self.vae_spatial_compression_ratio * self.transformer_spatial_patch_size
+        height, width = first_pass_size(request.height, request.width, request.downscale_factor, multiple)
+        scale = self.latent_upsampler.config.spatial_scale
+        grids = (self.latent_grid(height, width, request.num_frames),
+                 self.latent_grid(height * scale, width * scale, request.num_frames))
+        self.check_sampling(request.first_pass)
+        self.check_sampling(request.second_pass)
+        if self.pass_sigmas_and_timesteps(request.second_pass, grids[1])[0][0] >= 1.0:
+            raise ValueError("the second pass starts at timestep 1000, which would replace the upsampled latents with "
+                             "noise; start it lower (second_pass timesteps below 1000, or "
+                             "skip_initial_inference_steps).")
+        return grids
+
+    def pass_sigmas_and_timesteps(self, settings: SamplingRequest, grid: sampling.LatentGrid):
+        """(sigmas [S + 1], timesteps [S]) of a pass: the original's schedule, trimmed by the pass's step skips."""
+        sigmas, timesteps = sampling.original_schedule(ORIGINAL_SCHEDULER, settings.steps(), grid.num_latents,
+                                                       timesteps=settings.timesteps)
+        return sampling.trim_schedule(sigmas, timesteps, settings.skip_initial_inference_steps,
+                                      settings.skip_final_inference_steps)
+
+    def _run_pass(self, stage: str, request: MultiScaleRequest, settings: SamplingRequest, grid: sampling.LatentGrid,
+                  embeds, keys: CallKeys, latents, noise, prepared: Sequence[PreparedCondition]) -> jax.Array:
+        """One pass of the condition pipeline at ``grid``: packed latents [B, N, C] without the extra tokens."""
+        sigmas_and_timesteps = self.pass_sigmas_and_timesteps(settings, grid)
         with label(stage.replace("_", " ")):  # a dry run records "first pass: denoising"
             ratio = self.vae_spatial_compression_ratio
-            size = (call.grid.height * ratio, call.grid.width * ratio)
+            size = (grid.height * ratio, grid.width * ratio)
             conditions = [dataclasses.replace(c, frames=np.asarray(conditioning.resize_bilinear(c.frames, *size)))
                           for c in prepared]
-            sigma = float(schedule[0][0]) if latents is not None else None
-            packed, mask, coords, n_extra = self.prepare_latents(
-                embeds[0].shape[0], call.grid, jax.random.fold_in(key, 0), latents, noise, conditions, sigma)
-            coords[:, 0] = coords[:, 0] * np.float32(1.0 / frame_rate)
-            guidance = {k: v for k, v in call.guidance.items() if k not in STEP_SKIPS}
-            out = self.denoise(packed, call.grid, *embeds, **guidance, conditioning_mask=mask, video_coords=coords,
-                               per_token_timesteps=True, schedule=schedule,
-                               image_cond_noise_scale=image_cond_noise_scale if mask is not None else None,
-                               noise_key=jax.random.fold_in(key, 1))
+            sigma = float(sigmas_and_timesteps[0][0]) if latents is not None else None
+            start = self.prepare_latents(request.batch_size, grid, keys, latents, noise, conditions, sigma)
+            out = self.denoise(start.latents, grid, *embeds, **settings.group(GUIDANCE),
+                               conditioning_mask=start.conditioning_mask,
+                               video_coords=start.coords_per_second(request.frame_rate), per_token_timesteps=True,
+                               sigmas_and_timesteps=sigmas_and_timesteps,
+                               image_cond_noise_scale=(request.image_cond_noise_scale
+                                                       if start.conditioning_mask is not None else None),
+                               noise_key=keys.step_noise)
         self.last_timings.stages[stage] = self.last_timings.stages.pop("denoising")
-        return out[:, n_extra:]
+        return out[:, start.num_extra_tokens:]
 
     def upsample(self, latents: jax.Array, grid: sampling.LatentGrid) -> jax.Array:
         """First-pass packed latents [B, N, C] -> normalised upsampled latents [B, F, 2H, 2W, C] float32, matched
@@ -196,104 +235,26 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
                                      "upsampler weights and dtype.")
             return out
 
-    def __call__(
-        self,
-        conditions: LTXVideoCondition | Sequence[LTXVideoCondition] | None = None,
-        image: Any = None,
-        video: Any = None,
-        frame_index: int = 0,
-        strength: float = 1.0,
-        prompt: str | Sequence[str] | None = None,
-        negative_prompt: str | Sequence[str] | None = None,
-        height: int = DEFAULT_HEIGHT,
-        width: int = DEFAULT_WIDTH,
-        num_frames: int = DEFAULT_NUM_FRAMES,
-        frame_rate: float = DEFAULT_FRAME_RATE,
-        downscale_factor: float | None = None,
-        first_pass: Mapping[str, Any] | None = None,
-        second_pass: Mapping[str, Any] | None = None,
-        image_cond_noise_scale: float = 0.15,
-        num_videos_per_prompt: int = 1,
-        seed: int = 0,
-        noise=None,
-        second_pass_noise=None,
-        prompt_embeds=None,
-        prompt_attention_mask=None,
-        negative_prompt_embeds=None,
-        negative_prompt_attention_mask=None,
-        decode_timestep: float | Sequence[float] | None = None,
-        decode_noise_scale: float | Sequence[float] | None = None,
-        output_type: str = "np",
-        max_sequence_length: int = 256,
-        tiling: Any = "auto",
-        resize_mode: str = "stretch",
-    ) -> np.ndarray:
-        """Generates videos in two passes (module docstring); frames np.ndarray [B, F, height, width, 3] in [0, 1].
-
-        Args (beyond ``LTXConditionPipeline``'s):
-          height, width: the output size (any positive size: the frames are resized to it at the end).
-          downscale_factor: the first pass's share of the size (default: the recipe's, 2/3).
-          first_pass, second_pass: a pass's schedule and guidance over the recipe's: ``num_inference_steps``,
-            ``timesteps`` (0-1000), ``guidance_scale``, ``stg_scale``, ``rescaling_scale``, ``skip_block_list``,
-            ``skip_layer_strategy``, ``cfg_star_rescale``, ``guidance_timesteps``, ``guidance_rescale``,
-            ``skip_initial_inference_steps``, ``skip_final_inference_steps``; the second pass also
-            ``tone_map_compression_ratio``, ``decode_timestep``, ``decode_noise_scale``. The second pass must start
-            below timestep 1000 (else it would replace the upsampled latents with noise).
-          noise, second_pass_noise: each pass's initial Gaussian noise on its latent grid (packed [B, N, C] or
-            channels-last), instead of drawing it from ``seed``.
-          output_type: "np", or "latent" for the second pass's packed latents [B, N, C] (before tone mapping).
-        Each pass compiles once per size; new prompts, images, strengths and scales reuse the programs.
-        """
-        arguments = dict(locals())
-        check_upsampler(self.latent_upsampler, self.vae, spatial_only=True)
-        recipe = self.multi_scale_defaults
-        defaults1 = self._pass_defaults("first_pass", first_pass, PASS_ARGUMENTS, recipe)
-        defaults2 = self._pass_defaults("second_pass", second_pass, SECOND_PASS_ARGUMENTS, recipe)
-        tone_map = dict(second_pass or {}).get("tone_map_compression_ratio",
-                                               recipe.tone_map_compression_ratio if recipe else 0.0)
-        validation.check_number("tone_map_compression_ratio", tone_map, minimum=0, maximum=1)
-        downscale_factor = downscale_factor if downscale_factor is not None else (
-            recipe.downscale_factor if recipe else 2 / 3)
-        validation.check_number("downscale_factor", downscale_factor, above=0, maximum=1)
-        validation.check_number("image_cond_noise_scale", image_cond_noise_scale, minimum=0)
-        for name, side in (("height", height), ("width", width)):
-            validation.check_int(name, side, minimum=1)
-        multiple = self.vae_spatial_compression_ratio * self.transformer_spatial_patch_size
-        h1, w1 = first_pass_size(height, width, downscale_factor, multiple)
-        scale = self.latent_upsampler.config.spatial_scale
-        shared = {k: arguments[k] for k in ("num_frames", "frame_rate", "prompt", "negative_prompt",
-                                            "num_videos_per_prompt", "seed", "max_sequence_length", "prompt_embeds",
-                                            "prompt_attention_mask", "negative_prompt_embeds",
-                                            "negative_prompt_attention_mask")}
-        unset = dict.fromkeys(PASS_ARGUMENTS + ("decode_timestep", "decode_noise_scale"))
-        call1 = self._begin_call({**unset, **shared, "height": h1, "width": w1, "output_type": "latent"}, defaults1)
-        call2 = self._begin_call({**unset, **shared, "height": h1 * scale, "width": w1 * scale,
-                                  "output_type": output_type, "decode_timestep": decode_timestep,
-                                  "decode_noise_scale": decode_noise_scale}, defaults2, new_call=False)
-        call2 = dataclasses.replace(call2, start=call1.start)  # the call's total counts from the first pass
-        schedule1, schedule2 = self._pass_schedule(call1), self._pass_schedule(call2)
-        if schedule2[0][0] >= 1.0:
-            raise ValueError("the second pass starts at timestep 1000, which would replace the upsampled latents with "
-                             "noise; start it lower (second_pass timesteps below 1000, or "
-                             "skip_initial_inference_steps).")
-        prepared = self.prepare_conditions(conditions, image, video, frame_index, strength, height=height, width=width,
-                                           num_frames=num_frames, resize_mode=resize_mode)
-        use_cfg = call1.do_classifier_free_guidance or call2.do_classifier_free_guidance
-        embeds = self.encode_prompt(prompt, negative_prompt, use_cfg, num_videos_per_prompt, prompt_embeds,
-                                    prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask,
-                                    max_sequence_length)
-        root = jax.random.PRNGKey(seed)
-        run = dict(embeds=embeds, prepared=prepared, frame_rate=frame_rate,
-                   image_cond_noise_scale=image_cond_noise_scale)
-        first = self._run_pass("first_pass", call1, schedule1, key=jax.random.fold_in(root, 1), latents=None,
-                               noise=noise, **run)
-        upsampled = self.upsample(first, call1.grid)
-        latents = self._run_pass("second_pass", call2, schedule2, key=jax.random.fold_in(root, 2), latents=upsampled,
-                                 noise=second_pass_noise, **run)
-        out = self._end_call(latents, call2, output_type=output_type, key=jax.random.fold_in(root, 3), tiling=tiling,
-                             tone_map_compression_ratio=tone_map)
-        if output_type != "latent" and out.shape[2:4] != (height, width):
+    def generate(self, request: MultiScaleRequest) -> np.ndarray:
+        """The frames of a checked request (module docstring): frames np.ndarray [B, F, height, width, 3] in [0, 1],
+        or the second pass's packed latents [B, N, C] (before tone mapping) for output_type='latent'. Each pass
+        compiles once per size; new prompts, images, strengths and scales reuse the programs."""
+        first_grid, second_grid = self._begin(request)
+        prepared = self.prepare_conditions(request, request.height, request.width, request.num_frames)
+        use_cfg = uses_guidance(request.first_pass) or uses_guidance(request.second_pass)
+        embeds = self.prompt_embeddings(request, use_cfg)
+        first_keys, second_keys = (CallKeys.split(k) for k in jax.random.split(jax.random.PRNGKey(request.seed)))
+        first = self._run_pass("first_pass", request, request.first_pass, first_grid, embeds, first_keys, None,
+                               request.noise, prepared)
+        upsampled = self.upsample(first, first_grid)
+        latents = self._run_pass("second_pass", request, request.second_pass, second_grid, embeds, second_keys,
+                                 upsampled, request.second_pass_noise, prepared)
+        decode = {k: v for k, v in (("decode_timestep", request.decode_timestep),
+                                    ("decode_noise_scale", request.decode_noise_scale)) if v is not None}
+        out = self._finish(request, latents, second_grid, request.second_pass.updated(**decode), second_keys.decode,
+                           tone_map_compression_ratio=request.tone_map_compression_ratio)
+        if request.output_type != "latent" and out.shape[2:4] != (request.height, request.width):
             with self._stage("resizing"):
-                out = np.asarray(sampling.run(lambda: _resize(out, height, width), stage="resizing"))
+                out = np.asarray(sampling.run(lambda: _resize(out, request.height, request.width), stage="resizing"))
             self.last_timings.total += self.last_timings.resizing
         return out

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from ltx_jax import interrupts
 from ltx_jax.interrupts import Interrupted
@@ -133,8 +134,6 @@ class StepBar:
     def __init__(self, total: int, enabled: bool, desc: str = "denoising"):
         self.bar = None
         if enabled:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, desc=desc, unit="step", leave=False)
 
     def __call__(self, step_index: int) -> None:

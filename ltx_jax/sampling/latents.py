@@ -54,6 +54,14 @@ class LatentGrid:
         return self.frames * self.height * self.width
 
 
+def rope_interpolation_scale(frame_rate: float, *, temporal_ratio: int,
+                             spatial_ratio: int) -> tuple[float, float, float]:
+    """(temporal ratio / frame rate, spatial ratio, spatial ratio): RoPE's scale of latent (frame, row, column)
+    positions, from the VAE's compression ratios, as diffusers' pipelines scale it (the releases at 25 fps: (8 / 25,
+    32, 32))."""
+    return (temporal_ratio / frame_rate, spatial_ratio, spatial_ratio)
+
+
 def pack_latents(latents: jax.Array, patch_size: int = 1, patch_size_t: int = 1) -> jax.Array:
     """[B, F, H, W, C] channels-last latents -> [B, N, C*pt*p*p] tokens, frame-major, channels ordered (c, pt, p, p)
     as diffusers' ``_pack_latents`` orders them."""

@@ -1,4 +1,8 @@
-"""Host-side schedules: sigmas / timesteps as diffusers' LTX pipelines compute them, and per-step strength arrays."""
+"""The plan of a run's steps, made on the host before the compiled loop: each step's sigma and timestep (as
+diffusers' LTX pipelines or the original package compute them), its guidance strengths and its skip masks.
+
+(``ltx_jax.scheduler`` is diffusers' scheduler itself: the schedule's math and the Euler step.)
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ltx_jax import scheduler as sched
+from ltx_jax.models.transformer import SKIP_LAYER_STRATEGIES
+from ltx_jax.sampling.loop import segments_for
 
 
-def schedule(config: sched.FlowMatchSchedulerConfig, num_inference_steps: int | None, num_tokens: int,
-             timesteps=None, sigmas=None) -> tuple[np.ndarray, np.ndarray]:
+def diffusers_schedule(config: sched.FlowMatchSchedulerConfig, num_inference_steps: int | None, num_tokens: int,
+                       timesteps=None, sigmas=None) -> tuple[np.ndarray, np.ndarray]:
     """(sigmas [S + 1], timesteps [S]) float32, as diffusers' LTX pipelines pass them to ``set_timesteps``.
 
     With neither ``timesteps`` nor ``sigmas`` given, ``LTXPipeline`` passes sigmas = linspace(1, 1/N, N); ``mu`` comes
@@ -21,17 +27,6 @@ def schedule(config: sched.FlowMatchSchedulerConfig, num_inference_steps: int | 
     if timesteps is None and sigmas is None:
         sigmas = np.linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
     return sched.sigmas_and_timesteps(config, None, mu=mu, sigmas=sigmas, timesteps=timesteps)
-
-
-def _torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
-    """``torch.linspace`` in float32 as its CUDA kernel and its scalar CPU loop compute it (start + i * step up to the
-    middle, then end - (steps - 1 - i) * step); torch's vectorised CPU loop differs by an ulp here and there from 13
-    steps on."""
-    f = np.float32
-    first, last = f(start), f(end)
-    step = (last - first) / f(max(steps - 1, 1))
-    return np.array([first + step * f(i) if i < steps // 2 else last - step * f(steps - 1 - i) for i in range(steps)],
-                    np.float32)
 
 
 def original_schedule(config: sched.FlowMatchSchedulerConfig, num_inference_steps: int | None, num_tokens: int,
@@ -51,7 +46,7 @@ def original_schedule(config: sched.FlowMatchSchedulerConfig, num_inference_step
     if timesteps is not None:
         timesteps = np.asarray(timesteps, np.float32)
         return np.append(timesteps / f(config.num_train_timesteps), f(0.0)).astype(np.float32), timesteps
-    t = _torch_linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
+    t = sched.torch_linspace(1.0, 1.0 / num_inference_steps, num_inference_steps)
     e = f(math.exp(sched.mu_for_tokens(config, num_tokens)))
     shifted = (f(1.0) / ((f(1.0) / t - f(1.0)) + e)) * e
     if config.shift_terminal:
@@ -81,7 +76,8 @@ def guidance_steps(timesteps: np.ndarray, guidance_timesteps: Sequence[float] | 
         return None
     marks = np.asarray(guidance_timesteps, np.float64)
     if marks.ndim != 1 or marks.size == 0:
-        raise ValueError(f"guidance_timesteps must be a non-empty list of timesteps in [0, 1], got {guidance_timesteps!r}.")
+        raise ValueError(f"guidance_timesteps must be a non-empty list of timesteps in [0, 1], got "
+                         f"{guidance_timesteps!r}.")
     marks = marks.astype(np.float32)
     values = np.asarray(timesteps, np.float64) / 1000.0 if step_sigmas is None else np.asarray(step_sigmas)
     out = []
@@ -91,8 +87,8 @@ def guidance_steps(timesteps: np.ndarray, guidance_timesteps: Sequence[float] | 
     return np.asarray(out)
 
 
-def scheduled(name: str, value: Any, num_steps: int, guidance_timesteps: Sequence[float] | None,
-              mapping: np.ndarray | None) -> np.ndarray:
+def per_step_from_guidance(name: str, value: Any, num_steps: int, guidance_timesteps: Sequence[float] | None,
+                           mapping: np.ndarray | None) -> np.ndarray:
     """One strength for every step, [S] float32: a number; a list with one value per ``guidance_timesteps`` entry
     (``mapping`` from ``guidance_steps``); or, without a guidance schedule, one value per step."""
     if guidance_timesteps is not None and np.ndim(value) == 1:
@@ -120,8 +116,8 @@ def skip_masks(skip_block_list, num_layers: int, num_steps: int, guidance_timest
         expected, what = ((num_steps, "steps") if guidance_timesteps is None
                           else (len(guidance_timesteps), "guidance_timesteps entries"))
         if len(skip_block_list) != expected:
-            raise ValueError(f"skip_block_list has {len(skip_block_list)} lists for {expected} {what}; give one list of "
-                             f"blocks for every step, or one list per {what[:-1]}.")
+            raise ValueError(f"skip_block_list has {len(skip_block_list)} lists for {expected} {what}; give one list "
+                             f"of blocks for every step, or one list per {what[:-1]}.")
         per_step_blocks = [skip_block_list[i] for i in (range(num_steps) if mapping is None else mapping)]
     else:
         per_step_blocks = [skip_block_list] * num_steps
@@ -156,12 +152,9 @@ def guidance_plan(timesteps: np.ndarray, *, num_layers: int, guidance_scale=3.0,
     """Every step's guidance, for the loop: (strengths name -> [S] float32, skip masks [S, L], segments).
 
     Lists map to steps through ``guidance_timesteps`` as the original package maps them (``guidance_steps``, on
-    ``step_sigmas`` [S] when given: the steps' sigmas), or, with no guidance schedule, are one value per step. A step runs CFG where its scale is above 1 and STG where its scale
-    is above 0 (``segments_for``).
+    ``step_sigmas`` [S] when given: the steps' sigmas), or, with no guidance schedule, are one value per step. A step
+    runs CFG where its scale is above 1 and STG where its scale is above 0 (``segments_for``).
     """
-    from ltx_jax.models.transformer import SKIP_LAYER_STRATEGIES
-    from ltx_jax.sampling.loop import segments_for
-
     if skip_layer_strategy not in SKIP_LAYER_STRATEGIES:
         raise ValueError(f"skip_layer_strategy={skip_layer_strategy!r}; use one of {', '.join(SKIP_LAYER_STRATEGIES)}.")
     if not isinstance(cfg_star_rescale, (bool, np.bool_)):
@@ -174,6 +167,7 @@ def guidance_plan(timesteps: np.ndarray, *, num_layers: int, guidance_scale=3.0,
     mapping = guidance_steps(timesteps, guidance_timesteps, step_sigmas)
     values = {"guidance_scale": guidance_scale, "guidance_rescale": guidance_rescale, "stg_scale": stg_scale,
               "rescaling_scale": rescaling_scale, "cfg_star": float(bool(cfg_star_rescale))}
-    scales = {name: scheduled(name, value, steps, guidance_timesteps, mapping) for name, value in values.items()}
+    scales = {name: per_step_from_guidance(name, value, steps, guidance_timesteps, mapping)
+              for name, value in values.items()}
     masks = skip_masks(skip_block_list, num_layers, steps, guidance_timesteps, mapping)
     return scales, masks, segments_for(scales["guidance_scale"], scales["stg_scale"], skip_layer_strategy)

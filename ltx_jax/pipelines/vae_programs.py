@@ -1,59 +1,17 @@
-"""What the pipelines run besides the denoising loop: the VAE's encode and decode programs, stage timings, the
-persistent compilation cache, checkpoint paths (hub ids) and the errors the stages raise."""
+"""The VAE's compiled programs that every pipeline runs around the denoising loop: the encode of images and clips
+(a posterior sample) and the decode of latents to frames (tone mapping, decode noise, tiling)."""
 
 from __future__ import annotations
-
-import json
-import os
 
 import jax
 import jax.numpy as jnp
 
 from ltx_jax.programs import Program
 
-
 # Above this many output pixels (frames x height x width) the VAE decodes in tiles by default. The decoder's widest
 # activations hold ~128 channels at full resolution, several alive at once: 768x512x49 = 19M pixels is ~5 GB per
 # bf16 activation, past which an untiled decode stops fitting next to the 13B transformer on an 80 GB card.
 AUTO_TILING_PIXELS = 768 * 512 * 49
-DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "ltx_jax", "jax_compilation_cache")
-
-
-def enable_compilation_cache(cache_dir: str | None = None) -> str:
-    """Turns on JAX's persistent compilation cache, so a second process with the same shapes skips compilation."""
-    cache_dir = cache_dir or os.environ.get("LTX_JAX_CACHE_DIR", DEFAULT_CACHE_DIR)
-    os.makedirs(cache_dir, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return cache_dir
-
-
-class NonFiniteError(RuntimeError):
-    """NaN or Inf appeared in a stage's output (the message names the stage, and the step for denoising)."""
-
-
-class StageTimings:
-    """Seconds of each stage of the last call, in the order they ran (each stage blocks on its result before its
-    clock stops); ``total`` is the whole call. Read as ``timings.denoising`` or ``timings.stages["denoising"]``."""
-
-    def __init__(self):
-        self.stages: dict[str, float] = {}
-        self.total = 0.0
-
-    def __getattr__(self, name: str) -> float:
-        stages = self.__dict__.get("stages", {})
-        if name in stages:
-            return stages[name]
-        raise AttributeError(f"no stage {name!r} in the last call (stages: {', '.join(stages) or 'none'})")
-
-    def as_dict(self) -> dict[str, float]:
-        """{stage: seconds, ..., "total": seconds}."""
-        return {**self.stages, "total": self.total}
-
-    def __str__(self) -> str:
-        parts = [f"{name.replace('_', ' ')} {seconds:.2f} s" for name, seconds in self.stages.items()]
-        return ", ".join(parts + [f"total {self.total:.2f} s"])
 
 
 def tone_map_latents(latents: jax.Array, compression: jax.Array | float) -> jax.Array:
@@ -101,12 +59,3 @@ def _encode_program(vae, vae_params, video, key):
 
 
 jitted_encode = Program(_encode_program, "encoding", static=("vae",), params=("vae_params",))
-
-
-def write_model_index(path: str) -> None:
-    """Writes a minimal diffusers ``model_index.json`` (used when saving a tiny random pipeline)."""
-    with open(os.path.join(path, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "LTXPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-                   "text_encoder": ["transformers", "T5EncoderModel"], "tokenizer": ["transformers", "T5TokenizerFast"],
-                   "transformer": ["diffusers", "LTXVideoTransformer3DModel"], "vae": ["diffusers", "AutoencoderKLLTXVideo"]},
-                  f, indent=2)
