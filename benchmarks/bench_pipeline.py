@@ -47,6 +47,7 @@ def build_tiny(dtype: str, with_torch: bool):
 
     if not with_torch:
         return tiny_random_pipeline(dtype=dtype, progress=False), None
+    # deferred: torch, diffusers and transformers (the reference) are optional, loaded only where used
     import torch
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline as TorchPipeline
     from diffusers import LTXVideoTransformer3DModel
@@ -71,6 +72,7 @@ def build_tiny(dtype: str, with_torch: bool):
     theirs = TorchPipeline(scheduler=scheduler, vae=vae, text_encoder=t5, tokenizer=load_tokenizer(folder),
                            transformer=transformer)
     theirs.set_progress_bar_config(disable=True)
+    # deferred: diffusers (the reference) is optional, loaded only where used
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # the condition pipeline's "timesteps without sigmas" notice
@@ -104,6 +106,7 @@ MODES = ("text", "image", "keyframes")
 
 def mode_inputs(args) -> dict:
     """The images each mode is conditioned on (the same on both sides): random RGB PIL images at the video's size."""
+    # deferred: Pillow is optional, loaded only where used
     import PIL.Image
 
     rng = np.random.default_rng(0)
@@ -136,6 +139,7 @@ def run_ours(pipe, args, seed, mode: str = "text", inputs: dict | None = None):
 def run_theirs(theirs, args, mode: str, inputs: dict):
     """diffusers' pipeline of the mode over the same components (the condition pipeline on a static-shift scheduler:
     it sets explicit timesteps, which a dynamic shift refuses)."""
+    # deferred: diffusers (the reference) is optional, loaded only where used
     import dataclasses as dc
 
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXConditionPipeline, LTXImageToVideoPipeline
@@ -176,6 +180,7 @@ def measure(pipe, theirs, args, mode: str, inputs: dict) -> dict:
     for k in median:
         print(f"[{mode}] {k:<16} {first_stages[k]:>13.3f} {median[k]:>10.3f}")
     if theirs is not None:
+        # deferred: torch (the reference) is optional, loaded only where used
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
@@ -239,13 +244,14 @@ def main(argv=None) -> int:
         raise SystemExit("--compare-torch is implemented for --size tiny (diffusers on the same tiny weights).")
 
     device = jax.devices()[0].device_kind
-    print(f"device: {device} ({jax.default_backend()}), jax {jax.__version__}; size {args.size}, {args.dtype}, "
-          f"{args.width}x{args.height}x{args.num_frames}, "
-          f"{'distilled timesteps, no guidance' if args.distilled else f'{args.steps} steps, guidance {args.guidance}'}")
+    print(
+        f"device: {device} ({jax.default_backend()}), jax {jax.__version__}; size {args.size}, {args.dtype}, "
+        f"{args.width}x{args.height}x{args.num_frames}, "
+        f"{'distilled timesteps, no guidance' if args.distilled else f'{args.steps} steps, guidance {args.guidance}'}")
     ours, theirs = (build_2b(args.dtype), None) if big else build_tiny(args.dtype, with_torch=compare)
 
-    results = {"device": device, "size": args.size, "dtype": args.dtype, "video": [args.num_frames, args.height, args.width],
-               "modes": {}}
+    results = {"device": device, "size": args.size, "dtype": args.dtype,
+               "video": [args.num_frames, args.height, args.width], "modes": {}}
     pipes, inputs = mode_pipelines(ours), mode_inputs(args)
     for mode in args.modes.split(","):
         if mode not in MODES:

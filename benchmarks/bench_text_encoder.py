@@ -61,6 +61,7 @@ def timed_jax(module, params, ids, mask, repeats, warmup):
 
 
 def run_cpu(args):
+    # deferred: torch and transformers (the reference) are optional, loaded only where used
     import torch
     from transformers import T5Config as TorchT5Config
     from transformers import T5EncoderModel as TorchT5EncoderModel
@@ -92,7 +93,8 @@ def run_cpu(args):
         expected = torch_forward().numpy()
         err = float(np.max(np.abs(np.asarray(out) - expected)) / np.max(np.abs(expected)))
         rows.append((label, ours, ref, compile_s, err))
-    print(f"\n{'encode':<30} | {'ltx_jax':>12} | {'transformers':>12} | {'ratio tf/ours':>13} | {'compile':>9} | max rel diff")
+    print(f"\n{'encode':<30} | {'ltx_jax':>12} | {'transformers':>12} | {'ratio tf/ours':>13} | {'compile':>9} "
+          "| max rel diff")
     print("-" * 104)
     for label, ours, ref, compile_s, err in rows:
         print(f"{label:<30} | {fmt(ours):>12} | {fmt(ref):>12} | {ref / ours:12.2f}x | {compile_s:7.2f} s | {err:.1e}")

@@ -68,7 +68,8 @@ def make_inputs(cfg: TransformerConfig, batch: int, shape, text_tokens: int, see
 
 
 def build_jax(cfg, dtype, attention_implementation, params=None, seed=0):
-    module = LTXVideoTransformer3DModel(cfg, dtype=dtype, param_dtype=dtype, attention_implementation=attention_implementation)
+    module = LTXVideoTransformer3DModel(cfg, dtype=dtype, param_dtype=dtype,
+                                        attention_implementation=attention_implementation)
     if params is None:
         abstract = abstract_params(module)
         keys = jax.random.split(jax.random.PRNGKey(seed), len(jax.tree_util.tree_leaves(abstract)))
@@ -113,6 +114,7 @@ class TorchSide:
     """diffusers' model with the same config; our params are converted from its weights so both share them."""
 
     def __init__(self, cfg: TransformerConfig, dtype: str, threads: int | None):
+        # deferred: torch and diffusers (the reference) are optional, loaded only where used
         import torch
         from diffusers import LTXVideoTransformer3DModel as TorchTransformer
 
@@ -229,7 +231,8 @@ def main(argv=None) -> int:
         c4 = compile_seconds(cfg, 4, dtype, args.attention, args.batch, shapes[0], args.text_tokens)
         c28 = compile_seconds(cfg, 28, dtype, args.attention, args.batch, shapes[0], args.text_tokens)
         results["compile_s"] = {"4": c4, "28": c28, "ratio": c28 / c4}
-        print(f"jit compile at {'x'.join(map(str, shapes[0]))}: 4 layers {c4:.2f} s, 28 layers {c28:.2f} s, ratio {c28 / c4:.2f}")
+        print(f"jit compile at {'x'.join(map(str, shapes[0]))}: 4 layers {c4:.2f} s, 28 layers {c28:.2f} s, "
+              f"ratio {c28 / c4:.2f}")
     write_json(args.json, results)
     return 0
 

@@ -44,18 +44,22 @@ def torch_decoder():
     cfg = CONFIG
     torch.manual_seed(0)
     return LTXVideoDecoder3d(
-        in_channels=cfg.latent_channels, out_channels=cfg.out_channels, block_out_channels=cfg.decoder_block_out_channels,
+        in_channels=cfg.latent_channels, out_channels=cfg.out_channels,
+        block_out_channels=cfg.decoder_block_out_channels,
         spatio_temporal_scaling=cfg.decoder_spatio_temporal_scaling, layers_per_block=cfg.decoder_layers_per_block,
         patch_size=cfg.patch_size, patch_size_t=cfg.patch_size_t, resnet_norm_eps=cfg.resnet_norm_eps,
-        is_causal=cfg.decoder_causal, inject_noise=cfg.decoder_inject_noise, timestep_conditioning=cfg.timestep_conditioning,
+        is_causal=cfg.decoder_causal, inject_noise=cfg.decoder_inject_noise,
+        timestep_conditioning=cfg.timestep_conditioning,
         upsample_residual=cfg.upsample_residual, upsample_factor=cfg.upsample_factor,
     ).eval()
 
 
 def vae_params(decoder_params, dtype) -> dict:
-    """Params for ``AutoencoderKLLTXVideo.decode``: the decoder's, plus the latent statistics (the encoder is unused)."""
+    """Params for ``AutoencoderKLLTXVideo.decode``: the decoder's, plus the latent statistics (the encoder is
+    unused)."""
     latent = CONFIG.latent_channels
-    return {"decoder": decoder_params, "latents_mean": jnp.zeros((latent,), dtype), "latents_std": jnp.ones((latent,), dtype)}
+    return {"decoder": decoder_params, "latents_mean": jnp.zeros((latent,), dtype),
+            "latents_std": jnp.ones((latent,), dtype)}
 
 
 def decoder_params_from_torch(model) -> dict:
@@ -159,16 +163,19 @@ def run_gpu(args, rows):
         compiled = fn.lower(params, z, t).compile()
         stats = compiled.memory_analysis()
         seconds = median_time(lambda: compiled(params, z, t).block_until_ready(), args.repeats)
-        rows.append((f"{name} decode bf16 {jax.default_backend()} latent {frames}x{height}x{width}", f"{seconds * 1e3:10.1f} ms",
+        rows.append((f"{name} decode bf16 {jax.default_backend()} latent {frames}x{height}x{width}",
+                     f"{seconds * 1e3:10.1f} ms",
                      f"temp+output {gib(stats.temp_size_in_bytes + stats.output_size_in_bytes).strip()}"))
     peak = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in peak:
         rows.append(("process peak device memory (all of the above)", gib(peak["peak_bytes_in_use"]), ""))
     memory_table(rows, dtype, f"bf16 {jax.default_backend()}", (height, width), frames, with_untiled=True)
     if torch is not None and torch.cuda.is_available() and not args.no_diffusers:
+        # deferred: diffusers (the reference) is optional, loaded only where used
         from diffusers import AutoencoderKLLTXVideo as TorchVAE
 
-        vae = TorchVAE(**{k: v for k, v in CONFIG.to_dict().items() if k != "_class_name"}).to("cuda", torch.bfloat16).eval()
+        vae = TorchVAE(**{k: v for k, v in CONFIG.to_dict().items() if k != "_class_name"}).to(
+            "cuda", torch.bfloat16).eval()
         z_t = torch.from_numpy(np.asarray(z, np.float32)).permute(0, 4, 1, 2, 3).to("cuda", torch.bfloat16)
         t_t = torch.full((1,), TIMESTEP, device="cuda", dtype=torch.bfloat16)
         for name, tiled in (("tiled", True), ("untiled", False)):
@@ -181,8 +188,8 @@ def run_gpu(args, rows):
                 torch.cuda.synchronize()
 
             seconds = median_time(run, args.repeats)
-            rows.append((f"{name} decode bf16 cuda latent {frames}x{height}x{width} (diffusers)", f"{seconds * 1e3:10.1f} ms",
-                         f"peak {gib(torch.cuda.max_memory_allocated()).strip()}"))
+            rows.append((f"{name} decode bf16 cuda latent {frames}x{height}x{width} (diffusers)",
+                         f"{seconds * 1e3:10.1f} ms", f"peak {gib(torch.cuda.max_memory_allocated()).strip()}"))
 
 
 def main(argv=None):

@@ -118,6 +118,7 @@ def child(kind: str, folder: str) -> dict:
         seconds = time.perf_counter() - start
         nbytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(params))
     else:
+        # deferred: torch and diffusers (the reference) are optional, loaded only where used
         import torch
         from diffusers import LTXVideoTransformer3DModel
 
@@ -151,7 +152,8 @@ def measure_loads(folder: str, kinds) -> list[dict]:
 
 # ----------------------------------------------------------------------------------------------- the forward slice
 
-def measure_forwards(cfg, dtype_name: str, shapes, batch: int, text_tokens: int, repeats: int, warmup: int) -> list[dict]:
+def measure_forwards(cfg, dtype_name: str, shapes, batch: int, text_tokens: int, repeats: int,
+                     warmup: int) -> list[dict]:
     import jax
     import jax.numpy as jnp
 
@@ -196,7 +198,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FOLDER"), help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="ltx-video-2b")
-    parser.add_argument("--layers", type=int, default=None, help="layers of the written checkpoint (default: the preset's)")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="layers of the written checkpoint (default: the preset's)")
     parser.add_argument("--forward-layers", type=int, default=4)
     parser.add_argument("--shapes", default=None, help="latent FxHxW of the forward slice, comma separated")
     parser.add_argument("--batch", type=int, default=1)

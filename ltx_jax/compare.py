@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from safetensors import safe_open
 
 import weight_conversion  # the loaders, looked up at each call (tests/test_compare.py replaces one with a faulty one)
 from ltx_jax.configs import T5Config
@@ -212,6 +214,7 @@ def _only(found: dict[str, Checkpoint], component: str, flag: str, path: str) ->
 def _quiet_reference():
     """diffusers' and transformers' logging at error level (a two-block load lists every skipped tensor) and no
     progress bars; both as they were afterwards."""
+    # deferred: diffusers and transformers are optional (the reference side)
     import diffusers
     import transformers
 
@@ -244,8 +247,6 @@ def _from_pretrained(cls, folder: str, **overrides):
 
 def _read_tensors(path: str, keep: Callable[[str], bool]) -> dict:
     """The tensors of a safetensors file whose names ``keep`` accepts (the others are not read)."""
-    from safetensors import safe_open
-
     with safe_open(path, framework="pt") as f:
         return {k: f.get_tensor(k) for k in f.keys() if keep(k)}
 
@@ -254,7 +255,7 @@ def _load_strictly(cls, config, state: dict):
     """A ``cls`` built from ``config`` (our configs' fields are diffusers' constructor names) holding ``state`` in
     float32: built on the meta device and given the tensors themselves, so only one copy of the weights exists.
     Every key of both must match, and every shape."""
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     with torch.device("meta"):
         model = cls(**dataclasses.asdict(config))
@@ -273,11 +274,11 @@ def _block_index(key: str) -> int | None:
 
 
 def reference_transformer(ckpt: Checkpoint, config, blocks: int):
-    from diffusers import LTXVideoTransformer3DModel
+    from diffusers import LTXVideoTransformer3DModel  # deferred: diffusers is optional (the reference side)
 
     if ckpt.layout == "folder":
         return _from_pretrained(LTXVideoTransformer3DModel, ckpt.path, num_layers=blocks)
-    from diffusers.loaders import single_file_utils
+    from diffusers.loaders import single_file_utils  # deferred: diffusers is optional (the reference side)
 
     # The tensors the converter keeps ("vae" not in the name), of the first blocks only.
     state = _read_tensors(ckpt.path, lambda k: "vae" not in k and (_block_index(k) or 0) < blocks)
@@ -286,24 +287,24 @@ def reference_transformer(ckpt: Checkpoint, config, blocks: int):
 
 
 def reference_vae(ckpt: Checkpoint, config):
-    from diffusers import AutoencoderKLLTXVideo
+    from diffusers import AutoencoderKLLTXVideo  # deferred: diffusers is optional (the reference side)
 
     if ckpt.layout == "folder":
         return _from_pretrained(AutoencoderKLLTXVideo, ckpt.path)
-    from diffusers.loaders import single_file_utils
+    from diffusers.loaders import single_file_utils  # deferred: diffusers is optional (the reference side)
 
     state = single_file_utils.convert_ltx_vae_checkpoint_to_diffusers(_read_tensors(ckpt.path, lambda k: "vae." in k))
     return _load_strictly(AutoencoderKLLTXVideo, config, state)
 
 
 def reference_text_encoder(ckpt: Checkpoint, blocks: int):
-    from transformers import T5EncoderModel
+    from transformers import T5EncoderModel  # deferred: transformers is optional (the reference side)
 
     return _from_pretrained(T5EncoderModel, ckpt.path, num_layers=blocks)
 
 
 def reference_upsampler(ckpt: Checkpoint, config):
-    from diffusers.pipelines.ltx import LTXLatentUpsamplerModel
+    from diffusers.pipelines.ltx import LTXLatentUpsamplerModel  # deferred: diffusers is optional (the reference side)
 
     if ckpt.layout == "folder":
         return _from_pretrained(LTXLatentUpsamplerModel, ckpt.path)
@@ -321,7 +322,7 @@ def _run_ours(fn, *args):
 
 def _to_ncdhw(x: np.ndarray):
     """Our channels-last video or latents [B, F, H, W, C] -> a torch tensor [B, C, F, H, W]."""
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 4, 1, 2, 3)
 
@@ -336,7 +337,7 @@ def _shape(x) -> str:
 
 def compare_transformer(ckpt: Checkpoint, rng: np.random.Generator) -> list[Comparison]:
     """Ours, then the reference (one model in memory at a time), on the same inputs."""
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     config = weight_conversion.read_transformer_config(ckpt.path)
     blocks = min(COMPARED_BLOCKS, config.num_layers)
@@ -362,7 +363,7 @@ def compare_transformer(ckpt: Checkpoint, rng: np.random.Generator) -> list[Comp
 def _torch_draws_our_noise(key: jax.Array):
     """diffusers' decoder draws its injected noise with ``torch.randn(H, W)``, one map per noise-injecting conv;
     inside this block it gets ours, in the same order (``injection_noise``), so the two decodes see the same noise."""
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     draws, torch_randn = [], torch.randn
 
@@ -379,7 +380,7 @@ def _torch_draws_our_noise(key: jax.Array):
 
 
 def compare_vae(ckpt: Checkpoint, rng: np.random.Generator) -> list[Comparison]:
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     config = weight_conversion.read_vae_config(ckpt.path)
     z = rng.standard_normal((1, *VAE_GRID, config.latent_channels), np.float32)
@@ -422,7 +423,7 @@ def _prompt_ids(ckpt: Checkpoint, vocab_size: int, rng: np.random.Generator) -> 
 
 
 def compare_text_encoder(ckpt: Checkpoint, rng: np.random.Generator) -> list[Comparison]:
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     total = T5Config.from_json(os.path.join(ckpt.path, "config.json")).num_layers
     blocks = min(COMPARED_BLOCKS, total)
@@ -439,7 +440,7 @@ def compare_text_encoder(ckpt: Checkpoint, rng: np.random.Generator) -> list[Com
 
 
 def compare_upsampler(ckpt: Checkpoint, rng: np.random.Generator) -> list[Comparison]:
-    import torch
+    import torch  # deferred: torch is optional (the reference side)
 
     config = weight_conversion.read_latent_upsampler_config(ckpt.path)
     x = rng.standard_normal((1, *UPSAMPLER_GRID, config.in_channels), np.float32)
@@ -536,8 +537,6 @@ def _requested(components: str | None) -> list[str] | None:
 
 
 def _check_reference_installed() -> None:
-    import importlib.util
-
     missing = [m for m in ("torch", "diffusers", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(f"compare runs diffusers as the reference, and {', '.join(missing)} is not installed: "
@@ -561,6 +560,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    # deferred: torch, diffusers and transformers are optional (the reference side; checked above)
     import diffusers
     import torch
     import transformers

@@ -72,7 +72,8 @@ def _check_length(config, name: str, needed: int, why: str) -> None:
     """A tuple field with at least ``needed`` entries, else one line naming it, its length and why it needs more."""
     have = len(getattr(config, name))
     if have < needed:
-        raise ValueError(f"{type(config).__name__}: {name} has {have} entries, {needed} wanted ({why}); fix the config.")
+        raise ValueError(f"{type(config).__name__}: {name} has {have} entries, {needed} wanted ({why}); "
+                         "fix the config.")
 
 
 # Fields that may be None (derived when None); the range rules apply to their value otherwise.
@@ -147,7 +148,8 @@ class TransformerConfig:
                       "caption_channels")
         _check_fields(self, _NUMBER_AT_LEAST_0, "norm_eps")
         if self.activation_fn not in ("gelu-approximate", "gelu"):
-            raise ValueError(f"activation_fn={self.activation_fn!r} is not supported; use 'gelu-approximate' or 'gelu'.")
+            raise ValueError(f"activation_fn={self.activation_fn!r} is not supported; "
+                             "use 'gelu-approximate' or 'gelu'.")
         if self.qk_norm != "rms_norm_across_heads":
             raise ValueError(f"qk_norm={self.qk_norm!r} is not supported; LTX-Video uses 'rms_norm_across_heads'.")
         if self.cross_attention_dim != self.inner_dim:
@@ -237,11 +239,12 @@ class T5Config:
         exact = self.relative_attention_num_buckets // 4 if _is_int(self.relative_attention_num_buckets) else 0
         if exact < 1 or self.relative_attention_max_distance <= exact:
             raise ValueError(f"T5Config: relative_attention_num_buckets={self.relative_attention_num_buckets!r} and "
-                             f"relative_attention_max_distance={self.relative_attention_max_distance}; need an int >= 4 "
-                             "buckets and a max distance above a quarter of them (fix the values in the config).")
+                             f"relative_attention_max_distance={self.relative_attention_max_distance}; need an int "
+                             ">= 4 buckets and a max distance above a quarter of them (fix the values in the config).")
         parts = self.feed_forward_proj.split("-")
         if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
-            raise ValueError(f"feed_forward_proj={self.feed_forward_proj!r}; expected 'ACT' or 'gated-ACT', e.g. 'relu', 'gated-gelu'.")
+            raise ValueError(f"feed_forward_proj={self.feed_forward_proj!r}; expected 'ACT' or 'gated-ACT', "
+                             "e.g. 'relu', 'gated-gelu'.")
         if self.dense_act_fn is None:
             derived = "gelu_new" if self.feed_forward_proj == "gated-gelu" else parts[-1]
             object.__setattr__(self, "dense_act_fn", derived)
@@ -259,7 +262,8 @@ class T5Config:
         """From a transformers ``config.json`` dict; known non-architecture keys are dropped, unknown ones raise."""
         model_type = config.get("model_type", "t5")
         if model_type not in _T5_MODEL_TYPES:
-            raise ValueError(f"T5Config: model_type={model_type!r} is not supported; ltx_jax runs {_T5_MODEL_TYPES} encoders.")
+            raise ValueError(f"T5Config: model_type={model_type!r} is not supported; "
+                             f"ltx_jax runs {_T5_MODEL_TYPES} encoders.")
         if config.get("is_decoder", False):
             raise ValueError("T5Config: is_decoder=true describes a T5 decoder stack; ltx_jax runs the encoder only.")
         return _dataclass_from_dict(cls, config, ignored=_T5_IGNORED_KEYS | {"model_type", "is_decoder"})
@@ -333,14 +337,16 @@ class VAEConfig:
         # diffusers' encoder: a down block per width (0.9.5 blocks: per width after the first), then the mid block.
         n_enc = len(self.block_out_channels) - (1 if self.down_block_types and self.is_095_encoder else 0)
         for name in ("down_block_types", "spatio_temporal_scaling", "downsample_type"):
-            _check_length(self, name, n_enc, f"one per encoder down block of block_out_channels={self.block_out_channels}")
+            _check_length(self, name, n_enc,
+                          f"one per encoder down block of block_out_channels={self.block_out_channels}")
         _check_length(self, "layers_per_block", n_enc + 1, "one per encoder down block, then the mid block's")
         n_dec = len(self.decoder_block_out_channels)
         for name in ("decoder_spatio_temporal_scaling", "upsample_residual", "upsample_factor"):
             if len(getattr(self, name)) < n_dec:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries; the decoder has {n_dec} up blocks.")
         if len(self.decoder_layers_per_block) < n_dec + 1 or len(self.decoder_inject_noise) < n_dec + 1:
-            raise ValueError(f"decoder_layers_per_block and decoder_inject_noise need {n_dec + 1} entries (up blocks + mid).")
+            raise ValueError(f"decoder_layers_per_block and decoder_inject_noise need {n_dec + 1} entries "
+                             "(up blocks + mid).")
         if self.timestep_conditioning:
             # diffusers hands a channel-changing up block's conv_in resnet the raw timestep (not an embedding),
             # which fails there too; released timestep-conditioned VAEs never change width inside an up block.

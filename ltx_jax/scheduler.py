@@ -248,6 +248,37 @@ def _as_1d(name: str, values: ArrayLike) -> np.ndarray:
     return arr
 
 
+def torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
+    """``torch.linspace(start, end, steps, dtype=torch.float32)`` bit for bit: ends rounded to float32, the step
+    ``(end - start) / (steps - 1)`` in float32, the first half ``start + i * step`` and the rest
+    ``end - (steps - 1 - i) * step``, each one fused multiply-add, as torch's CUDA kernel and its AVX2 / AVX-512 CPU
+    kernels compute them (tests/test_scheduler.py holds it to torch; a CPU build without FMA,
+    ``ATEN_CPU_CAPABILITY=default``, rounds twice). The RoPE frequencies and the original package's step-count
+    schedule are built on it."""
+    if steps <= 1:
+        return np.full(max(steps, 0), start, np.float32)
+    first, last = np.float32(start), np.float32(end)
+    step = (last - first) / np.float32(steps - 1)
+    index = np.arange(steps)
+    lower = index < steps // 2
+    counts = np.where(lower, index, steps - 1 - index).astype(np.float32)  # steps from the nearer end
+    return _fused_multiply_add(np.where(lower, step, -step), counts, np.where(lower, first, last))
+
+
+def _fused_multiply_add(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 ``a * b + c`` rounded once. The product of two float32 values is exact in float64; the sum is rounded
+    to float64 "to odd" (an inexact result with an even last bit moves one ulp towards the exact sum), which makes
+    the final rounding to float32 the single correct one."""
+    product = a.astype(np.float64) * b.astype(np.float64)
+    addend = c.astype(np.float64)
+    total = product + addend
+    back = total - product  # TwoSum: total + error == product + addend exactly
+    error = (product - (total - back)) + (addend - back)
+    even = (total.view(np.int64) & 1) == 0
+    total = np.where((error != 0) & even, np.nextafter(total, total + error), total)
+    return total.astype(np.float32)
+
+
 def _training_sigma_range(config: FlowMatchSchedulerConfig) -> Tuple[float, float]:
     """(sigma_max, sigma_min) of the training schedule, computed in float32 like diffusers' init."""
     n = config.num_train_timesteps
@@ -262,10 +293,10 @@ def _shift(config: FlowMatchSchedulerConfig, s: np.ndarray, mu: Optional[float])
     """Apply the time shift in the precision of `s` (float64 for the default spacing, float32 for
     explicit lists -- diffusers does exactly this, Python scalars taking the array's dtype)."""
     dt = s.dtype.type
-    if config.use_dynamic_shifting:
-        a = dt(math.exp(mu)) if config.time_shift_type == "exponential" else dt(mu)
+    if config.use_dynamic_shifting:  # the resolution's shift: exp(mu) (or mu, time_shift_type "linear")
+        shift = dt(math.exp(mu)) if config.time_shift_type == "exponential" else dt(mu)
         with np.errstate(divide="ignore"):  # s == 0 -> 1/s = inf -> shifted sigma 0
-            return a / (a + (dt(1.0) / s - dt(1.0)))
+            return shift / (shift + (dt(1.0) / s - dt(1.0)))
     shift = dt(config.shift)
     return shift * s / (dt(1.0) + dt(config.shift - 1.0) * s)
 

@@ -28,6 +28,7 @@ from ltx_jax.models import as_variables
 from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.programs import Program
 from weight_conversion.safetensors_io import CheckpointError
+from weight_conversion.t5 import load_text_encoder
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 128
 
@@ -39,7 +40,7 @@ def load_tokenizer(path: str | os.PathLike):
     ``tokenizer.json`` and ``tokenizer_config.json``); nothing is downloaded. The folder and its files are checked
     first, so a missing or unreadable one is named (``check_tokenizer_folder``).
     """
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # deferred: transformers loads only when a tokenizer is read
 
     folder = check_tokenizer_folder(path)
     try:
@@ -60,7 +61,8 @@ def check_tokenizer_folder(path: str | os.PathLike) -> str:
                                   "tokenizer/ (spiece.model, tokenizer_config.json) into it.")
         folder = path
     if not os.path.isdir(folder):
-        raise CheckpointError(f"Tokenizer folder {folder} does not exist; pass a pipeline root or its tokenizer/ folder.")
+        raise CheckpointError(f"Tokenizer folder {folder} does not exist; "
+                              "pass a pipeline root or its tokenizer/ folder.")
     files = set(os.listdir(folder))
     if not files & {"tokenizer.json", "spiece.model"}:
         raise CheckpointError(f"Tokenizer folder {folder} has neither spiece.model nor tokenizer.json; copy the "
@@ -83,7 +85,7 @@ def check_tokenizer_folder(path: str | os.PathLike) -> str:
 def _check_sentencepiece(file: str) -> None:
     """A CheckpointError unless ``file`` is a sentencepiece model (sentencepiece reads it; it is needed for it)."""
     try:
-        import sentencepiece
+        import sentencepiece  # deferred: sentencepiece is optional (only spiece.model tokenizers need it)
     except ImportError:
         raise CheckpointError(f"{file} is a sentencepiece model and sentencepiece is not installed: pip install "
                               "sentencepiece.") from None
@@ -208,8 +210,6 @@ class PromptEncoder:
         cls, path: str | os.PathLike, dtype: Any = jnp.float32, *, mask_encoder_padding: bool = False
     ) -> "PromptEncoder":
         """From a diffusers pipeline root holding ``tokenizer/`` and ``text_encoder/`` (safetensors or Orbax)."""
-        from weight_conversion.t5 import load_text_encoder  # weight_conversion depends on ltx_jax, not the reverse
-
         path = os.fspath(path)
         module, params = load_text_encoder(os.path.join(path, "text_encoder"), dtype)
         return cls(load_tokenizer(path), module, params, mask_encoder_padding=mask_encoder_padding)

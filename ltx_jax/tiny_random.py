@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -16,6 +17,15 @@ import jax
 import jax.numpy as jnp
 
 from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
+from ltx_jax.models import abstract_params, init_params
+from ltx_jax.models.latent_upsampler import LatentUpsampler
+from ltx_jax.models.t5 import T5EncoderModel
+from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+from ltx_jax.models.vae import AutoencoderKLLTXVideo
+from ltx_jax.pipelines import LTXMultiScalePipeline, LTXPipeline
+from ltx_jax.releases import RELEASES
+from ltx_jax.text_encoding import PromptEncoder, load_tokenizer
+from weight_conversion.quantize import quantize_params
 
 # Sentences the tiny sentencepiece tokenizer is trained on.
 TOKENIZER_CORPUS = (
@@ -51,7 +61,7 @@ TINY_MULTI_SCALE_RELEASE = "ltx-video-0.9.8-2b-distilled"
 
 def write_tiny_tokenizer(folder: str | os.PathLike) -> str:
     """Trains a ~100-piece sentencepiece unigram model and saves it as a T5 tokenizer folder (pad 0, eos 1, unk 2)."""
-    import sentencepiece as spm
+    import sentencepiece as spm  # deferred: sentencepiece is optional (word_level_tokenizer stands in without it)
 
     os.makedirs(folder, exist_ok=True)
     model = io.BytesIO()
@@ -74,8 +84,7 @@ def word_level_tokenizer(max_length: int = 128, texts=TOKENIZER_CORPUS):
     Used when sentencepiece is not installed (e.g. GPU machines provisioned without it): transformers always brings
     ``tokenizers``, and both our pipeline and diffusers' call it like a T5 tokenizer.
     """
-    import re
-
+    # deferred: tokenizers and transformers load only when a tokenizer is built
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -91,10 +100,8 @@ def word_level_tokenizer(max_length: int = 128, texts=TOKENIZER_CORPUS):
 
 def tiny_tokenizer():
     """The tiny sentencepiece T5 tokenizer, or a word-level one when sentencepiece is missing."""
-    from ltx_jax.text_encoding import load_tokenizer
-
     try:
-        import sentencepiece  # noqa: F401
+        import sentencepiece  # noqa: F401 - deferred: sentencepiece is optional; is it installed?
     except ImportError:
         return word_level_tokenizer()
     with tempfile.TemporaryDirectory() as folder:
@@ -106,14 +113,6 @@ def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool =
     """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included) and the 0.9.1 release's
     generation defaults (its VAE kind: a timestep-conditioned decoder); ``weights`` ("int8" / "fp8"): the
     transformer's block kernels quantized from the same random float weights (``text_encoder_weights``: T5's)."""
-    from ltx_jax.models import init_params
-    from ltx_jax.models.t5 import T5EncoderModel
-    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
-    from ltx_jax.models.vae import AutoencoderKLLTXVideo
-    from ltx_jax.pipelines import LTXPipeline
-    from ltx_jax.releases import RELEASES
-    from ltx_jax.text_encoding import PromptEncoder
-
     dtype = jnp.dtype(dtype)
     k_t5, k_tr, k_vae = jax.random.split(jax.random.PRNGKey(seed), 3)
     t5 = T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
@@ -131,9 +130,6 @@ def _quantized(module, params, weights: str | None):
     """(module, params) with the block kernels in ``weights`` ("int8" / "fp8"; None: unchanged)."""
     if weights is None:
         return module, params
-    from ltx_jax.models import abstract_params
-    from weight_conversion.quantize import quantize_params
-
     module = module.clone(weights=weights)
     return module, quantize_params(params, abstract_params(module))
 
@@ -142,11 +138,6 @@ def tiny_random_multi_scale_pipeline(dtype: Any = "float32", seed: int = 0, prog
                                      weights: str | None = None, text_encoder_weights: str | None = None):
     """``tiny_random_pipeline``'s components with a tiny random spatial upsampler, as an ``LTXMultiScalePipeline``
     running the recipe of ``TINY_MULTI_SCALE_RELEASE``."""
-    from ltx_jax.models import init_params
-    from ltx_jax.models.latent_upsampler import LatentUpsampler
-    from ltx_jax.pipelines import LTXMultiScalePipeline
-    from ltx_jax.releases import RELEASES
-
     pipe = tiny_random_pipeline(dtype, seed, progress, weights, text_encoder_weights)
     dtype = jnp.dtype(dtype)
     upsampler = LatentUpsampler(TINY_UPSAMPLER, dtype=dtype, param_dtype=dtype)

@@ -57,10 +57,12 @@ def check_output(path: str | os.PathLike, num_frames: int, *, fps: float = 25.0,
         taken = sorted(set(taken) | set(_frame_set(path)))
     if taken and not overwrite:
         what = taken[0] if len(taken) == 1 else f"{taken[0]} (and {len(taken) - 1} more frames)"
-        raise ValueError(f"{what} already exists; choose another output, or overwrite it (--overwrite, overwrite=True).")
+        raise ValueError(f"{what} already exists; choose another output, "
+                         "or overwrite it (--overwrite, overwrite=True).")
 
 
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0, *, overwrite: bool = False) -> list[str]:
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0, *,
+                overwrite: bool = False) -> list[str]:
     """Writes one video's frames, atomically (``ltx_jax.files``): nothing appears under ``path`` unless the whole
     video was written and checked.
 
@@ -86,7 +88,8 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float = 25.0, 
     if frames.dtype != np.uint8:
         frames = to_uint8(frames)
 
-    import PIL.Image  # Pillow directly (what imageio's GIF and PNG writers run): no retry of a failed save at exit
+    # Pillow directly (what imageio's GIF and PNG writers run): no retry of a failed save at exit
+    import PIL.Image  # deferred: Pillow loads only when a file is written
 
     ext = os.path.splitext(path)[1].lower()
     if ext == ".png":
@@ -115,7 +118,7 @@ def _frame_set(path: str) -> list[str]:
 
 
 def _ffmpeg_exe() -> str:
-    import imageio_ffmpeg
+    import imageio_ffmpeg  # deferred: imageio-ffmpeg loads only when a video is written or read
 
     return imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -197,7 +200,7 @@ def _check_written(path: str, num_frames: int, fps: float) -> None:
         if found != num_frames:
             raise OSError(f"the written file holds {found} frames, not {num_frames}")
         return
-    import PIL.Image
+    import PIL.Image  # deferred: Pillow loads only when a file is checked
 
     try:
         with PIL.Image.open(path) as image:
@@ -224,7 +227,7 @@ def _forking_ffmpeg():
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
     """Reads a video file (mp4, gif, ...) into uint8 [F, H, W, 3]; errors name the file."""
-    import imageio.v2 as imageio
+    import imageio.v2 as imageio  # deferred: imageio loads only when a video is read
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -247,7 +250,7 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
 
 def read_image(path: str | os.PathLike):
     """Reads an image file into an RGB ``PIL.Image``; errors name the file."""
-    import PIL.Image
+    import PIL.Image  # deferred: Pillow loads only when an image is read
 
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -261,7 +264,7 @@ def read_image(path: str | os.PathLike):
 
 def read_frames(path: str | os.PathLike) -> list:
     """The frames of a video file, of a folder of images (in name order), or of one image: RGB ``PIL.Image`` s."""
-    import PIL.Image
+    import PIL.Image  # deferred: Pillow loads only when frames are read
 
     path = os.fspath(path)
     if os.path.isdir(path):

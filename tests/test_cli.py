@@ -47,7 +47,8 @@ def run_in_process(args: list[str], capsys) -> tuple[int, str]:
 
 def test_writes_a_playable_mp4_that_others_can_read(tmp_path):
     out = tmp_path / "video.mp4"
-    result = cli(["--prompt", "a red fox in the snow", "--output", str(out), "--steps", "2", "--noprogress"], umask=0o022)
+    result = cli(["--prompt", "a red fox in the snow", "--output", str(out), "--steps", "2", "--noprogress"],
+                 umask=0o022)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "the output is noise" in result.stderr and f"wrote {out}" in result.stdout and "timings:" in result.stdout
     assert read_video(out).shape == (9, 64, 96, 3)
@@ -67,7 +68,8 @@ def test_writes_a_playable_mp4_that_others_can_read(tmp_path):
     (["--fps", "0"], "error: --fps must be > 0, got 0.0"),
     (["--fps", "-5"], "error: --fps must be > 0, got -5.0"),
     (["--preset", "bogus"], "error: unknown release 'bogus'; known releases: ltx-video-0.9.0, "),
-    (["--guidance", "-1"], "error: --guidance must be >= 0 (values up to 1 turn classifier-free guidance off), got -1.0"),
+    (["--guidance", "-1"], "error: --guidance must be >= 0 (values up to 1 turn classifier-free guidance off), "
+                           "got -1.0"),
     (["--height", "70"], "error: height and width must be positive multiples of 32 (the VAE compresses 32x), got "
                          "70x96; nearest valid: 64x96"),
     (["--num_frames", "10"], "error: num_frames must be 8k + 1 (1, 9, 17, ...), got 10; nearest valid: 9"),
@@ -328,7 +330,8 @@ def test_upsampler_errors_before_loading(tmp_path, capsys, tiny_reference):
     LTXLatentUpsamplerModel(in_channels=4, mid_channels=32, num_blocks_per_stage=1).save_pretrained(wrong)
     model = ["generate", "--model", root, "--prompt", "x", "--output", never, "--upsampler"]
     for flags, message in (
-            ([str(tmp_path / "none.safetensors")], f"error: --upsampler {tmp_path / 'none.safetensors'} does not exist"),
+            ([str(tmp_path / "none.safetensors")],
+             f"error: --upsampler {tmp_path / 'none.safetensors'} does not exist"),
             ([str(wrong)], f"error: --upsampler {wrong} takes 4-channel latents but the model's VAE makes 8"),
             ([str(wrong)], "error: --upsampler: the model has no multi-scale recipe")):
         preset = [] if "recipe" in message else ["--preset", "ltx-video-0.9.8-2b-distilled"]
@@ -361,7 +364,8 @@ def test_lora_flag(tmp_path, capsys):
     assert read_video(out).shape == (9, 64, 96, 3)
     bigger = LTXVideoTransformer3DModel(**{**dataclasses.asdict(TINY_TRANSFORMER), "num_layers": 3})
     bigger.add_adapter(LoraConfig(r=2, target_modules=["to_q"], init_lora_weights=False))
-    TorchLTXPipeline.save_lora_weights(str(tmp_path / "deep"), transformer_lora_layers=get_peft_model_state_dict(bigger))
+    TorchLTXPipeline.save_lora_weights(str(tmp_path / "deep"),
+                                       transformer_lora_layers=get_peft_model_state_dict(bigger))
     code, err = run_in_process(["generate", "--model", "tiny-random", "--prompt", "x", "--output",
                                 str(tmp_path / "never.mp4"), "--lora", str(tmp_path / "deep")], capsys)
     assert code == 2 and "'transformer_blocks.2.attn1.to_q' matches no linear layer" in err, err

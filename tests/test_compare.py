@@ -190,9 +190,11 @@ def test_usage_errors_are_one_line(tiny_reference, single_file, tmp_path, monkey
     components, _ = compare.find_components(os.fspath(root), None, None, ["vae"])  # the Orbax part left out
     assert list(components) == ["vae"]
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "diffusers" else find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "diffusers" else find_spec(name, *a))
     assert compare.main(["ltx_jax", "compare", "--model", single_file]) == 2
-    assert capsys.readouterr().err == ("error: compare runs diffusers as the reference, and diffusers is not installed: "
+    assert capsys.readouterr().err == ("error: compare runs diffusers as the reference, "
+                                       "and diffusers is not installed: "
                                        "pip install torch diffusers transformers (or pip install -e '.[test]').\n")
     monkeypatch.undo()
     assert compare.main(["ltx_jax", "compare", "--help"]) == 0

@@ -105,7 +105,8 @@ LAYOUT = ["model_index.json", "scheduler/scheduler_config.json", "text_encoder/c
           "text_encoder/model-00001-of-00002.safetensors", "text_encoder/model-00002-of-00002.safetensors",
           "text_encoder/model.safetensors.index.json", "tokenizer/spiece.model", "tokenizer/tokenizer_config.json",
           "tokenizer/special_tokens_map.json", "transformer/config.json",
-          "transformer/diffusion_pytorch_model.safetensors", "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+          "transformer/diffusion_pytorch_model.safetensors", "vae/config.json",
+          "vae/diffusion_pytorch_model.safetensors"]
 
 
 @pytest.fixture
@@ -314,7 +315,8 @@ def fake_sample(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     save_file({"latents": np.zeros((2, 2, 3, 8), np.float32), "prompt_embeds": np.zeros((4, 16), np.float32),
-               "prompt_attention_mask": np.ones(4, np.int32)}, data / "good.latents.safetensors", metadata={"fps": "24"})
+               "prompt_attention_mask": np.ones(4, np.int32)}, data / "good.latents.safetensors",
+              metadata={"fps": "24"})
     return data
 
 

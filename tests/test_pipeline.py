@@ -93,7 +93,8 @@ def test_size_errors_name_the_vae_ratio(by_ratio, spatial):
 
 
 def test_distilled_timesteps_without_guidance_match_reference_loop(reference, ours):
-    """diffusers' LTXPipeline rejects explicit timesteps, so the reference loop is built from its scheduler and models."""
+    """diffusers' LTXPipeline rejects explicit timesteps, so the reference loop is built from its scheduler and
+    models."""
     pipe = reference["pipe"]
     embeds, mask, _, _, latents = make_embeddings(seed=1, batch=1)
     scheduler = FlowMatchEulerDiscreteScheduler(**dataclasses.asdict(LTX_SCHEDULER_STATIC))

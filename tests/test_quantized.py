@@ -219,7 +219,8 @@ def test_kernel_delta_is_added_before_quantizing(transformer_checkpoints, fp32, 
         return np.full(shape, 0.25 * (layer + 1), np.float32) if path == target else None
 
     _, params = load_transformer(transformer_checkpoints["diffusers"], kernel_delta=delta)
-    expected = np.asarray(ref_params["transformer_blocks"]["attn1"]["to_v"]["kernel"]) + np.array([0.25, 0.5, 0.75])[:, None, None]
+    expected = (np.asarray(ref_params["transformer_blocks"]["attn1"]["to_v"]["kernel"])
+                + np.array([0.25, 0.5, 0.75])[:, None, None])
     np.testing.assert_allclose(np.asarray(params["transformer_blocks"]["attn1"]["to_v"]["kernel"]), expected, rtol=1e-6)
     assert (("proj_in", "kernel"), None) in calls and (target, 2) in calls
     _, q = load_transformer(transformer_checkpoints["diffusers"], weights="int8", kernel_delta=delta)
@@ -231,9 +232,11 @@ def test_kernel_delta_is_added_before_quantizing(transformer_checkpoints, fp32, 
     got = dequantize_kernel(np.asarray(leaf["kernel"]), np.asarray(leaf["kernel_scale"]))
     meant = np.stack([fp8_file["meant"][f"model.diffusion_model.transformer_blocks.{i}.attn1.to_v.weight"].numpy().T
                       for i in range(3)]) + np.array([0.25, 0.5, 0.75])[:, None, None]
-    assert np.all(np.abs(got - meant) <= np.abs(meant) * 2.0**-4 + np.asarray(leaf["kernel_scale"])[:, None, :] * 2.0**-10)
+    assert np.all(np.abs(got - meant)
+                  <= np.abs(meant) * 2.0**-4 + np.asarray(leaf["kernel_scale"])[:, None, :] * 2.0**-10)
     with pytest.raises(ValueError, match="kernel_delta .* has shape"):
-        load_transformer(transformer_checkpoints["diffusers"], kernel_delta=lambda p, i, s: np.zeros((1, 1), np.float32))
+        load_transformer(transformer_checkpoints["diffusers"],
+                         kernel_delta=lambda p, i, s: np.zeros((1, 1), np.float32))
 
 
 def test_orbax_round_trip_of_int8(transformer_checkpoints, tmp_path, capsys):
@@ -293,13 +296,15 @@ def test_quantized_t5_against_transformers(t5_folder, tmp_path, weights):
     save_text_encoder_orbax(module, params, tmp_path / "t5")
     restored_module, restored = load_text_encoder(tmp_path / "t5")
     assert restored_module.weights == weights
-    np.testing.assert_array_equal(np.asarray(restored_module.apply({"params": restored}, jnp.asarray(t5_folder["ids"]))), out)
+    np.testing.assert_array_equal(
+        np.asarray(restored_module.apply({"params": restored}, jnp.asarray(t5_folder["ids"]))), out)
 
 
 # ----------------------------------------------------------------------------------------------- errors
 
 def test_unknown_weights_value_names_the_choices(transformer_checkpoints, t5_folder):
-    for load, path in ((load_transformer, transformer_checkpoints["diffusers"]), (load_text_encoder, t5_folder["folder"])):
+    for load, path in ((load_transformer, transformer_checkpoints["diffusers"]),
+                       (load_text_encoder, t5_folder["folder"])):
         with pytest.raises(ValueError, match=r"weights='int4'; use None .*'int8' or 'fp8'") as info:
             load(path, weights="int4")
         assert "\n" not in str(info.value)

@@ -183,7 +183,8 @@ def test_step_invariant_work_runs_once_per_call(ours):
     t_text, steps = 13, 5  # sizes that no other axis has
     grid = sampling.LatentGrid(2, 2, 3)
     # CFG and STG: the prompt's constants serve two branches, the negative prompt's one.
-    sampler = sampling.Sampler(ours.transformer, grid, (sampling.Segment(0, steps, sampling.Guidance(cfg=True, stg=True)),))
+    sampler = sampling.Sampler(ours.transformer, grid,
+                               (sampling.Segment(0, steps, sampling.Guidance(cfg=True, stg=True)),))
     inputs = sampling.SamplingInputs(
         prompt_embeds=jnp.zeros((2, t_text, TINY_T5.d_model)), prompt_attention_mask=jnp.ones((2, t_text), jnp.int32),
         negative_prompt_embeds=jnp.zeros((2, t_text, TINY_T5.d_model)),

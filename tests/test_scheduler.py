@@ -18,7 +18,8 @@ from diffusers.pipelines.ltx.pipeline_ltx import calculate_shift as diffusers_ca
 from diffusers.pipelines.ltx.pipeline_ltx_condition import linear_quadratic_schedule
 from diffusers.utils import logging as diffusers_logging
 
-from ltx_jax.releases import LTX_DISTILLED_REFINE_TIMESTEPS, LTX_DISTILLED_TIMESTEPS, LTX_SCHEDULER, LTX_SCHEDULER_STATIC
+from ltx_jax.releases import (LTX_DISTILLED_REFINE_TIMESTEPS, LTX_DISTILLED_TIMESTEPS, LTX_SCHEDULER,
+                              LTX_SCHEDULER_STATIC)
 from ltx_jax.scheduler import (
     FlowMatchSchedulerConfig,
     calculate_shift,
@@ -27,6 +28,7 @@ from ltx_jax.scheduler import (
     sigmas_and_timesteps,
     step,
     step_per_token,
+    torch_linspace,
 )
 
 diffusers_logging.set_verbosity_error()  # silence "timesteps passed without sigmas" warnings
@@ -88,6 +90,27 @@ def _max_err(ours, ref):
 
 
 # ------------------------------------------------------------------------ shift / mu
+def test_torch_linspace_is_torch_linspace_bit_for_bit():
+    """``torch_linspace`` (the RoPE frequencies', the original schedule's) against torch.linspace in float32 over 400
+    (start, end, steps): the RoPE and schedule ranges, random ends and counts up to 3000 (every count torch
+    vectorises), 0 and 1 steps. Bound: 0 differing bits."""
+    if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+        pytest.skip("torch runs without FMA here (ATEN_CPU_CAPABILITY=default): it rounds twice, as no GPU does")
+    rng = np.random.default_rng(0)
+    cases = [(0.0, 1.0, n) for n in (*range(0, 60), 64, 128, 170, 341, 512, 682, 1024)]
+    cases += [(1.0, 1.0 / n, n) for n in range(1, 101)]
+    cases += [(float(a), float(b), int(n)) for a, b, n in zip(rng.uniform(-1e3, 1e3, 100), rng.uniform(-1e-2, 1e4, 100),
+                                                              rng.integers(2, 3000, 100))]
+    cases += [(float(a), float(b), int(n)) for a, b, n in zip(rng.uniform(-2, 2, 133), rng.uniform(-2, 2, 133),
+                                                              rng.integers(2, 64, 133))]
+    assert len(cases) == 400
+    differing = [(start, end, steps) for start, end, steps in cases
+                 if not np.array_equal(torch_linspace(start, end, steps).view(np.int32),
+                                       torch.linspace(start, end, steps, dtype=torch.float32).numpy().view(np.int32))]
+    print(f"\n[torch_linspace] {len(differing)} of {len(cases)} cases differ from torch.linspace")
+    assert not differing, differing[:5]
+
+
 def test_calculate_shift_and_mu_for_tokens_match_diffusers():
     err = 0.0
     for tok in TOKENS + (1, 99999):
@@ -110,7 +133,8 @@ def _mode_kwargs(mode, cfg, n):
     if mode == "timesteps":
         return None, {"timesteps": np.linspace(1.0, 1 / n, n) * cfg.num_train_timesteps}
     if mode == "both":
-        return n, {"sigmas": np.linspace(1.0, 1 / n, n), "timesteps": np.linspace(0.999, 0.003, n) * cfg.num_train_timesteps}
+        return n, {"sigmas": np.linspace(1.0, 1 / n, n),
+                   "timesteps": np.linspace(0.999, 0.003, n) * cfg.num_train_timesteps}
     raise AssertionError(mode)
 
 

@@ -54,7 +54,8 @@ def test_transformer_skip_layer_modes_match_the_original(files, mode):
     job = {"kind": "transformer", "checkpoint": files[True]["path"],
            "kwargs": {"hidden_states": "@hidden", "encoder_hidden_states": "@text", "encoder_attention_mask": "@mask",
                       "timestep": "@timestep", "skip_layer_mask": "@skip", "skip_layer_strategy": MODES[mode]},
-           "coords": {"latent_frames": frames, "latent_height": height, "latent_width": width, "frame_rate": FRAME_RATE}}
+           "coords": {"latent_frames": frames, "latent_height": height, "latent_width": width,
+                      "frame_rate": FRAME_RATE}}
     out = run_original(job, {"hidden": hidden, "text": text, "mask": mask, "timestep": timestep, "skip": skip})
     module, params = load_transformer(files[True]["path"])
     ours = np.asarray(module.apply({"params": params}, hidden, text, timestep[:, 0] * 1000.0, mask,
@@ -72,7 +73,8 @@ def _arrays(seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {"prompt_embeds": rng.standard_normal((1, TEXT, TINY_TRANSFORMER.caption_channels), dtype=np.float32),
             "prompt_attention_mask": np.array([[1] * 6 + [0] * 2], np.int64),
-            "negative_prompt_embeds": rng.standard_normal((1, TEXT, TINY_TRANSFORMER.caption_channels), dtype=np.float32),
+            "negative_prompt_embeds": rng.standard_normal((1, TEXT, TINY_TRANSFORMER.caption_channels),
+                                                          dtype=np.float32),
             "negative_prompt_attention_mask": np.array([[1] * 3 + [0] * 5], np.int64),
             "noise.latents.0": rng.standard_normal((1, TOKENS, TINY_TRANSFORMER.in_channels), dtype=np.float32)}
 

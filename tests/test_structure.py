@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom to top; a module may import only from its own layer or the ones below.
 LAYERS = [
     ("ltx_jax.configs", "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.sharding", "ltx_jax.programs",
-     "ltx_jax.files", "ltx_jax.interrupts", "ltx_jax.command_line"),
+     "ltx_jax.files", "ltx_jax.interrupts", "ltx_jax.command_line", "ltx_jax.validation", "ltx_jax.requests",
+     "ltx_jax.lazy", "ltx_jax.compilation_cache"),
     ("ltx_jax.models",),
     ("weight_conversion",),
     ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video"),
@@ -87,6 +88,58 @@ def test_import_weight_conversion_does_not_import_the_pipelines():
                            "from ltx_jax import LTXPipeline; print(LTXPipeline.__module__)"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert lazy.returncode == 0 and lazy.stdout.strip() == "ltx_jax.pipelines.text_to_video", lazy.stderr[-2000:]
+
+
+DEFERRAL_MARKS = ("deferred", "cycle")
+
+
+def _imports_in_functions(path: str) -> list[tuple[int, int]]:
+    """(first line, last line) of every import statement inside a function body, in line order."""
+    found = []
+
+    def visit(node, in_function: bool):
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.append((child.lineno, child.end_lineno))
+            visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)))
+
+    visit(ast.parse(open(path).read()), False)
+    return sorted(found)
+
+
+def test_imports_inside_functions_say_why():
+    """Imports go at the top of the module; one inside a function breaks an import cycle or defers a heavy optional
+    dependency (torch, diffusers, imageio, PIL, orbax, transformers, or JAX until the command line's flags are
+    checked), and says so: a comment with "deferred" or "cycle" on its line or the line above. A run of import lines
+    (blank lines between them allowed) is covered by the comment above its first line."""
+    offenders = []
+    for path, _ in _sources():
+        lines = open(path).read().splitlines()
+        covered_until = -1  # last line of the latest import covered by a comment
+        for first, last in _imports_in_functions(path):
+            comments = [line.partition("#")[2] for line in lines[max(first - 2, 0):first]]
+            said = any(mark in comment for comment in comments for mark in DEFERRAL_MARKS)
+            if said or (0 < covered_until < first and not "".join(lines[covered_until:first - 1]).strip()):
+                covered_until = last
+            else:
+                offenders.append(f"{os.path.relpath(path, ROOT)}:{first}: {lines[first - 1].strip()}")
+    files = sorted({o.split(":")[0] for o in offenders})
+    assert not offenders, (f"{len(offenders)} in-function imports without a reason comment in {len(files)} files "
+                           f"({', '.join(files)}):\n" + "\n".join(offenders))
+
+
+def test_the_command_lines_answer_help_and_flag_errors_before_jax_loads():
+    """What the command lines' deferred imports (``# deferred: jax loads only after the flags are checked``) are for:
+    --help and a flag of the wrong kind answer without importing JAX, for generate / check and preprocess / train."""
+    code = ("import contextlib, io, sys\n"
+            "from ltx_jax.__main__ import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    codes = [main(['ltx_jax', *a]) for a in (['--help'], ['generate', '--height', 'x'],\n"
+            "             ['train', '--help'], ['preprocess', '--help'], ['train', '--steps', 'x'])]\n"
+            "print(codes, sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[0, 2, 0, 0, 2] []", out.stdout
 
 
 def test_every_linear_comes_from_the_dense_factory():

@@ -1,4 +1,5 @@
-"""T5 encoder parity with transformers' T5EncoderModel, its loading, and prompt encoding against diffusers' LTX pipelines.
+"""T5 encoder parity with transformers' T5EncoderModel, its loading, and prompt encoding against diffusers' LTX
+pipelines.
 
 Every reference is computed here from transformers / diffusers on tiny random models and a tiny sentencepiece
 tokenizer trained in the test; nothing is downloaded.
@@ -39,7 +40,8 @@ TOL_BF16 = 2e-2  # ours in bf16 against transformers in fp32
 # runs through the exact, log-spaced and saturated bucket ranges; the relu config keeps transformers' defaults.
 TINY_T5 = {
     "gated-gelu": dict(vocab_size=83, d_model=40, d_kv=6, d_ff=57, num_layers=3, num_heads=5,
-                       relative_attention_num_buckets=12, relative_attention_max_distance=24, feed_forward_proj="gated-gelu"),
+                       relative_attention_num_buckets=12, relative_attention_max_distance=24,
+                       feed_forward_proj="gated-gelu"),
     "relu": dict(vocab_size=83, d_model=36, d_kv=7, d_ff=45, num_layers=2, num_heads=3, feed_forward_proj="relu"),
 }
 B, T = 3, 37
@@ -142,7 +144,8 @@ def test_t5_parity_fp32(torch_t5, loaded, name, masked):
     ref = run_torch(torch_t5[name], ids, mask if masked else None)
     ours = run_jax(module, params, ids, mask if masked else None)
     err = rel_err(ours, ref)
-    print(f"\n[t5 fp32 {name} {'masked' if masked else 'unmasked'}] max|ours-ref|/max|ref| = {err:.3e} (tol {TOL_FP32:.0e})")
+    print(f"\n[t5 fp32 {name} {'masked' if masked else 'unmasked'}] max|ours-ref|/max|ref| = {err:.3e} "
+          f"(tol {TOL_FP32:.0e})")
     report(f"t5 fp32 {name} {'masked' if masked else 'unmasked'}", err, TOL_FP32)
     assert ours.shape == ref.shape == (B, T, TINY_T5[name]["d_model"])
     assert err <= TOL_FP32
@@ -244,7 +247,8 @@ def test_layouts_give_identical_outputs(torch_t5, t5_folders, loaded, tmp_path):
     shutil.copytree(t5_folders[name], root / "text_encoder")
     (root / "model_index.json").write_text("{}")
     shared = load_file(os.path.join(t5_folders[name], "model.safetensors"))["shared.weight"]
-    both = _rewrite(t5_folders[name], tmp_path / "both", lambda s: s.update({"encoder.embed_tokens.weight": shared.clone()}))
+    both = _rewrite(t5_folders[name], tmp_path / "both",
+                    lambda s: s.update({"encoder.embed_tokens.weight": shared.clone()}))
     tied_only = _rewrite(t5_folders[name], tmp_path / "tied_only",
                          lambda s: s.update({"encoder.embed_tokens.weight": s.pop("shared.weight")}))
     orbax = tmp_path / "orbax"
@@ -285,16 +289,20 @@ def test_decoder_keys_are_refused_unless_asked(t5_folders, loaded, tmp_path):
 def test_bad_checkpoints_name_the_problem(t5_folders, tmp_path):
     src = t5_folders["gated-gelu"]
     missing = _rewrite(src, tmp_path / "missing", lambda s: s.pop("encoder.block.2.layer.1.DenseReluDense.wi_1.weight"))
-    with pytest.raises(CheckpointError, match=r"missing keys \(1\): \['encoder.block.2.layer.1.DenseReluDense.wi_1.weight'\]"):
+    with pytest.raises(CheckpointError,
+                       match=r"missing keys \(1\): \['encoder.block.2.layer.1.DenseReluDense.wi_1.weight'\]"):
         load_text_encoder(missing)
     no_embedding = _rewrite(src, tmp_path / "no_embedding", lambda s: s.pop("shared.weight"))
     with pytest.raises(CheckpointError, match=r"missing keys \(1\): \['shared.weight'\]"):
         load_text_encoder(no_embedding)
-    extra = _rewrite(src, tmp_path / "extra", lambda s: s.update({"encoder.block.3.layer.0.layer_norm.weight": torch.ones(40)}))
-    with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): \['encoder.block.3.layer.0.layer_norm.weight'\]"):
+    extra = _rewrite(src, tmp_path / "extra",
+                     lambda s: s.update({"encoder.block.3.layer.0.layer_norm.weight": torch.ones(40)}))
+    with pytest.raises(CheckpointError,
+                       match=r"unexpected keys \(1\): \['encoder.block.3.layer.0.layer_norm.weight'\]"):
         load_text_encoder(extra)
     shape = _rewrite(src, tmp_path / "shape", lambda s: s.update({"encoder.final_layer_norm.weight": torch.ones(41)}))
-    with pytest.raises(CheckpointError, match=r"'encoder.final_layer_norm.weight' has shape \(41,\), but the model expects \(40,\)"):
+    with pytest.raises(CheckpointError,
+                       match=r"'encoder.final_layer_norm.weight' has shape \(41,\), but the model expects \(40,\)"):
         load_text_encoder(shape)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_text_encoder(tmp_path / "nowhere")
@@ -401,7 +409,8 @@ def test_prompt_encoding_matches_diffusers(torch_t5, loaded, tokenizer, pipeline
                                  mask_encoder_padding=not mask_encoder_padding)
     other_err = rel_err(np.asarray(other), ref_embeds)
     print(f"\n[t5 prompts {pipeline} T={max_sequence_length}] ids and mask identical; embeddings "
-          f"max|ours-ref|/max|ref| = {err:.3e} (tol {TOL_FP32:.0e}); with the other pipeline's masking: {other_err:.2e}")
+          f"max|ours-ref|/max|ref| = {err:.3e} (tol {TOL_FP32:.0e}); "
+          f"with the other pipeline's masking: {other_err:.2e}")
     report(f"t5 prompt embeddings vs diffusers {pipeline} T={max_sequence_length}", err, TOL_FP32)
     assert err <= TOL_FP32
     assert other_err > 1e-3

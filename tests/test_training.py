@@ -266,6 +266,45 @@ def _write_clips(folder, tiny_root):
         f.write('{"video": "b.mp4", "caption": "clip b, a fox"}\nnot json\n')
 
 
+def test_rope_scale_follows_the_vae_that_encoded_the_data(ours, tmp_path):
+    """RoPE's scale is (temporal ratio / fps, spatial ratio, spatial ratio) of the VAE that encoded the samples, as the
+    pipelines scale it: the loader reads the ratios off what preprocess records (the clip's bucket over its latent
+    grid; all samples must agree), ``train`` hands them to the config, whose defaults are the releases' 8 and 32."""
+    from safetensors.numpy import save_file
+
+    from ltx_jax.sampling import rope_interpolation_scale
+    from ltx_jax.training.data import Loader, vae_ratios
+
+    assert rope_interpolation_scale(FPS, temporal_ratio=8, spatial_ratio=32) == (8 / FPS, 32, 32)
+    assert vae_ratios({"bucket": "96x64x9", "grid": "[2, 2, 3]"}) == (8, 32)
+    assert vae_ratios({"bucket": "128x128x1", "grid": "[1, 2, 2]"}) == (None, 64)  # one frame shows no time ratio
+    assert vae_ratios({"fps": "24"}) == (None, None)  # written by hand, or before preprocess recorded its bucket
+
+    def write(name, bucket):
+        latents, _, embeds, mask, _, _ = batch_arrays()
+        save_file({"latents": latents[0].reshape(*GRID, -1), "prompt_embeds": embeds[0],
+                   "prompt_attention_mask": mask[0].astype(np.int32)}, str(tmp_path / f"{name}.latents.safetensors"),
+                  metadata={"fps": str(FPS), "grid": str(list(GRID)), "bucket": bucket})
+
+    write("a", "96x64x17")  # GRID: 3 latent frames of 2x3
+    write("b", "96x64x17")
+    assert Loader(str(tmp_path), batch_size=1).vae_ratios == (8, 32)
+    write("c", "192x128x33")
+    with pytest.raises(ValueError, match=r"VAEs with different temporal compression \(8x in a.latents.safetensors, "
+                                         r"16x in c.latents.safetensors\)"):
+        Loader(str(tmp_path), batch_size=1)
+
+    batch, key = _clips(), jax.random.PRNGKey(3)
+
+    def loss(**ratios) -> float:  # the same adapter, batch and draws; only RoPE's scale differs
+        trainer = _trainer(ours, **ratios)
+        return float(trainer.loss(trainer.initial, batch, key))
+
+    default = loss()
+    assert default == loss(vae_temporal_ratio=8, vae_spatial_ratio=32)
+    assert default != loss(vae_temporal_ratio=16, vae_spatial_ratio=64)
+
+
 def test_preprocess_train_resume_and_export_from_the_command_line(tmp_path, tiny_reference, caplog):
     """preprocess with bad data (unreadable, uncaptioned, too short, trimmed: each said, the rest kept), train a
     LoRA with checkpoints and a validation video, resume, export; full fine-tuning to an Orbax transformer."""

@@ -52,8 +52,10 @@ def loaded(transformer_checkpoints):
 
 
 CASES = {
-    "grid_scale_2b_24fps": dict(per_token=False, kw=dict(num_frames=F, height=H, width=W, rope_interpolation_scale=(8 / 24, 32, 32))),
-    "grid_scale_25fps_per_token_t": dict(per_token=True, kw=dict(num_frames=F, height=H, width=W, rope_interpolation_scale=(8 / 25, 32, 32))),
+    "grid_scale_2b_24fps": dict(
+        per_token=False, kw=dict(num_frames=F, height=H, width=W, rope_interpolation_scale=(8 / 24, 32, 32))),
+    "grid_scale_25fps_per_token_t": dict(
+        per_token=True, kw=dict(num_frames=F, height=H, width=W, rope_interpolation_scale=(8 / 25, 32, 32))),
     "grid_no_scale": dict(per_token=False, kw=dict(num_frames=F, height=H, width=W)),
 }
 
@@ -138,7 +140,8 @@ def test_full_size_param_count_matches_diffusers(preset):
     ref = sum(p.numel() for p in ref_model.parameters())
     print(f"\n[{preset}] params ours {ours:,} diffusers {ref:,}")
     assert ours == ref
-    assert abstract["transformer_blocks"]["attn1"]["to_q"]["kernel"].shape == (config.num_layers, config.inner_dim, config.inner_dim)
+    assert abstract["transformer_blocks"]["attn1"]["to_q"]["kernel"].shape == (config.num_layers, config.inner_dim,
+                                                                               config.inner_dim)
 
 
 def test_config_roundtrip_and_errors(torch_transformer):

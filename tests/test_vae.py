@@ -64,7 +64,8 @@ def zero_noise_scales_(model: TorchVAE) -> TorchVAE:
 
 
 def write_single_file(model: TorchVAE, cfg: VAEConfig, path, native_config: dict | None) -> str:
-    """A Lightricks-style file: native VAE names under ``vae.``, dropped statistics, a transformer key, config metadata."""
+    """A Lightricks-style file: native VAE names under ``vae.``, dropped statistics, a transformer key, config
+    metadata."""
     to_native = native_key_function(cfg)
     tensors = {to_native(k): v.contiguous() for k, v in model.state_dict().items()}
     latent = cfg.latent_channels
@@ -116,7 +117,8 @@ def decode_ours(entry, z: np.ndarray, tiling=None, key=None) -> np.ndarray:
 
 
 def latents(cfg: VAEConfig, frames: int, height: int = 2, width: int = 3, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((BATCH, frames, height, width, cfg.latent_channels)).astype(np.float32)
+    return np.random.default_rng(seed).standard_normal(
+        (BATCH, frames, height, width, cfg.latent_channels)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------------ parity
@@ -346,11 +348,13 @@ def test_pipeline_root_folder(vaes, reference_outputs, tmp_path):
 
 def test_bf16_decode_as_close_as_diffusers_bf16(vaes, reference_outputs):
     """bf16 params and activations (norms in float32). Random tiny VAEs amplify rounding far more than trained ones
-    (rounding the weights alone moves the output by ~1%), so the bound is diffusers' own bf16 error on the same model."""
+    (rounding the weights alone moves the output by ~1%), so the bound is diffusers' own bf16 error on the same
+    model."""
     entry = vaes["0.9.5"]
     module, params = load_vae(entry["folder"], dtype=jnp.bfloat16)
     z = latents(module.config, 2, seed=21)
-    out = jax.jit(functools.partial(module.apply, method="decode"))({"params": params}, jnp.asarray(z), jnp.asarray(TIMESTEP))
+    out = jax.jit(functools.partial(module.apply, method="decode"))({"params": params}, jnp.asarray(z),
+                                                                    jnp.asarray(TIMESTEP))
     assert out.dtype == jnp.bfloat16
     err = rel_err(np.asarray(out, np.float32), reference_outputs["0.9.5"])
     model16 = copy.deepcopy(entry["torch"]).to(torch.bfloat16)
@@ -441,8 +445,10 @@ def test_extra_key_is_named(vaes, tmp_path):
 
 def test_wrong_shape_names_key_and_both_shapes(vaes, tmp_path):
     key = "encoder.conv_out.conv.weight"
-    folder = _edited_folder(vaes["0.9.0"]["folder"], tmp_path / "s", lambda s: s.update({key: torch.zeros(9, 20, 3, 3, 3)}))
-    with pytest.raises(CheckpointError, match=rf"'{key}' has shape \(9, 20, 3, 3, 3\), but the model expects \(8, 20, 3, 3, 3\)"):
+    folder = _edited_folder(vaes["0.9.0"]["folder"], tmp_path / "s",
+                            lambda s: s.update({key: torch.zeros(9, 20, 3, 3, 3)}))
+    with pytest.raises(CheckpointError,
+                       match=rf"'{key}' has shape \(9, 20, 3, 3, 3\), but the model expects \(8, 20, 3, 3, 3\)"):
         load_vae(folder)
 
 

@@ -29,7 +29,8 @@ def forward(module, params, seed=0):
     hidden = jnp.asarray(rng.standard_normal((B, F * H * W, cfg.in_channels)), jnp.float32)
     text = jnp.asarray(rng.standard_normal((B, T, cfg.caption_channels)), jnp.float32)
     mask = jnp.asarray([[1, 1, 1, 0, 0]])
-    return np.asarray(module.apply({"params": params}, hidden, text, jnp.asarray([500.0]), mask, num_frames=F, height=H, width=W))
+    return np.asarray(module.apply({"params": params}, hidden, text, jnp.asarray([500.0]), mask,
+                                   num_frames=F, height=H, width=W))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_single_file_config_inferred_from_shapes(tmp_path):
                                         cross_attention_dim=64, num_layers=2, caption_channels=7), seed=3)
     path = write_single_file(model, str(tmp_path / "noconfig.safetensors"), with_config=False)
     module, params = load_transformer(path)
-    assert module.config == TransformerConfig(**{k: v for k, v in dict(model.config).items() if k in TransformerConfig.__dataclass_fields__})
+    assert module.config == TransformerConfig(**{k: v for k, v in dict(model.config).items()
+                                                 if k in TransformerConfig.__dataclass_fields__})
     # The same weights through a diffusers folder with its config.json give the same outputs.
     folder = tmp_path / "with_config"
     model.save_pretrained(folder)
@@ -111,20 +113,24 @@ def _edited_folder(src, dst, edit):
 
 
 def test_missing_key_is_named(transformer_checkpoints, tmp_path):
-    folder = _edited_folder(transformer_checkpoints["diffusers"], tmp_path / "m", lambda s: s.pop("transformer_blocks.1.attn2.to_k.bias"))
+    folder = _edited_folder(transformer_checkpoints["diffusers"], tmp_path / "m",
+                            lambda s: s.pop("transformer_blocks.1.attn2.to_k.bias"))
     with pytest.raises(CheckpointError, match=r"missing keys \(1\): \['transformer_blocks.1.attn2.to_k.bias'\]"):
         load_transformer(folder)
 
 
 def test_extra_key_is_named(transformer_checkpoints, tmp_path):
-    folder = _edited_folder(transformer_checkpoints["diffusers"], tmp_path / "e", lambda s: s.update({"transformer_blocks.3.ff.net.2.bias": torch.zeros(16)}))
+    folder = _edited_folder(transformer_checkpoints["diffusers"], tmp_path / "e",
+                            lambda s: s.update({"transformer_blocks.3.ff.net.2.bias": torch.zeros(16)}))
     with pytest.raises(CheckpointError, match=r"unexpected keys \(1\): \['transformer_blocks.3.ff.net.2.bias'\]"):
         load_transformer(folder)
 
 
 def test_wrong_shape_names_key_and_both_shapes(transformer_checkpoints, tmp_path):
-    folder = _edited_folder(transformer_checkpoints["diffusers"], tmp_path / "s", lambda s: s.update({"proj_out.weight": torch.zeros(8, 16)}))
-    with pytest.raises(CheckpointError, match=r"'proj_out.weight' has shape \(8, 16\), but the model expects \(7, 16\)"):
+    folder = _edited_folder(transformer_checkpoints["diffusers"], tmp_path / "s",
+                            lambda s: s.update({"proj_out.weight": torch.zeros(8, 16)}))
+    with pytest.raises(CheckpointError,
+                       match=r"'proj_out.weight' has shape \(8, 16\), but the model expects \(7, 16\)"):
         load_transformer(folder)
 
 

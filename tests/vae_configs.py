@@ -97,16 +97,17 @@ NATIVE = {
 }
 for _native in NATIVE.values():
     _native.update({"_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
-                    "norm_layer": "pixel_norm", "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False})
+                    "norm_layer": "pixel_norm", "latent_log_var": "uniform", "use_quant_conv": False,
+                    "causal_decoder": False})
 
 # Lightricks' configs of the released VAEs (0.9.0 / 0.9.1 as in diffusers' conversion script, 0.9.5 as shipped).
 _RELEASED_090_BLOCKS = [
     ["res_x", 4], ["compress_all", 1], ["res_x_y", 1], ["res_x", 3], ["compress_all", 1], ["res_x_y", 1],
     ["res_x", 3], ["compress_all", 1], ["res_x", 3], ["res_x", 4],
 ]
-_COMMON = {"_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
-           "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4, "latent_log_var": "uniform",
-           "use_quant_conv": False, "causal_decoder": False}
+_COMMON = {"_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
+           "latent_channels": 128, "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4,
+           "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False}
 RELEASED_NATIVE = {
     "ltx-video-0.9.0": {**_COMMON, "blocks": _RELEASED_090_BLOCKS},
     "ltx-video-0.9.1": {

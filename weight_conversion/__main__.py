@@ -26,7 +26,10 @@ import traceback
 import jax
 import jax.numpy as jnp
 
+from ltx_jax.configs import T5Config
 from ltx_jax.files import check_creatable, check_free_space
+from weight_conversion import latent_upsampler, t5, transformer, vae
+from weight_conversion.common import folder_config, read_config
 
 COMPONENTS = ("transformer", "vae", "text_encoder", "latent_upsampler")
 QUANTIZABLE = ("transformer", "text_encoder")
@@ -34,8 +37,6 @@ QUANTIZABLE = ("transformer", "text_encoder")
 
 def _functions(component: str):
     """(read the config, load, save) of a component, looked up when called."""
-    from weight_conversion import latent_upsampler, t5, transformer, vae
-
     return {
         "transformer": (transformer.read_transformer_config, transformer.load_transformer,
                         transformer.save_transformer_orbax),
@@ -48,9 +49,6 @@ def _functions(component: str):
 
 def _read_text_encoder_config(path: str):
     """T5's config without its weights: the Orbax marker or the folder's config.json (T5 has no single-file form)."""
-    from ltx_jax.configs import T5Config
-    from weight_conversion.common import folder_config, read_config
-
     return read_config(path, "text_encoder", T5Config, "transformers text_encoder",
                        lambda _, file: folder_config(os.path.dirname(os.path.abspath(file)), T5Config,
                                                      "transformers text_encoder"))

@@ -27,6 +27,7 @@ import os
 import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 
 from weight_conversion.mapping import Path, flatten, unflatten
@@ -187,7 +188,8 @@ class LoraTarget:
     out_features: int
 
 
-def lora_targets(abstract: Mapping, torch_key: Callable[[Path], str], scanned: Mapping[str, int]) -> dict[str, LoraTarget]:
+def lora_targets(abstract: Mapping, torch_key: Callable[[Path], str],
+                 scanned: Mapping[str, int]) -> dict[str, LoraTarget]:
     """torch module name -> target, for every Dense kernel of a (possibly abstract) param tree; ``scanned`` maps the
     scanned top-level name to its layer count (``torch_key`` puts ``{i}`` where the layer goes)."""
     out = {}
@@ -282,8 +284,6 @@ def kernel_deltas(adapters: Sequence[tuple[LoraAdapter, float]], component: str,
 def fuse(params: Mapping, deltas: Mapping[Path, np.ndarray], sign: float = 1.0) -> dict:
     """``params`` with ``sign * delta`` added to each kernel of ``deltas`` (in float32, cast back to the kernel's
     dtype); quantized kernels refuse (fuse those at load: ``load_transformer(..., lora=...)``)."""
-    import jax.numpy as jnp
-
     flat = dict(flatten(params))
     for path, delta in deltas.items():
         kernel = flat[path]

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from ltx_jax import interrupts
 from weight_conversion import quantize
@@ -169,7 +170,8 @@ def convert(
     flat_abstract = flatten(abstract_params)
     targets = {r.target for r in rules} | {r.scale_target for r in rules if r.scale_target is not None}
     if targets != set(flat_abstract):
-        raise AssertionError(f"conversion table for {what} does not match the model: {sorted(targets ^ set(flat_abstract))}")
+        raise AssertionError(f"conversion table for {what} does not match the model: "
+                             f"{sorted(targets ^ set(flat_abstract))}")
 
     needed = [k for r in rules for k in r.sources]
     available = set(source)
@@ -265,8 +267,6 @@ class _Placement:
 
 def _layer_sharding(sharding):
     """The sharding of one layer of a stacked param (its leading "layers" axis dropped)."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
     return NamedSharding(sharding.mesh, PartitionSpec(*tuple(sharding.spec)[1:]))
 
 

@@ -64,7 +64,7 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
     (``ltx_jax.files.atomic_dir``): a failed or interrupted write (a full disk, Ctrl-C) leaves nothing, and raises an
     ``OSError`` of one line. An existing ``path`` raises ``ValueError`` unless ``overwrite`` (then the old checkpoint
     is replaced only once the new one is complete)."""
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes a second to import; only Orbax folders need it
 
     path = os.path.abspath(os.fspath(path))
     if os.path.lexists(path) and not overwrite:
@@ -83,7 +83,7 @@ def restore(path: str | os.PathLike, component: str, abstract_params: Any, shard
     """Restores params saved by ``save``, checking every path and shape against ``abstract_params``, in its dtypes
     (those of the module built to load them); ``shardings``: a tree of ``jax.sharding.Sharding`` like it, each
     param read straight onto its shards."""
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes a second to import; only Orbax folders need it
 
     path = os.path.abspath(os.fspath(path))
     marker = read_marker(path)

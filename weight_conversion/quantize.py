@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax
 import ml_dtypes
 import numpy as np
 
@@ -79,8 +80,6 @@ def quantize_params(params: Mapping[str, Any], abstract: Mapping[str, Any]) -> d
     Kernels whose abstract dtype is int8 / float8_e4m3fn are quantized one layer at a time on the host (leading
     axes are scanned layers) and get their ``kernel_scale``; every other leaf is kept as it is.
     """
-    import jax
-
     out = {}
     for name, target in abstract.items():
         if isinstance(target, Mapping):

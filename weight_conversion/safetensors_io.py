@@ -60,7 +60,8 @@ class SafetensorsFile:
         size = os.fstat(self._file.fileno()).st_size
         raw = self._file.read(8)
         if len(raw) < 8:
-            raise CheckpointError(f"{self.path} is not a safetensors file: it is {size} bytes long, too short for a header.")
+            raise CheckpointError(f"{self.path} is not a safetensors file: it is {size} bytes long, "
+                                  "too short for a header.")
         (header_len,) = struct.unpack("<Q", raw)
         if header_len > min(size - 8, _MAX_HEADER_BYTES):
             raise CheckpointError(
@@ -181,7 +182,8 @@ def open_safetensors(path: str | os.PathLike) -> TensorSource:
         files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
         if not files:
             others = sorted(f for f in os.listdir(path) if f.endswith((".bin", ".pt", ".pth", ".ckpt")))
-            hint = f" It holds {others}: pickled checkpoints are never loaded; convert them to safetensors." if others else ""
+            hint = (f" It holds {others}: pickled checkpoints are never loaded; convert them to safetensors."
+                    if others else "")
             raise CheckpointError(f"No .safetensors file in {path}.{hint}")
         if len(files) > 1:
             raise CheckpointError(

@@ -42,7 +42,8 @@ _LIST_NAME = re.compile(r"^(down_blocks|up_blocks|resnets|downsamplers|upsampler
 
 
 def torch_key(path: Path) -> str:
-    """Flax param path -> diffusers state-dict key (``down_blocks_0/resnets_1/conv1/conv/kernel`` -> ``...conv.weight``)."""
+    """Flax param path -> diffusers state-dict key (``down_blocks_0/resnets_1/conv1/conv/kernel`` ->
+    ``...conv.weight``)."""
     names = [_LIST_NAME.sub(r"\1.\2", p) for p in path[:-1]]
     leaf = "weight" if path[-1] == "kernel" else path[-1]
     return ".".join(names + [leaf])
@@ -151,7 +152,8 @@ def _encoder_fields(blocks_desc, base: int) -> dict:
             width *= params.get("multiplier", 2)
             group["out"], group["conv_out"] = width, True
         else:
-            raise CheckpointError(f"native VAE encoder block {name!r} here has no diffusers AutoencoderKLLTXVideo equivalent.")
+            raise CheckpointError(f"native VAE encoder block {name!r} here has no diffusers "
+                                  "AutoencoderKLLTXVideo equivalent.")
     mid = groups.pop()
     if mid["down"] is not None or mid["conv_out"]:
         raise CheckpointError("native VAE encoder must end with a 'res_x' mid block.")
@@ -201,13 +203,15 @@ def _decoder_fields(blocks_desc, base: int) -> dict:
             groups.append({**current, "layers": params["num_layers"], "noise": bool(params.get("inject_noise", False))})
             current = {}
         else:
-            raise CheckpointError(f"native VAE decoder block {name!r} here has no diffusers AutoencoderKLLTXVideo equivalent.")
+            raise CheckpointError(f"native VAE decoder block {name!r} here has no diffusers "
+                                  "AutoencoderKLLTXVideo equivalent.")
     if current:
         raise CheckpointError("native VAE decoder: every up block must end with a 'res_x' block.")
     for g in groups:
         if g.get("conv_in") and g.get("up", (1, False))[0] != 1:
             raise CheckpointError(
-                "native VAE decoder: a width-changing resnet before a channel-reducing upsampler has no diffusers equivalent."
+                "native VAE decoder: a width-changing resnet before a channel-reducing upsampler has no diffusers "
+                "equivalent."
             )
     rev = lambda xs: tuple(reversed(xs))  # noqa: E731
     return {
@@ -228,10 +232,12 @@ def config_from_native(native: dict) -> VAEConfig | None:
     decoder_blocks = native.get("decoder_blocks", native.get("blocks"))
     if encoder_blocks is None or decoder_blocks is None:
         return None
-    checks = {"dims": (3, [3], (3,)), "latent_log_var": ("uniform",), "use_quant_conv": (False,), "norm_layer": ("pixel_norm",)}
+    checks = {"dims": (3, [3], (3,)), "latent_log_var": ("uniform",), "use_quant_conv": (False,),
+              "norm_layer": ("pixel_norm",)}
     for field, allowed in checks.items():
         if field in native and native[field] not in allowed:
-            raise CheckpointError(f"native VAE config has {field}={native[field]!r}; LTX-Video VAEs use {allowed[0]!r}.")
+            raise CheckpointError(f"native VAE config has {field}={native[field]!r}; "
+                                  f"LTX-Video VAEs use {allowed[0]!r}.")
     if native.get("spatial_padding_mode", "zeros") != "zeros":
         raise CheckpointError(
             f"native VAE config has spatial_padding_mode={native['spatial_padding_mode']!r}; only 'zeros' is supported."
@@ -266,14 +272,16 @@ def infer_native_config(shapes: dict[str, tuple[int, ...]]) -> dict:
     """
     def need(key):
         if key not in shapes:
-            raise CheckpointError(f"Cannot infer the VAE config: tensor vae.{key} is missing. Pass config=VAEConfig(...).")
+            raise CheckpointError(f"Cannot infer the VAE config: tensor vae.{key} is missing. "
+                                  "Pass config=VAEConfig(...).")
         return shapes[key]
 
     def indices(part, group):
         return sorted({int(m.group(1)) for k in shapes if (m := re.match(rf"{part}\.{group}\.(\d+)\.", k))})
 
     def res_layers(prefix):
-        return 1 + max(int(m.group(1)) for k in shapes if (m := re.match(rf"{re.escape(prefix)}res_blocks\.(\d+)\.", k)))
+        return 1 + max(int(m.group(1)) for k in shapes
+                       if (m := re.match(rf"{re.escape(prefix)}res_blocks\.(\d+)\.", k)))
 
     conv_in = need("encoder.conv_in.conv.weight")  # [C0, 3 p p, 3, 3, 3]
     patch = int(round((conv_in[1] / 3) ** 0.5))
@@ -309,7 +317,8 @@ def infer_native_config(shapes: dict[str, tuple[int, ...]]) -> dict:
     for n in indices("decoder", "up_blocks"):
         p = f"decoder.up_blocks.{n}."
         if p + "res_blocks.0.conv1.conv.weight" in shapes:
-            dec.append(["res_x", {"num_layers": res_layers(p), "inject_noise": p + "res_blocks.0.per_channel_scale1" in shapes}])
+            dec.append(["res_x", {"num_layers": res_layers(p),
+                                  "inject_noise": p + "res_blocks.0.per_channel_scale1" in shapes}])
         elif p + "conv1.conv.weight" in shapes:
             out_c, in_c = shapes[p + "conv1.conv.weight"][:2]
             dec.append(["res_x_y", {"multiplier": in_c // out_c}])

@@ -50,6 +50,7 @@ class Context:
             reason = "--no-torch"
         else:
             try:
+                # deferred: torch (the reference) is optional, loaded only where used
                 import torch
             except Exception as e:  # noqa: BLE001
                 reason = f"torch not importable: {short_error(e)}"
@@ -65,6 +66,7 @@ class Context:
         if reason is not None:
             self.rec.skip(what, reason)
             return None
+        # deferred: torch (the reference) is optional, loaded only where used
         import torch
 
         return torch

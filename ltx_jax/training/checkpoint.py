@@ -34,7 +34,7 @@ def latest_checkpoint(output: str) -> str | None:
 
 def save_checkpoint(output: str, state, config, keep: int = 2) -> str:
     """Writes ``state`` (a ``TrainState``) at its step; keeps the newest ``keep`` checkpoints. Returns the path."""
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes a second to import; only a save or restore needs it
 
     step = int(jax.device_get(state.step))
     folder = checkpoint_dir(output)
@@ -55,7 +55,7 @@ def save_checkpoint(output: str, state, config, keep: int = 2) -> str:
 def restore_checkpoint(path: str, like):
     """The ``TrainState`` saved at ``path``, with the structure, dtypes and shardings of ``like`` (a fresh
     ``Trainer.init_state()``)."""
-    import orbax.checkpoint as ocp
+    import orbax.checkpoint as ocp  # deferred: orbax takes a second to import; only a save or restore needs it
 
     target = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), like)

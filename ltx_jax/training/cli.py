@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
 
 from absl import flags
+from tqdm import tqdm
 
 from ltx_jax import interrupts
+from ltx_jax import validation as v
 from ltx_jax.command_line import gnu_booleans
+from ltx_jax.video import write_video
 
 logger = logging.getLogger("ltx_jax")
 FLAGS = flags.FlagValues()
@@ -78,10 +82,8 @@ MAX_BATCH = 1024
 
 
 def _check_numbers() -> None:
-    """Every numeric flag within its range (the generation bounds of ``pipelines.validation`` where they are the
+    """Every numeric flag within its range (the generation bounds of ``ltx_jax.validation`` where they are the
     same quantity), before anything is read or loaded: one line naming the flag."""
-    from ltx_jax.pipelines import validation as v
-
     ints = {"max_sequence_length": (1, v.MAX_SEQUENCE_LENGTH), "lora_rank": (1, MAX_LORA_RANK),
             "steps": (1, v.MAX_STEPS), "warmup_steps": (0, v.MAX_STEPS), "batch_size": (1, MAX_BATCH),
             "gradient_accumulation_steps": (1, MAX_BATCH), "checkpoint_every": (1, v.MAX_STEPS),
@@ -103,12 +105,13 @@ def _require(*names):
 
 
 def _dtype() -> str:
-    import jax
+    import jax  # deferred: jax loads only after the flags are checked
 
     return FLAGS.dtype or ("bfloat16" if jax.default_backend() == "gpu" else "float32")
 
 
 def preprocess_command() -> int:
+    # deferred: jax loads only after the flags are checked
     from ltx_jax.pipelines import LTXPipeline
     from ltx_jax.training.data import find_clips, parse_buckets, preprocess
 
@@ -135,25 +138,30 @@ def preprocess_command() -> int:
 
 
 def train_command() -> int:
+    # deferred: jax loads only after the flags are checked
     import jax
-    from tqdm import tqdm
 
     from ltx_jax.training import Trainer, TrainConfig, export_lora, latest_checkpoint, restore_checkpoint
     from ltx_jax.training.checkpoint import save_checkpoint
     from ltx_jax.training.data import Loader
     from ltx_jax.training.step import lora_export_args
     from weight_conversion import load_transformer
+    from weight_conversion.transformer import save_transformer_orbax
 
     _require("data", "model", "output")
     _check_numbers()
     dtype = _dtype()
+    loader = Loader(FLAGS.data, FLAGS.batch_size, seed=FLAGS.seed)  # no data: fails before the model loads
+    # RoPE's scale follows the VAE that encoded the data (the releases' where the samples do not show it)
+    vae_ratios = {name: ratio for name, ratio in zip(("vae_temporal_ratio", "vae_spatial_ratio"), loader.vae_ratios)
+                  if ratio is not None}
     config = TrainConfig(mode=FLAGS.mode, lora_rank=FLAGS.lora_rank, lora_alpha=FLAGS.lora_alpha or FLAGS.lora_rank,
                          lora_targets=tuple(FLAGS.lora_targets), learning_rate=FLAGS.learning_rate,
                          warmup_steps=min(FLAGS.warmup_steps, FLAGS.steps), steps=FLAGS.steps,
-                         max_grad_norm=FLAGS.max_grad_norm, gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+                         max_grad_norm=FLAGS.max_grad_norm,
+                         gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
                          sigma_sampler=FLAGS.sigma_sampler, first_frame_conditioning_p=FLAGS.first_frame_conditioning_p,
-                         compute_dtype=dtype, remat=FLAGS.remat, remat_policy=FLAGS.remat_policy)
-    loader = Loader(FLAGS.data, FLAGS.batch_size, seed=FLAGS.seed)  # no data: fails before the model loads
+                         compute_dtype=dtype, remat=FLAGS.remat, remat_policy=FLAGS.remat_policy, **vae_ratios)
     resume = latest_checkpoint(FLAGS.output)
     if resume:
         _check_resumable(resume, config)
@@ -206,12 +214,8 @@ def train_command() -> int:
                         **lora_export_args(config))
         print(f"step {step}: checkpoint {path}; LoRA in {os.path.join(FLAGS.output, 'lora')}")
     else:
-        from weight_conversion.transformer import save_transformer_orbax
-
         target = os.path.join(FLAGS.output, "transformer")
         if os.path.exists(target):
-            import shutil
-
             shutil.rmtree(target)
         save_transformer_orbax(module.clone(dtype="float32", param_dtype="float32"), state.trainable, target)
         print(f"step {step}: checkpoint {path}; transformer in {target}")
@@ -223,7 +227,7 @@ SHAPING = ("mode", "lora_rank", "lora_targets", "gradient_accumulation_steps")
 
 
 def _check_resumable(path: str, config) -> None:
-    from ltx_jax.training.checkpoint import read_run
+    from ltx_jax.training.checkpoint import read_run  # deferred: jax loads only after the flags are checked
 
     saved = read_run(path)["config"]
     differ = [f"--{k} {saved[k]!r} there, {getattr(config, k)!r} now" for k in SHAPING
@@ -237,8 +241,8 @@ class _Validation:
     """Renders ``--validation_prompt`` with the weights being trained."""
 
     def __init__(self, trainer, dtype: str):
+        # deferred: jax loads only after the flags are checked
         from ltx_jax.pipelines import LTXPipeline
-
         from ltx_jax.training.data import Bucket
 
         self.trainer = trainer
@@ -247,12 +251,12 @@ class _Validation:
                                                 progress=False)
 
     def render(self, state, step: int) -> None:
+        # deferred: jax loads only after the flags are checked
         import jax
         import jax.numpy as jnp
 
         from ltx_jax.training import export_lora
         from ltx_jax.training.step import lora_export_args
-        from ltx_jax.video import write_video
 
         pipe, config = self.pipe, self.trainer.config
         pipe.unload_lora_weights()
@@ -284,5 +288,5 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"unexpected arguments {' '.join(rest[1:])}")
         return COMMANDS[argv[1]]()
     except (flags.Error, ValueError) as e:
-        print(f"error: {e}", file=__import__("sys").stderr)
+        print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,11 +19,19 @@ import logging
 import os
 import queue
 import threading
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
+import jax
 import numpy as np
+from safetensors.numpy import save_file
+from tqdm import tqdm
 
 from ltx_jax.files import atomic_file
+from ltx_jax.pipelines.conditioning import resize_bilinear
+from ltx_jax.sampling.latents import pack_latents
+from ltx_jax.training.step import Batch
+from ltx_jax.video import read_video
+from weight_conversion.safetensors_io import CheckpointError, SafetensorsFile
 
 logger = logging.getLogger("ltx_jax")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".gif", ".mkv", ".avi")
@@ -99,8 +107,6 @@ def choose_bucket(frames: int, height: int, width: int, buckets: Sequence[Bucket
 def fit_clip(video: np.ndarray, bucket: Bucket) -> np.ndarray:
     """uint8 [F, H, W, 3] -> float32 [bucket.frames, bucket.height, bucket.width, 3] in [-1, 1]: the first frames,
     center-cropped to the bucket's aspect ratio, resized bilinearly."""
-    from ltx_jax.pipelines.conditioning import resize_bilinear
-
     clip = video[: bucket.frames].astype(np.float32) / 127.5 - 1.0
     _, h, w, _ = clip.shape
     target = bucket.width / bucket.height
@@ -119,11 +125,6 @@ def preprocess(pipe, folder: str, output: str, buckets: Sequence[Bucket], *, fps
     (latents [F', H', W', C] normalised, prompt_embeds [T, E], prompt_attention_mask [T], and the grid, fps and
     caption in the metadata). Each file is written atomically; a clip that cannot be read or is too short for every
     bucket is reported and skipped, and the rest go on. Returns {"written": [...], "skipped": [...]}."""
-    import jax
-    from safetensors.numpy import save_file
-
-    from ltx_jax.video import read_video
-
     clips, problems = find_clips(folder)
     os.makedirs(output, exist_ok=True)
     written = []
@@ -164,8 +165,6 @@ def preprocess(pipe, folder: str, output: str, buckets: Sequence[Bucket], *, fps
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, disable=not enabled, unit="clip")
 
 
@@ -184,8 +183,6 @@ SAMPLE_TENSORS = {"latents": "[F', H', W', C]", "prompt_embeds": "[T, E]", "prom
 def _open_sample(path: str):
     """A preprocessed sample's ``SafetensorsFile``, checked to be one of ours (the three tensors with their ranks, the
     embeddings and mask of one length, a numeric fps); else a ValueError that names the file and what it lacks."""
-    from weight_conversion.safetensors_io import CheckpointError, SafetensorsFile
-
     fix = "remove it from the folder, or write it again with `python -m ltx_jax preprocess`"
     try:
         f = SafetensorsFile(path)
@@ -214,6 +211,18 @@ def _open_sample(path: str):
     return f
 
 
+def vae_ratios(metadata: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """(temporal, spatial) compression of the VAE that encoded a sample: its clip's size (the ``bucket`` preprocess
+    records, WxHxF) over its latent grid (``grid``, [F', H', W']); None where the sample does not show it (no such
+    metadata; one latent frame shows no temporal ratio, and RoPE needs none there: its only frame position is 0)."""
+    try:
+        bucket = Bucket.parse(metadata["bucket"])
+        frames, height, _ = json.loads(metadata["grid"])
+    except (KeyError, ValueError, TypeError):
+        return None, None
+    return ((bucket.frames - 1) // (frames - 1) if frames > 1 else None), bucket.height // height
+
+
 def read_sample(path: str) -> Sample:
     f = _open_sample(path)
     try:
@@ -238,12 +247,23 @@ class Loader:
             raise ValueError(f"batch_size={batch_size} must be >= 1.")
         self.batch_size, self.seed, self.prefetch = batch_size, seed, prefetch
         groups: dict[tuple, list[str]] = {}
+        ratios: list[dict[int, str]] = [{}, {}]  # (temporal, spatial) ratio -> a file that shows it
         for path in self.files:  # each file's header checked: a file that is not a sample fails here, by name
             f = _open_sample(path)
             shape = f.shape("latents") + f.shape("prompt_embeds")
+            for seen, ratio in zip(ratios, vae_ratios(f.metadata)):
+                if ratio is not None:
+                    seen.setdefault(ratio, path)
             f.close()
             groups.setdefault(shape, []).append(path)
         self.groups = [groups[k] for k in sorted(groups)]
+        for axis, seen in zip(("temporal", "spatial"), ratios):
+            if len(seen) > 1:
+                raise ValueError(f"{folder} holds latents of VAEs with different {axis} compression ("
+                                 + ", ".join(f"{r}x in {os.path.basename(p)}" for r, p in sorted(seen.items()))
+                                 + "); train on the samples of one VAE.")
+        #: (temporal, spatial) compression of the VAE that encoded the samples (``vae_ratios``); None: not shown.
+        self.vae_ratios = tuple(next(iter(seen), None) for seen in ratios)
 
     def epoch(self, number: int) -> list[list[str]]:
         """The batches (lists of files) of one epoch, in order."""
@@ -263,10 +283,6 @@ class Loader:
 
     def batches(self, start: int = 0):
         """Iterator of ``training.step.Batch`` (numpy arrays), from batch number ``start``; reads ahead."""
-        from ltx_jax.sampling.latents import pack_latents
-
-        from ltx_jax.training.step import Batch
-
         def build(files):
             samples = [read_sample(f) for f in files]
             latents = np.stack([s.latents for s in samples])  # [B, F, H, W, C]

@@ -16,8 +16,12 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from safetensors.numpy import save_file
 
 from ltx_jax.files import atomic_file
+from weight_conversion.lora import lora_targets
+from weight_conversion.mapping import flatten, unflatten
+from weight_conversion.transformer import torch_key
 
 # LTX-Video-Trainer's default targets: the attention projections of both attentions of every block.
 DEFAULT_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
@@ -25,9 +29,6 @@ FORMATS = ("diffusers", "comfyui")
 
 
 def _targets(params: Mapping, num_layers: int) -> dict:
-    from weight_conversion.lora import lora_targets
-    from weight_conversion.transformer import torch_key
-
     return lora_targets(params, torch_key, {"transformer_blocks": num_layers})
 
 
@@ -45,8 +46,6 @@ def init_lora(model, params: Mapping, key: jax.Array, *, rank: int, alpha: float
     """
     if rank < 1 or alpha <= 0:
         raise ValueError(f"rank={rank}, alpha={alpha}: the rank must be >= 1 and alpha > 0.")
-    from weight_conversion.mapping import unflatten
-
     targets = _targets(params, model.config.num_layers)
     chosen = {n: t for n, t in targets.items() if _matches(n, target_modules)}
     if not chosen:
@@ -59,9 +58,9 @@ def init_lora(model, params: Mapping, key: jax.Array, *, rank: int, alpha: float
     for i, (path, target) in enumerate(sorted(by_path.items())):
         lead = (target.layers,) if target.layers else ()
         bound = 1.0 / np.sqrt(target.in_features)
-        a = jax.random.uniform(jax.random.fold_in(key, i), lead + (target.in_features, rank), jnp.float32,
-                               -bound, bound)
-        trainable[path + ("a",)] = a
+        down = jax.random.uniform(jax.random.fold_in(key, i), lead + (target.in_features, rank), jnp.float32,
+                                  -bound, bound)  # A: in -> rank
+        trainable[path + ("a",)] = down
         trainable[path + ("b",)] = jnp.zeros(lead + (rank, target.out_features), jnp.float32)
         fixed[path + ("scale",)] = jnp.full(lead + (rank,), alpha / rank, jnp.float32)
     return unflatten(trainable), unflatten(fixed)
@@ -69,46 +68,40 @@ def init_lora(model, params: Mapping, key: jax.Array, *, rank: int, alpha: float
 
 def merge_lora(trainable: Mapping, fixed: Mapping, dtype: Any = jnp.float32) -> dict:
     """The ``"lora"`` collection from the two halves (cast to the compute dtype)."""
-    from weight_conversion.mapping import flatten, unflatten
-
     flat = {p: v.astype(dtype) for p, v in {**flatten(trainable), **flatten(fixed)}.items()}
     return unflatten(flat)
 
 
 def _module_names(path: tuple[str, ...], layers: int | None) -> list[str]:
-    from weight_conversion.transformer import torch_key
-
     name = torch_key(path + ("kernel",))[: -len(".weight")]
     return [name.format(i=i) for i in range(layers)] if layers else [name]
 
 
 def export_lora(trainable: Mapping, fixed: Mapping, path: str | os.PathLike, *, rank: int, alpha: float,
                 target_modules: Sequence[str] = DEFAULT_TARGETS, format: str = "diffusers") -> str:
-    """Writes the adapter as a safetensors file (atomically, replacing an earlier export; the umask's permissions): ``format="diffusers"`` (diffusers' / PEFT's
-    ``transformer.<module>.lora_A.weight`` [r, in] / ``lora_B.weight`` [out, r], the adapter config in the
-    ``lora_adapter_metadata`` entry as diffusers' ``save_lora_weights`` writes it) or ``"comfyui"``
-    (``diffusion_model.<native module>.lora_A/B.weight`` and ``.alpha``). Returns the path."""
-    from safetensors.numpy import save_file
-
-    from weight_conversion.mapping import flatten
-
+    """Writes the adapter as a safetensors file (atomically, replacing an earlier export; the umask's permissions):
+    ``format="diffusers"`` (diffusers' / PEFT's ``transformer.<module>.lora_A.weight`` [r, in] / ``lora_B.weight``
+    [out, r], the adapter config in the ``lora_adapter_metadata`` entry as diffusers' ``save_lora_weights`` writes
+    it) or ``"comfyui"`` (``diffusion_model.<native module>.lora_A/B.weight`` and ``.alpha``). Returns the path."""
     if format not in FORMATS:
         raise ValueError(f"format={format!r}; use one of {FORMATS}.")
     path = os.fspath(path)
     tensors, flat = {}, flatten(trainable)
     for p in sorted({p[:-1] for p in flat}):
-        a, b = np.asarray(flat[p + ("a",)], np.float32), np.asarray(flat[p + ("b",)], np.float32)
-        layers = a.shape[0] if a.ndim == 3 else None
+        # A ("down", [in, r]) and B ("up", [r, out]) of the layer (of every layer, [L, ...], in the scanned blocks)
+        down, up = np.asarray(flat[p + ("a",)], np.float32), np.asarray(flat[p + ("b",)], np.float32)
+        layers = down.shape[0] if down.ndim == 3 else None
         for i, name in enumerate(_module_names(p, layers)):
-            a_i, b_i = (a[i], b[i]) if layers else (a, b)
+            layer_down, layer_up = (down[i], up[i]) if layers else (down, up)
             if format == "diffusers":
                 key = "transformer." + name
             else:
-                key = "diffusion_model." + re.sub(r"^proj_in", "patchify_proj", re.sub(r"^time_embed", "adaln_single", name))
+                key = "diffusion_model." + re.sub(r"^proj_in", "patchify_proj",
+                                                  re.sub(r"^time_embed", "adaln_single", name))
                 key = key.replace(".norm_q", ".q_norm").replace(".norm_k", ".k_norm")
                 tensors[key + ".alpha"] = np.array(float(alpha), np.float32)
-            tensors[key + ".lora_A.weight"] = np.ascontiguousarray(a_i.T)
-            tensors[key + ".lora_B.weight"] = np.ascontiguousarray(b_i.T)
+            tensors[key + ".lora_A.weight"] = np.ascontiguousarray(layer_down.T)
+            tensors[key + ".lora_B.weight"] = np.ascontiguousarray(layer_up.T)
     metadata = {"format": "pt"}
     if format == "diffusers":
         config = {"r": int(rank), "lora_alpha": float(alpha), "target_modules": sorted(target_modules),

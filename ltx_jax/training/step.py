@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ltx_jax.models import count_params
+from ltx_jax.sampling.latents import rope_interpolation_scale
+from ltx_jax.sharding import ShardingPlan
 from ltx_jax.training.lora import DEFAULT_TARGETS, init_lora, merge_lora
 from ltx_jax.training.objective import SIGMA_SAMPLERS, first_frame_mask, flow_matching_loss, sample_sigmas
 
@@ -44,6 +47,9 @@ class TrainConfig:
       compute_dtype: activations and the frozen weights ("bfloat16" on GPU); master weights stay float32.
       remat, remat_policy: rematerialise each block in the backward pass (``LTXVideoTransformer3DModel``).
       round_timesteps: the model sees round(sigma * 1000), as the trainer's integer timesteps.
+      vae_temporal_ratio, vae_spatial_ratio: the compression of the VAE that encoded the latents (the releases': 8,
+        32); RoPE's positions are scaled by them and the batch's fps as the pipelines scale them
+        (``sampling.rope_interpolation_scale``).
     """
 
     mode: str = "lora"
@@ -68,13 +74,15 @@ class TrainConfig:
     remat_policy: str | None = None
     round_timesteps: bool = True
     same_noise_every_step: bool = False  # the same sigmas, noise and first-frame draw every step (overfitting checks)
+    vae_temporal_ratio: int = 8
+    vae_spatial_ratio: int = 32
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}; use one of {MODES}.")
         if self.sigma_sampler not in SIGMA_SAMPLERS:
             raise ValueError(f"sigma_sampler={self.sigma_sampler!r}; use one of {SIGMA_SAMPLERS}.")
-        for name in ("steps", "gradient_accumulation_steps", "lora_rank"):
+        for name in ("steps", "gradient_accumulation_steps", "lora_rank", "vae_temporal_ratio", "vae_spatial_ratio"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1.")
         if not 0 <= self.first_frame_conditioning_p <= 1:
@@ -141,13 +149,11 @@ class Trainer:
     def create(cls, model, params, config: TrainConfig, key: jax.Array, mesh: Any = None) -> "Trainer":
         """``params``: the model's (any float dtype). ``mesh``: as ``from_pretrained``'s; the params go onto their
         shards (FSDP over ``fsdp`` for full fine-tuning), the adapters are replicated, batches split over ``data``."""
-        from ltx_jax.sharding import ShardingPlan
-
         plan = ShardingPlan.create(mesh) if mesh is not None else getattr(model, "sharding", None)
         dtype = jnp.dtype(config.compute_dtype)
         model = model.clone(dtype=dtype, param_dtype=dtype, remat=config.remat, remat_policy=config.remat_policy,
                             sharding=plan)
-        place = (lambda tree: tree) if plan is None else plan.place
+        place = (lambda tree: tree) if plan is None else (lambda tree: plan.place(tree, model))
         replicate = (lambda tree: tree) if plan is None else (lambda tree: jax.device_put(tree, plan.replicated()))
         if config.mode == "lora":
             trainable, fixed = init_lora(model, params, jax.random.fold_in(key, 1), rank=config.lora_rank,
@@ -180,7 +186,9 @@ class Trainer:
             params, lora = jax.tree_util.tree_map(lambda x: x.astype(dtype), trainable), None
         return flow_matching_loss(self.model, params, batch.latents, noise, sigmas, batch.prompt_embeds,
                                   batch.prompt_attention_mask, num_frames=frames, height=height, width=width,
-                                  rope_interpolation_scale=(8.0 / batch.fps, 32.0, 32.0),
+                                  rope_interpolation_scale=rope_interpolation_scale(
+                                      batch.fps, temporal_ratio=cfg.vae_temporal_ratio,
+                                      spatial_ratio=cfg.vae_spatial_ratio),
                                   conditioning_mask=mask if cfg.first_frame_conditioning_p > 0 else None,
                                   lora=lora, round_timesteps=cfg.round_timesteps)
 
@@ -211,8 +219,7 @@ def _tree_norm(tree) -> jax.Array:
 _jitted_step = jax.jit(Trainer._step, static_argnums=0, donate_argnums=3)
 
 
-def count_trainable(tree: Any) -> int:
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(tree)))
+count_trainable = count_params  # a trainable tree (LoRA factors or the whole model) is a param tree
 
 
 def lora_export_args(config: TrainConfig) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from ..builders import (build_pipeline, init_vae_decoder, pipeline_tiles_vae, rn
 from ..context import Context, add_timing, first_call_name, load_bench, timed
 from ..hardware import (traced_flops, device_peak_bytes, short_error, torch_build, torch_dtype, torch_free,
                         torch_peak, torch_reset_peak, torch_sync)
-from ..sizes import PROMPT, config_kwargs, generation_defaults, scheduler_config, t5_config, transformer_config, vae_config
+from ..sizes import (PROMPT, config_kwargs, generation_defaults, scheduler_config, t5_config, transformer_config,
+                     vae_config)
 
 STAGES = ("text_encoding", "denoising", "decoding", "total")
 
@@ -90,6 +91,7 @@ def section_pipeline(ctx: Context) -> None:
     # keeps the memory it used; torch gets the rest of the card.
     if torch is not None and ctx.has_time(s.estimates["pipeline_torch"], "diffusers LTXPipeline"):
         try:
+            # deferred: diffusers and transformers (the reference) are optional, loaded only where used
             from diffusers import AutoencoderKLLTXVideo as TorchVAE
             from diffusers import FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
             from diffusers import LTXPipeline as TorchPipeline

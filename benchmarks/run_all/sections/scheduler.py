@@ -42,6 +42,7 @@ def section_scheduler(ctx: Context) -> None:
         add_timing(row_tok, "ours", timed(lambda: jstep_tok(v, x, per_tok, sig), warm, reps, jax_block))
         if torch is None:
             continue
+        # deferred: diffusers (the reference) is optional, loaded only where used
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         dev = ctx.torch_device()

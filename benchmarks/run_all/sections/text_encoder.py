@@ -34,6 +34,7 @@ def section_text_encoder(ctx: Context) -> None:
     torch = ctx.torch("transformers T5", need=("transformers",))
     if torch is not None:
         try:
+            # deferred: transformers (the reference) is optional, loaded only where used
             from transformers import T5Config as TorchT5Config
             from transformers import T5EncoderModel as TorchT5
 

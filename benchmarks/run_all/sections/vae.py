@@ -52,6 +52,7 @@ def section_vae(ctx: Context) -> None:
     # diffusers first, so that each side has the whole card (JAX keeps what it allocated), and only when there is
     # time for both: ours is never squeezed out by the comparison.
     if torch is not None and ctx.has_time(s.estimates["vae_torch"] + s.estimates["vae_ours"], "diffusers VAE"):
+        # deferred: diffusers (the reference) is optional, loaded only where used
         from diffusers import AutoencoderKLLTXVideo as TorchVAE
 
         dev = ctx.torch_device()
