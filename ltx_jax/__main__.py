@@ -461,7 +461,7 @@ def _call_arguments(args: dict, prompt: str) -> dict:
     schedule and guidance flags are left out for multi-scale generation, whose passes take the release's recipe."""
     given = dict(prompt=prompt, negative_prompt=FLAGS.negative_prompt, height=args["height"], width=args["width"],
                  num_frames=args["num_frames"], frame_rate=FLAGS.fps, seed=FLAGS.seed,
-                 max_sequence_length=FLAGS.max_sequence_length,
+                 max_sequence_length=FLAGS.max_sequence_length, output_type="uint8",  # made on the device
                  tiling={"auto": "auto", "on": True, "off": False}[FLAGS.tiling])
     if FLAGS.upsampler is None:
         given.update(num_inference_steps=FLAGS.steps, guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale,

@@ -199,12 +199,15 @@ class GenerationRequest(Request):
     prompt_attention_mask: Any = arg(None, "[B, T], 1 = a real token.")
     negative_prompt_embeds: Any = arg(None, "the negative embeddings [B, T, E] (with guidance).")
     negative_prompt_attention_mask: Any = arg(None, "[B, T].")
-    output_type: str = arg("np", "'np': frames [B, F, H, W, 3] float32 in [0, 1]; 'latent': packed latents "
-                                 "[B, N, C].", lambda _, value: validation.check_output_type(value))
+    output_type: str = arg("np", "'np': frames [B, F, H, W, 3] float32 in [0, 1]; 'uint8': the same frames as "
+                                 "uint8 round(clip(frames, 0, 1) * 255), made on the device (a quarter of the "
+                                 "transfer); 'latent': packed latents [B, N, C].",
+                           lambda _, value: validation.check_output_type(value))
     max_sequence_length: int = arg(128, "prompt tokens T5 reads (longer prompts are cut, with a warning).",
                                    _int(minimum=1, maximum=validation.MAX_SEQUENCE_LENGTH))
-    tiling: Any = arg("auto", "VAE decode tiling: 'auto' (tiles above AUTO_TILING_PIXELS), None/False (whole), "
-                              "True (diffusers' default tiles), or a dict of diffusers' enable_tiling arguments.")
+    tiling: Any = arg("auto", "VAE decode tiling: 'auto' (whole when the device's free memory holds it, else the "
+                              "fewest tiles that fit), None/False (whole), True (diffusers' default tiles), or a dict "
+                              "of diffusers' enable_tiling arguments.")
 
     def _check_together(self) -> None:
         super()._check_together()

@@ -153,5 +153,5 @@ def check_prompts(prompt, negative_prompt, prompt_embeds, prompt_attention_mask,
 
 
 def check_output_type(output_type: str) -> None:
-    if output_type not in ("np", "latent"):
-        raise ValueError(f"output_type={output_type!r}; use 'np' (frames in [0, 1]) or 'latent'.")
+    if output_type not in ("np", "uint8", "latent"):
+        raise ValueError(f"output_type={output_type!r}; use 'np' (frames in [0, 1]), 'uint8' or 'latent'.")

@@ -72,7 +72,7 @@ def test_a_step_count_replaces_a_distilled_releases_timesteps():
     (dict(height=64.0), ValueError, "height must be an int, got float 64.0"),
     (dict(height=70), ValueError, "height and width must be positive multiples of 32"),
     (dict(guidance_scale=float("nan")), ValueError, "guidance_scale must be a number or a list of numbers"),
-    (dict(output_type="pil"), ValueError, "output_type='pil'; use 'np' (frames in [0, 1]) or 'latent'"),
+    (dict(output_type="pil"), ValueError, "output_type='pil'; use 'np' (frames in [0, 1]), 'uint8' or 'latent'"),
     (dict(skip_block_list=[7], stg_scale=1.0), ValueError, "skip_block_list holds block 7"),
     (dict(prompt=None), ValueError, "Pass prompt"),
 ])

@@ -37,7 +37,8 @@ from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.lora import LoraMixin
 from ltx_jax.compilation_cache import enable_compilation_cache
 from ltx_jax.pipelines.reporting import NonFiniteError, StageTimings
-from ltx_jax.pipelines.vae_programs import AUTO_TILING_PIXELS, jitted_decode, jitted_encode
+from ltx_jax.pipelines.tiling_policy import auto_tiling
+from ltx_jax.pipelines.vae_programs import jitted_decode, jitted_encode, jitted_resize
 from ltx_jax.programs import is_placeholder
 from ltx_jax.releases import LTX_SCHEDULER, Release, detect_release, get_release
 from ltx_jax.sharding import ShardingPlan
@@ -81,16 +82,20 @@ class VAEStages:
 
     def decode_video(self, latents: jax.Array, *, decode_timestep: float | Sequence[float] = 0.0,
                      decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,
-                     tiling: Any = "auto", tone_map_compression_ratio: float = 0.0) -> np.ndarray:
-        """Normalised latents [B, F, H, W, C] -> frames np.ndarray [B, F', H', W', 3] float32 in [0, 1].
+                     tiling: Any = "auto", tone_map_compression_ratio: float = 0.0,
+                     size: tuple[int, int] | None = None, uint8: bool = False) -> np.ndarray:
+        """Normalised latents [B, F, H, W, C] -> frames np.ndarray [B, F', H', W', 3] float32 in [0, 1], or uint8
+        ``round(clip(frames, 0, 1) * 255)`` with ``uint8``; resized bilinearly to ``size`` (height, width) when
+        given. Clipping, the resize and the quantisation run on the device: the frames leave it once, at the end.
 
         ``tone_map_compression_ratio`` > 0 first tone-maps the normalised latents (the original package's
         ``tone_map_latents``). Timestep-conditioned VAEs (0.9.1+) decode at ``decode_timestep`` after mixing in
         ``decode_noise_scale`` of noise from ``key`` (None: as much as the timestep, as diffusers), in denormalised
-        space as diffusers does. ``tiling``: "auto" (tiles above ``AUTO_TILING_PIXELS``), None/False (whole), True
+        space as diffusers does. ``tiling``: "auto" (by the device's free memory: ``_tiling``), None/False (whole), True
         (diffusers' default tiles), or a dict of diffusers' ``enable_tiling`` arguments.
         """
         validation.check_number("tone_map_compression_ratio", tone_map_compression_ratio, minimum=0, maximum=1)
+        resize = size is not None and tuple(size) != self._decoded_size(latents.shape[2:4])
         with self._stage("decoding"):
             batch = latents.shape[0]
             timestep = noise_scale = None
@@ -100,27 +105,37 @@ class VAEStages:
                     np.asarray(decode_noise_scale, np.float32), (batch,))
                 timestep, noise_scale = jnp.asarray(dt), jnp.asarray(dns)
             key = jax.random.PRNGKey(0) if key is None else key
-            tiles = self._tiling(tiling, latents.shape[1:4])
+            tiles = self._tiling(tiling, latents.shape)
             tone_map = jnp.float32(tone_map_compression_ratio) if tone_map_compression_ratio > 0 else None
             frames, finite = sampling.run(lambda: jitted_decode(self.vae, self.vae_params, latents, timestep,
                                                                  noise_scale, key, tiles, tone_map,
-                                                                 sharding=self.sharding), stage="decoding")
+                                                                 sharding=self.sharding,
+                                                                 as_uint8=uint8 and not resize), stage="decoding")
             if not is_placeholder(finite) and not bool(finite):
                 raise NonFiniteError("decoding produced NaN or Inf frames (the latents were finite); check the VAE "
                                      "weights and dtype.")
-            return np.asarray(frames)
+            if not resize:
+                return np.asarray(frames)  # the one transfer
+        with self._stage("resizing"):
+            height, width = size
+            resized = sampling.run(lambda: jitted_resize(frames, height, width, as_uint8=uint8), stage="resizing")
+            return np.asarray(resized)
 
-    def _tiling(self, tiling, latent_size: tuple[int, int, int]):
+    def _decoded_size(self, latent_size: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) in pixels of latents of ``latent_size`` (height, width)."""
+        ratio = self.vae_spatial_compression_ratio
+        return latent_size[0] * ratio, latent_size[1] * ratio
+
+    def _tiling(self, tiling, latent_shape: Sequence[int]):
         """Resolves the ``tiling`` argument to a hashable ``VAETiling`` (or None for a whole decode) for latents of
-        (frames, height, width)."""
+        ``latent_shape`` [B, F, H, W, C]: "auto" decodes whole when the device's free memory holds it with a margin,
+        else in the fewest tiles that fit (``pipelines.tiling_policy``; a backend that reports no memory, the CPU,
+        keeps the pixel threshold ``AUTO_TILING_PIXELS``)."""
         if isinstance(tiling, str):
             if tiling != "auto":
                 raise ValueError(f"tiling={tiling!r}; use 'auto', True, False/None, "
                                  "or a dict of enable_tiling arguments.")
-            frames, height, width = latent_size
-            pixels = ((frames - 1) * self.vae_temporal_compression_ratio + 1) * height * width * \
-                self.vae_spatial_compression_ratio**2
-            tiling = pixels > AUTO_TILING_PIXELS
+            return auto_tiling(self.vae.config, latent_shape, self.vae.dtype)
         return VAETiling.resolve(tiling)
 
 
@@ -448,8 +463,10 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
 
     def decode(self, latents: jax.Array, grid: sampling.LatentGrid, *, decode_timestep: float | Sequence[float] = 0.0,
                decode_noise_scale: float | Sequence[float] | None = None, key: jax.Array | None = None,
-               tiling: Any = "auto", tone_map_compression_ratio: float = 0.0) -> np.ndarray:
-        """Packed latents [B, N, C] -> frames np.ndarray [B, F, H, W, 3] float32 in [0, 1] (``decode_video``)."""
+               tiling: Any = "auto", tone_map_compression_ratio: float = 0.0, size: tuple[int, int] | None = None,
+               uint8: bool = False) -> np.ndarray:
+        """Packed latents [B, N, C] -> frames np.ndarray [B, F, H, W, 3] float32 in [0, 1], or uint8
+        (``decode_video``)."""
         return self.decode_video(sampling.unpack_latents(latents, grid), decode_timestep=decode_timestep,
                                  decode_noise_scale=decode_noise_scale, key=key, tiling=tiling,
-                                 tone_map_compression_ratio=tone_map_compression_ratio)
+                                 tone_map_compression_ratio=tone_map_compression_ratio, size=size, uint8=uint8)

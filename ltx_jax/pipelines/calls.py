@@ -127,15 +127,17 @@ class RequestCalls:
                                   request.max_sequence_length)
 
     def _finish(self, request: GenerationRequest, latents, grid: sampling.LatentGrid, settings: SamplingRequest, key,
-                tone_map_compression_ratio: float = 0.0) -> np.ndarray:
+                tone_map_compression_ratio: float = 0.0, size: tuple[int, int] | None = None) -> np.ndarray:
         """The call's output from packed latents [B, N, C] of the video's tokens: the decoded frames (at
-        ``settings``' decode timestep and noise), or the latents themselves for output_type='latent'."""
+        ``settings``' decode timestep and noise; resized to ``size`` on the device; float32 in [0, 1], or uint8 for
+        output_type='uint8'), or the latents themselves for output_type='latent'."""
         if request.output_type == "latent":
             out = np.asarray(latents)
         else:
             out = self.decode(latents, grid, decode_timestep=settings.decode_timestep,
                               decode_noise_scale=settings.decode_noise_scale, key=key, tiling=request.tiling,
-                              tone_map_compression_ratio=tone_map_compression_ratio)
+                              tone_map_compression_ratio=tone_map_compression_ratio, size=size,
+                              uint8=request.output_type == "uint8")
         self.last_timings.total = time.perf_counter() - self._call_started
         return out
 

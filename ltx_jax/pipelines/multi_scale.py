@@ -41,7 +41,7 @@ from ltx_jax.pipelines.contracts import CallKeys
 from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.latent_upsample import check_upsampler, jitted_upsample, resolve_upsampler_path
 from ltx_jax.pipelines.reporting import NonFiniteError
-from ltx_jax.programs import Program, is_placeholder, label
+from ltx_jax.programs import is_placeholder, label
 from ltx_jax.releases import LTX_SCHEDULER, ORIGINAL_SCHEDULER, MultiScaleDefaults, detect_release, get_release
 from ltx_jax.requests import DECODE, GUIDANCE, SCHEDULE, MultiScaleRequest, SamplingRequest
 from weight_conversion import (load_latent_upsampler, read_latent_upsampler_config, read_single_file_config,
@@ -51,9 +51,6 @@ from weight_conversion import (load_latent_upsampler, read_latent_upsampler_conf
 # the second pass.
 PASS_FIELDS = SamplingRequest.field_names(SCHEDULE) + SamplingRequest.field_names(GUIDANCE)
 SECOND_PASS_FIELDS = PASS_FIELDS + SamplingRequest.field_names(DECODE) + ("tone_map_compression_ratio",)
-
-_resize = Program(conditioning.resize_bilinear, "resizing", static=("height", "width"))
-
 
 def first_pass_size(height: int, width: int, downscale_factor: float, multiple: int) -> tuple[int, int]:
     """The original's first-pass size: each side times ``downscale_factor``, truncated, rounded down to ``multiple``."""
@@ -252,9 +249,6 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
         decode = {k: v for k, v in (("decode_timestep", request.decode_timestep),
                                     ("decode_noise_scale", request.decode_noise_scale)) if v is not None}
         out = self._finish(request, latents, second_grid, request.second_pass.updated(**decode), second_keys.decode,
-                           tone_map_compression_ratio=request.tone_map_compression_ratio)
-        if request.output_type != "latent" and out.shape[2:4] != (request.height, request.width):
-            with self._stage("resizing"):
-                out = np.asarray(sampling.run(lambda: _resize(out, request.height, request.width), stage="resizing"))
-            self.last_timings.total += self.last_timings.resizing
+                           tone_map_compression_ratio=request.tone_map_compression_ratio,
+                           size=(request.height, request.width))
         return out

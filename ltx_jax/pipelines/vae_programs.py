@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ltx_jax.pipelines.conditioning import resize_bilinear
 from ltx_jax.programs import Program
 
 # Above this many output pixels (frames x height x width) the VAE decodes in tiles by default. The decoder's widest
@@ -21,11 +22,18 @@ def tone_map_latents(latents: jax.Array, compression: jax.Array | float) -> jax.
     return latents * (1.0 - 0.8 * scale * jax.nn.sigmoid(4.0 * scale * (jnp.abs(latents) - 1.0)))
 
 
-def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None, sharding=None):
-    """Normalised latents [B, F, H, W, C] -> frames in [0, 1]: tone-map (when ``tone_map`` is given), denormalise,
-    add decode noise, decode, map [-1, 1] -> [0, 1]. With a ``ShardingPlan``, a tiled decode deals its spatial tiles
-    over the devices (``AutoencoderKLLTXVideo.decode(spread=)``); a whole decode splits the videos over the batch
-    axes."""
+def to_uint8(frames: jax.Array) -> jax.Array:
+    """Frames in [0, 1] -> uint8 ``round(clip(frames, 0, 1) * 255)`` (on the device, as ``ltx_jax.video.to_uint8``
+    does on the host)."""
+    return jnp.clip(jnp.round(frames.astype(jnp.float32) * 255.0), 0, 255).astype(jnp.uint8)
+
+
+def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None, sharding=None,
+                    as_uint8: bool = False):
+    """Normalised latents [B, F, H, W, C] -> frames in [0, 1] float32 (uint8 with ``as_uint8``) and whether they
+    are finite: tone-map (when ``tone_map`` is given), denormalise, add decode noise, decode, map [-1, 1] -> [0, 1].
+    With a ``ShardingPlan``, a tiled decode deals its spatial tiles over the devices
+    (``AutoencoderKLLTXVideo.decode(spread=)``); a whole decode splits the videos over the batch axes."""
     if sharding is not None:
         latents = sharding.constrain(latents, "batch", None, None, None, None)
     if tone_map is not None:
@@ -42,10 +50,12 @@ def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling
     frames = jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
     if sharding is not None:  # whole on every device, so every host can read them (several hosts)
         frames = jax.lax.with_sharding_constraint(frames, sharding.replicated())
-    return frames, jnp.all(jnp.isfinite(frames))  # NaN survives the clip
+    finite = jnp.all(jnp.isfinite(frames))  # NaN survives the clip
+    return (to_uint8(frames) if as_uint8 else frames), finite
 
 
-jitted_decode = Program(_decode_program, "decoding", static=("vae", "tiling", "sharding"), params=("vae_params",),
+jitted_decode = Program(_decode_program, "decoding", static=("vae", "tiling", "sharding", "as_uint8"),
+                        params=("vae_params",),
                         detail=lambda a: "whole" if a["tiling"] is None else "tiled")
 
 
@@ -59,3 +69,13 @@ def _encode_program(vae, vae_params, video, key):
 
 
 jitted_encode = Program(_encode_program, "encoding", static=("vae",), params=("vae_params",))
+
+
+def _resize_program(frames: jax.Array, height: int, width: int, as_uint8: bool = False) -> jax.Array:
+    """Frames [B, F, H, W, 3] in [0, 1] -> [B, F, height, width, 3] resized bilinearly as torch does (the original's
+    multi-scale output), float32 or uint8; on the device, between the decode and the one transfer to the host."""
+    resized = resize_bilinear(frames, height, width)
+    return to_uint8(resized) if as_uint8 else resized
+
+
+jitted_resize = Program(_resize_program, "resizing", static=("height", "width", "as_uint8"))

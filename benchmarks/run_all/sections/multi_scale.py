@@ -57,7 +57,8 @@ def section_multi_scale(ctx: Context) -> None:
     pipe = LTXMultiScalePipeline.from_pipe(pipe, upsampler, upsampler_params)
     rec.info(build_s=time.perf_counter() - start, upsampler_bytes=tree_bytes(upsampler_params),
              param_bytes={k: tree_bytes(v) for k, v in params.items()})
-    call = dict(prompt=PROMPT, height=height, width=width, num_frames=frames, max_sequence_length=text_tokens)
+    call = dict(prompt=PROMPT, height=height, width=width, num_frames=frames, max_sequence_length=text_tokens,
+                output_type="uint8")  # what the command line asks for: frames leave the device once, as uint8
     start = time.perf_counter()
     out = pipe(**call, seed=0)
     first = time.perf_counter() - start

@@ -59,7 +59,8 @@ def section_pipeline(ctx: Context) -> None:
     pipe, params = build_pipeline(tcfg, vcfg, t5cfg, s.dtype, s.pipe_preset, tokenizer)
     rec.info(build_s=time.perf_counter() - start, param_bytes={k: tree_bytes(v) for k, v in params.items()},
              attention=pipe.transformer.resolved_attention_implementation, peak_bytes_after_build=device_peak_bytes())
-    call = dict(prompt=PROMPT, height=height, width=width, num_frames=frames, max_sequence_length=text_tokens)
+    call = dict(prompt=PROMPT, height=height, width=width, num_frames=frames, max_sequence_length=text_tokens,
+                output_type="uint8")  # what the command line asks for: frames leave the device once, as uint8
     start = time.perf_counter()
     frames_out = pipe(**call, seed=0)
     first = time.perf_counter() - start
