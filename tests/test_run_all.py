@@ -6,6 +6,7 @@ the GPU machine fails here first. The markdown goes to a temporary file, never t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -112,6 +113,32 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
     assert "| pipeline | pipeline 96x64x17 8 steps: total |" in text
     assert "; first call " not in text and "| first call " not in text  # no longer a note of the median row
     assert "run_all summary" in printed and "failed sections: none" in printed
+    check_goals_reported(data, text, printed)
+
+
+def check_goals_reported(data: dict, text: str, printed: str) -> None:
+    """The performance goals close the markdown and the printed summary: one row per goal, each with a status of
+    the allowed set; at CPU sizes each is "not measured", saying which sizes ran, with the figure at those sizes
+    where the records hold one."""
+    from benchmarks.run_all.goals import GOALS, STATUSES
+
+    assert "| performance goal | measured | target | status | note |" in text
+    md_rows = [line[2:-2].split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    printed_lines = printed.splitlines()
+    head = [i for i, line in enumerate(printed_lines) if line.startswith("performance goals: ")]
+    assert len(head) == 1 and printed_lines[head[0] + 1].split()[:2] == ["performance", "goal"], printed
+    printed_rows = printed_lines[head[0] + 2:head[0] + 2 + len(GOALS)]
+    assert len(data["performance_goals"]) == len(GOALS)
+    for goal, recorded, printed_row in zip(GOALS, data["performance_goals"], printed_rows):
+        rows = [r for r in md_rows if r[0] == goal.name]
+        assert len(rows) == 1, (goal.name, rows)
+        name, measured, target, status, note = rows[0]
+        assert status in STATUSES and status == recorded["status"] == "not measured", rows[0]
+        assert "(CPU sizes)" in note and "ran at" in note, rows[0]
+        assert printed_row.startswith(goal.name) and "not measured" in printed_row and "(CPU sizes)" in printed_row
+        if goal.measure.__name__ != "pipeline_decode_vs_whole":  # the vae section decodes other latents on CPU
+            assert measured and recorded["value"] is not None, rows[0]
+    assert printed_lines[head[0]] == f"performance goals: 0 met, 0 missed, {len(GOALS)} not measured"
 
 
 def test_hlo_inspection_finds_cudnn_attention(run_all):
@@ -247,3 +274,138 @@ def test_default_run_records_the_optional_sections_as_skipped(run_all, tmp_path,
     data = json.loads(out.read_text())
     assert rc == 0 and list(data["sections"]) == ["matmul_peak", "scheduler"] and data["optional_left_out"] == []
     assert all(e["status"] == "ok" for e in data["sections"].values())
+
+
+def made_up_run(sizes_name: str = "gpu", **sections) -> dict:
+    """A run's JSON with the given sections (name -> entry), at the named sizes, after ``report.derive``."""
+    from benchmarks.run_all import SIZES
+    from benchmarks.run_all.report import derive
+
+    sizes = json.loads(json.dumps(dataclasses.asdict(SIZES[sizes_name])))  # as the run's JSON holds them
+    entries = {name: {"status": "ok", "info": {}, "skipped": {}, **entry} for name, entry in sections.items()}
+    data = {"sizes_name": sizes_name, "sizes": sizes, "sections": entries}
+    derive(data)
+    return data
+
+
+def made_up_sections(multi_scale_s=2.5, multi_scale_first_s=18.0, t2v_s=0.65, t2v_first_s=16.0, decoding_ms=700.0,
+                     tiled_ms=120.0, untiled_ms=100.0, transformer_tflops=600.0, transformer_ratio=0.9) -> dict:
+    """GPU-sized records: 8 goals, of which the defaults meet 4 and miss 4."""
+    vae_cfg, latent = {"latent_channels": 128}, [16, 16, 24]
+    ms = "multi-scale 1216x704x121 (ltx-video-0.9.8-2b-distilled)"
+    pipe = "pipeline 768x512x121 8 steps"
+    vae_rows = "VAE decode {} latent 16x16x24 -> 121x512x768"
+    return dict(
+        matmul_peak={"cases": [{"name": "matmul 8192^3 bfloat16", "ours_ms": 1.6, "tflops": 700.0}],
+                     "info": {"matmul_tflops": 700.0}},
+        transformer={"cases": [
+            {"name": "transformer 4 layers 9x32x32", "tokens": 9216, "ours_ms": 15.0, "tflops": 450.0, "ratio": 0.7},
+            {"name": "transformer 4 layers 17x64x64, first call (compiles)", "first_call": True, "ours_ms": 9e3},
+            {"name": "transformer 4 layers 17x64x64", "tokens": 69632, "ours_ms": 400.0, "tflops": transformer_tflops,
+             "ratio": transformer_ratio}]},
+        vae={"info": {"latent": latent, "config": vae_cfg}, "cases": [
+            {"name": vae_rows.format("tiled"), "ours_ms": tiled_ms},
+            {"name": vae_rows.format("untiled"), "ours_ms": untiled_ms},
+            {"name": vae_rows.format("tiled") + ", first call (compiles)", "first_call": True, "ours_ms": 3e4},
+            {"name": vae_rows.format("untiled") + ", first call (compiles)", "first_call": True, "ours_ms": 6e3}]},
+        pipeline={"info": {"latent": latent, "vae": vae_cfg}, "cases": [
+            {"name": f"{pipe}, first call (compiles): decoding", "first_call": True, "ours_ms": 9e3},
+            {"name": f"{pipe}, first call (compiles): total", "first_call": True, "ours_ms": t2v_first_s * 1e3},
+            {"name": f"{pipe}: decoding", "ours_ms": decoding_ms},
+            {"name": f"{pipe}: total", "ours_ms": t2v_s * 1e3}]},
+        multi_scale={"cases": [
+            {"name": f"{ms}, first call (compiles): total", "first_call": True, "ours_ms": multi_scale_first_s * 1e3},
+            {"name": f"{ms}: decoding", "ours_ms": 1e3},
+            {"name": f"{ms}: total", "ours_ms": multi_scale_s * 1e3}]},
+    )
+
+
+def test_goal_evaluation_over_made_up_records():
+    """Met, missed and not measured from made-up records: each goal's figure, its target, and why one is not judged
+    (a section that did not run or failed, another size, a missing comparison, a record of an unexpected shape)."""
+    from benchmarks.run_all.goals import GOALS, STATUSES, evaluate, goals_text
+
+    def statuses(data):
+        results = evaluate(data)
+        assert [r.goal for r in results] == list(GOALS) and all(r.status in STATUSES for r in results)
+        return {r.goal.name: (r.status, r.value, r.note) for r in results}
+
+    names = [g.name for g in GOALS]
+    assert len(set(names)) == len(names) == 8
+    got = statuses(made_up_run(**made_up_sections()))
+    print(goals_text(evaluate(made_up_run(**made_up_sections()))))
+    expected = {  # goal -> (status, value)
+        "multi-scale 0.9.8 2B distilled 1216x704x121, total": ("missed", 2.5),
+        "text-to-video 2B distilled 768x512x121 8 steps, total": ("met", 0.65),
+        "decode in the pipeline / whole decode of the same latents": ("missed", 7.0),
+        "tiled / whole decode per output pixel": ("met", 1.2),
+        "text-to-video 768x512x121, first call": ("missed", 16.0),
+        "multi-scale 1216x704x121, first call": ("met", 18.0),
+        "transformer 4 layers 17x64x64, share of the measured matmul rate": ("met", 100 * 600 / 700),
+        "transformer 4 layers 17x64x64, ours / diffusers": ("missed", 0.9),
+    }
+    assert set(expected) == set(names)
+    for name, (status, value) in expected.items():
+        assert got[name][0] == status and got[name][1] == pytest.approx(value) and got[name][2] == "", got[name]
+    flipped = statuses(made_up_run(**made_up_sections(multi_scale_s=1.9, t2v_s=0.8, decoding_ms=110.0, tiled_ms=140.0,
+                                                      t2v_first_s=14.0, multi_scale_first_s=21.0,
+                                                      transformer_tflops=500.0, transformer_ratio=0.85)))
+    assert all(flipped[n][0] == {"met": "missed", "missed": "met"}[expected[n][0]] for n in names), flipped
+
+    # Not measured: a section that did not run, or failed before its figure; each note says why.
+    sections = made_up_sections()
+    del sections["vae"], sections["matmul_peak"]
+    sections["multi_scale"] = {"status": "error", "error": "ValueError: skip_block_list holds block 42", "cases": [
+        {"name": "multi-scale 1216x704x121 (ltx-video-0.9.8-2b-distilled): total"}]}
+    got = statuses(made_up_run(**sections))
+    for name in ("decode in the pipeline / whole decode of the same latents", "tiled / whole decode per output pixel"):
+        assert got[name] == ("not measured", None, "vae did not run"), got[name]
+    for name in names[:6:5]:
+        assert got[name][:2] == ("not measured", None) and "skip_block_list" in got[name][2], got[name]
+    share = got["transformer 4 layers 17x64x64, share of the measured matmul rate"]
+    assert share[:2] == ("not measured", None) and "matmul_peak did not run" in share[2]
+    assert got["text-to-video 2B distilled 768x512x121 8 steps, total"][0] == "met"
+
+    # Not measured: other sizes. The figure at the sizes that ran is kept, the note says which sizes ran.
+    got = statuses(made_up_run("cpu", **made_up_sections()))
+    assert all(s == "not measured" and v is not None and "(CPU sizes)" in n for s, v, n in got.values()), got
+    assert "ran at 96x64x17" in got["text-to-video 2B distilled 768x512x121 8 steps, total"][2]
+    sections = made_up_sections()
+    sections["vae"]["info"]["latent"] = [8, 16, 24]
+    del sections["transformer"]["cases"][1:]  # 17x64x64 not timed: the largest shape that was, not judged
+    got = statuses(made_up_run(**sections))
+    decode = got["decode in the pipeline / whole decode of the same latents"]
+    assert decode[:2] == ("not measured", None) and "latent 8x16x24" in decode[2] and "16x16x24" in decode[2]
+    for name in names[6:]:
+        assert got[name][0] == "not measured" and got[name][1] is not None and "9x32x32" in got[name][2], got[name]
+    sections = made_up_sections()
+    del sections["transformer"]["cases"][2]["ratio"]
+    sections["transformer"]["skipped"] = {"diffusers transformer": "--no-torch"}
+    assert statuses(made_up_run(**sections))[names[7]] == ("not measured", None, "diffusers: --no-torch")
+
+    # Never raises: no sections, a section without cases, rows of an unexpected shape, no sizes.
+    assert all(s == "not measured" for s, _, _ in statuses({"sections": {}}).values())
+    sections = made_up_sections()
+    sections["pipeline"]["cases"][3]["ours_ms"] = "fast"
+    sections["vae"] = {"status": "timeout", "cases": []}
+    got = statuses(made_up_run(**sections))
+    assert got[names[1]][0] == "not measured" and "could not compute" in got[names[1]][2]
+    assert got[names[3]] == ("not measured", None, "vae: timeout")
+
+
+def test_goals_of_saved_runs(run_all, tmp_path, capsys):
+    """``--goals A.json B.json``: the goals of runs that split the sections, merged; a later run's section replaces
+    an earlier one's unless it left no cases (a default GPU run's skipped optional vae)."""
+    from benchmarks.run_all.goals import merge_runs
+
+    sections = made_up_sections()
+    first = made_up_run(vae=sections.pop("vae"))
+    later = made_up_run(**sections, vae={"status": "skipped", "error": "optional: ...", "cases": []})
+    merged = merge_runs([first, later])
+    assert merged["sections"]["vae"] == first["sections"]["vae"] and set(merged["sections"]) == set(later["sections"])
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    for path, run in zip(paths, (first, later)):
+        path.write_text(json.dumps(run))
+    assert run_all.main(["--goals", *map(str, paths)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("performance goals: 4 met, 4 missed, 0 not measured"), printed

@@ -10,6 +10,7 @@ One concern a module:
   results.py     JSON on disk and the ``Recorder`` of one section
   sections/      one module per section; ``SECTIONS`` in run order
   runner.py      a section in this process or in a child process, and the ``Run`` over all of them
+  goals.py       the performance goals (one list), each met, missed or not measured from a run's records
   report.py      derived figures, the markdown table and the summary
   cli.py         ``parse_args`` and ``main``
 """

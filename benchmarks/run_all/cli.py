@@ -4,6 +4,7 @@
     python -m benchmarks.run_all --sections transformer,vae --out /tmp/run.json
     python -m benchmarks.run_all --sections all          # the optional sections too (see --list)
     python -m benchmarks.run_all --list                  # the sections, their estimates, the optional ones, the sizes
+    python -m benchmarks.run_all --goals A.json B.json   # the performance goals of saved runs (goals.py)
     benchmarks/run_all.sh [--wheels DIR] [ARGS...]       # on a fresh GPU machine (offline wheel install, env)
 
 Sections, run in this order, each a function of one ``Sizes`` (every size and dtype of a CPU or GPU run is in
@@ -44,8 +45,9 @@ process's, an out-of-memory or a crash ends one section only, and a section that
 budget is stopped with what it measured so far. A failing section records its traceback and the run goes on.
 The JSON (``--out``) is rewritten atomically after every change; the markdown table is appended to
 ``--results-md`` at the end (also on Ctrl-C / SIGTERM / budget exhaustion), and a short summary table is printed
-last. torch, diffusers and transformers are imported lazily per section: when one is missing, only the comparisons
-that need it are marked skipped, with the reason.
+last; the performance goals (goals.py: each met, missed or not measured) close both. torch, diffusers and
+transformers are imported lazily per section: when one is missing, only the comparisons that need it are marked
+skipped, with the reason.
 
 This module is the command line (``parse_args``, ``main``); the package's other modules, one concern each, are listed
 in benchmarks/run_all/__init__.py.
@@ -63,6 +65,7 @@ import subprocess
 import tempfile
 import time
 
+from .goals import goals_of_files
 from .hardware import environment
 from .results import json_safe, read_json
 from .runner import BENCHMARKS, ROOT, Run, child_command, child_env, child_main, probe_main, stop
@@ -90,6 +93,9 @@ def parse_args(argv):
                    help="process (default): each section in a fresh process; none: all in this one (debugging)")
     p.add_argument("--list", action="store_true",
                    help="print the sections (estimates, which are optional), the sums against the budget, the sizes")
+    p.add_argument("--goals", nargs="+", default=None, metavar="RUN_JSON",
+                   help="print the performance goals (goals.py) of saved runs' JSON, merged (a later file's sections "
+                        "replace an earlier one's), and exit")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
@@ -106,6 +112,9 @@ def main(argv=None) -> int:
         return probe_main(args)
     if args.child:
         return child_main(args)
+    if args.goals:
+        print(goals_of_files(args.goals))
+        return 0
     if args.list:
         print(list_text())
         for sizes in SIZES.values():

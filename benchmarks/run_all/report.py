@@ -1,11 +1,14 @@
 """A run's figures as text: derived fractions of the matmul peak, the markdown appended to RESULTS.md, and the
-summary table printed last."""
+summary table printed last (the performance goals of goals.py close both)."""
 
 from __future__ import annotations
 
+from .goals import GOAL_HEADER, evaluate, goal_rows, goals_text
+
 
 def derive(data: dict) -> None:
-    """Fraction of the measured matmul rate for every TFLOP/s figure; the list of failing sections."""
+    """Fraction of the measured matmul rate for every TFLOP/s figure; the list of failing sections; the performance
+    goals (goals.py)."""
     mm = data["sections"].get("matmul_peak", {}).get("info", {})
     peak = mm.get("matmul_tflops")
     torch_peak_rate = mm.get("torch_matmul_tflops")
@@ -19,6 +22,7 @@ def derive(data: dict) -> None:
     data["matmul_tflops_torch"] = torch_peak_rate
     data["failed_sections"] = [n for n, e in data["sections"].items()
                                if e.get("status") not in ("ok", "pending", "running", "skipped")]
+    data["performance_goals"] = [r.as_dict() for r in evaluate(data)]
 
 
 def fmt_ms(v) -> str:
@@ -111,6 +115,8 @@ def markdown(data: dict) -> str:
     skipped = [[n, k, v] for n, e in data["sections"].items() for k, v in (e.get("skipped") or {}).items()]
     if skipped:
         out.append("\n" + md_table(["section", "skipped", "why"], skipped))
+    out.append("\nperformance goals (benchmarks/run_all/goals.py; \"not measured\" where a section did not run or ran "
+               "at other sizes than the goal's):\n\n" + md_table(GOAL_HEADER, goal_rows(evaluate(data))))
     return "".join(out)
 
 
@@ -139,5 +145,6 @@ def summary_text(data: dict) -> str:
         note = f" ({e.get('error')})" if e.get("status") != "ok" and e.get("error") else ""
         lines.append(f"{n}: {e.get('status')}{note}" + (f"; failed checks: {bad}" if bad else ""))
     lines.append("failed sections: " + (", ".join(data.get("failed_sections") or []) or "none"))
+    lines += ["", goals_text(evaluate(data))]
     return "\n".join(lines)
 
