@@ -49,7 +49,7 @@ class RequestCalls:
         __call__.__doc__ = (f"{cls.summary}\n\nEvery argument is a field of ``{request_type.__name__}`` "
                             "(``ltx_jax.requests``); one left out or None takes ``self.defaults``' value (the "
                             "release's, else diffusers'). Returns frames np.ndarray [B, F, H, W, 3] float32 in "
-                            "[0, 1] (or packed latents with output_type='latent').\n\n"
+                            "[0, 1] (uint8 with output_type='uint8', packed latents with output_type='latent').\n\n"
                             + arguments_doc(request_type, filled))
         __call__.__qualname__ = f"{cls.__qualname__}.__call__"
         cls.__call__ = __call__
