@@ -30,7 +30,7 @@ LAYERS = [
     ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video"),
     ("ltx_jax.pipelines", "ltx_jax.tiny_random"),
     ("ltx_jax.training",),
-    ("ltx_jax.__main__", "ltx_jax.check", "ltx_jax.compare"),
+    ("ltx_jax.__main__", "ltx_jax.generate_flags", "ltx_jax.check", "ltx_jax.compare"),
 ]
 
 
