@@ -219,21 +219,29 @@ def rel_err(ours, ref) -> float:
 
 def interrupt_at(start, moment: float, what: str) -> tuple[int, str]:
     """Starts a process (``start()`` -> Popen with stderr piped), sends it SIGINT after ``moment`` seconds, and
-    returns (exit status, stderr), checked to be a clean interrupt: exit 130, no traceback, nothing swallowed."""
+    returns (exit status, stderr), checked to be a clean interrupt (``ended_by_interrupt``)."""
     import signal
     import time
 
     began = time.time()
     proc = start()
+    time.sleep(moment)
+    proc.send_signal(signal.SIGINT)
+    err = ended_by_interrupt(proc, f"{what}] SIGINT at {moment} s", began)
+    return proc.returncode, err
+
+
+def ended_by_interrupt(proc, what: str, began: float, timeout: float = 120) -> str:
+    """Waits for an interrupted process and returns its stderr, checked to be a clean interrupt: exit 130, no
+    traceback, nothing swallowed ("Exception ignored")."""
+    import time
+
     try:
-        time.sleep(moment)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        _, err = proc.communicate(timeout=timeout)
     finally:
         proc.kill()
     err = err.decode()
-    print(f"\n[{what}] SIGINT at {moment} s: exit {proc.returncode} after {time.time() - began:.1f} s; "
-          f"{err.strip().splitlines()[-1:]}")
+    print(f"\n[{what}: exit {proc.returncode} after {time.time() - began:.1f} s; {err.strip().splitlines()[-1:]}")
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
-    return proc.returncode, err
+    return err
