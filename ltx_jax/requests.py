@@ -206,8 +206,9 @@ class GenerationRequest(Request):
     max_sequence_length: int = arg(128, "prompt tokens T5 reads (longer prompts are cut, with a warning).",
                                    _int(minimum=1, maximum=validation.MAX_SEQUENCE_LENGTH))
     tiling: Any = arg("auto", "VAE decode tiling: 'auto' (whole when the device's free memory holds it, else the "
-                              "fewest tiles that fit), None/False (whole), True (diffusers' default tiles), or a dict "
-                              "of diffusers' enable_tiling arguments.")
+                              "fewest uniform tiles that fit), None/False (whole), True (diffusers' default tiles, "
+                              "decoded exactly as diffusers does), or a dict of VAETiling fields (diffusers' "
+                              "enable_tiling arguments, and layout='uniform' for tiles of one shape).")
 
     def _check_together(self) -> None:
         super()._check_together()

@@ -287,8 +287,9 @@ def vae_decode() -> dict:
     key = jax.random.PRNGKey(4)
     tiles = VAETiling(tile_sample_min_height=64, tile_sample_min_width=64, tile_sample_stride_height=32,
                       tile_sample_stride_width=32, temporal=False)  # 30 tiles of 2x2 latents, 4 shapes
+    uniform = dataclasses.replace(tiles, layout="uniform")  # 20 tiles of 2x2 latents (5 x 4), one shape
     out = {}
-    for tiling in (tiles, None):
+    for tiling in (tiles, uniform, None):
         ref = None
         for spec in (None, "data=2,context=4", "fsdp=8"):
             plan = ShardingPlan.create(spec)
@@ -297,7 +298,8 @@ def vae_decode() -> dict:
             frames = np.asarray(compiled(p, latents, t, t, key, None)[0])  # one compile; the static arguments are in it
             trips = [int(n) for n in re.findall(r"known_trip_count[^0-9]*(\d+)", compiled.as_text())]
             ref = frames if ref is None else ref
-            out[f"{'tiled' if tiling else 'whole'}, {spec or 'one device'}"] = {
+            name = "whole" if tiling is None else "uniform" if tiling.layout == "uniform" else "tiled"
+            out[f"{name}, {spec or 'one device'}"] = {
                 "err": rel_err(frames, ref), "temp_bytes": int(compiled.memory_analysis().temp_size_in_bytes),
                 "longest_tile_loop": max(trips, default=0)}
     return out

@@ -130,3 +130,7 @@ def test_vae_decode_deals_its_tiles_over_the_devices(results):
             print(f"\n[sharding] {name}: longest tile loop {row['longest_tile_loop']} (one device: {one})")
             # the 20-tile loop becomes ceil(20 / 8) = 3 per device; what is left is the decoder's own loop
             assert row["longest_tile_loop"] <= max(out["whole, one device"]["longest_tile_loop"], -(-one // 8)) < one
+    # the uniform layout: one scan of 20 tiles on one device, ceil(20 / 8) = 3 steps of 8 tiles on 8
+    assert out["uniform, one device"]["longest_tile_loop"] == 20
+    for spec in ("data=2,context=4", "fsdp=8"):
+        assert out[f"uniform, {spec}"]["longest_tile_loop"] <= max(out["whole, one device"]["longest_tile_loop"], 3)

@@ -32,54 +32,62 @@ def _output(shape):
     return batch, (frames - 1) * T + 1, height * S, width * S
 
 
+def _axes(tiling: VAETiling, shape):
+    """(tile, count) per latent axis (frames, height, width) of a uniform tiling: its cutting rule, written again."""
+    _, frames, height, width, _ = shape
+
+    def cut(length, max_tile, overlap):
+        if length <= max_tile:
+            return length, 1
+        count = -(-(length - overlap) // (max_tile - overlap))
+        return -(-(length + (count - 1) * overlap) // count), count
+
+    time = cut(frames, tiling.tile_sample_min_num_frames // T + 1,
+               (tiling.tile_sample_min_num_frames - tiling.tile_sample_stride_num_frames) // T + 1
+               ) if tiling.temporal else (frames, 1)
+    rows = cut(height, tiling.tile_sample_min_height // S,
+               (tiling.tile_sample_min_height - tiling.tile_sample_stride_height) // S
+               ) if tiling.spatial else (height, 1)
+    cols = cut(width, tiling.tile_sample_min_width // S,
+               (tiling.tile_sample_min_width - tiling.tile_sample_stride_width) // S
+               ) if tiling.spatial else (width, 1)
+    return time, rows, cols
+
+
 def _tile_count(tiling: VAETiling | None, shape) -> int:
-    """Tiles ``AutoencoderKLLTXVideo.decode`` runs (its cutting rules, written again), 1 for a whole decode."""
+    """Tiles the uniform layout decodes, 1 for a whole decode."""
     if tiling is None:
         return 1
-    _, frames, height, width, _ = shape
-    spatial = 1
-    min_h, min_w = tiling.tile_sample_min_height // S, tiling.tile_sample_min_width // S
-    if tiling.spatial and (height > min_h or width > min_w):
-        spatial = (len(range(0, height, tiling.tile_sample_stride_height // S))
-                   * len(range(0, width, tiling.tile_sample_stride_width // S)))
-    temporal = 1
-    t_min, t_stride = tiling.tile_sample_min_num_frames // T, tiling.tile_sample_stride_num_frames // T
-    if tiling.temporal and frames > t_min:
-        temporal = sum(1 for k, s in enumerate(range(0, frames, t_stride)) if k == 0 or frames - s > 1)
-    return spatial * temporal
+    assert tiling.layout == "uniform"
+    return int(np.prod([count for _, count in _axes(tiling, shape)]))
 
 
 def _tiled_bytes(tiling: VAETiling | None, shape, whole: int, fixed: int = 0, dtype=jnp.bfloat16) -> float:
-    """The documented estimate of a decode's bytes: whole, or fixed + (whole - fixed) x the largest tile's share of
-    the latents + the frame buffers."""
+    """The documented estimate of a decode's bytes: whole, or fixed + (whole - fixed) x the tile's share of the
+    latents + the frame buffers (the float32 buffer twice, the video in dtype, the float32 frames)."""
     if tiling is None:
         return whole
     batch, frames, height, width, _ = shape
     _, out_f, out_h, out_w = _output(shape)
-    tile_h, tile_w, tile_f = height, width, frames
-    if tiling.spatial and (height > tiling.tile_sample_min_height // S or width > tiling.tile_sample_min_width // S):
-        tile_h = min(height, tiling.tile_sample_min_height // S)
-        tile_w = min(width, tiling.tile_sample_min_width // S)
-    if tiling.temporal and frames > tiling.tile_sample_min_num_frames // T:
-        tile_f = min(frames, tiling.tile_sample_min_num_frames // T + 1)
-    share = tile_f * tile_h * tile_w / (frames * height * width)
-    itemsize = np.dtype(dtype).itemsize
-    buffers = batch * out_f * out_h * out_w * 3 * (tp.TILED_VIDEO_COPIES * itemsize + 4)
+    share = np.prod([tile for tile, _ in _axes(tiling, shape)]) / (frames * height * width)
+    buffers = batch * out_f * out_h * out_w * 3 * (2 * 4 + np.dtype(dtype).itemsize + 4)
     return fixed + (whole - fixed) * share + buffers
 
 
 def _all_tilings(shape):
-    """Every tiling of the policy's family (diffusers' overlaps, any sizes): spatial-only, temporal-only, both."""
+    """Every uniform tiling of the policy's family (diffusers' blend widths, any tile sizes): spatial-only,
+    temporal-only, both."""
     _, frames, height, width, _ = shape
     heights = range(tp.MIN_SPATIAL_TILE_LATENTS, height + 3)
     widths = range(tp.MIN_SPATIAL_TILE_LATENTS, width + 3)
-    times = range(2, frames)
+    times = range(3, frames + 1)  # latent frames per tile (overlap 2)
     for h, w in itertools.product(heights, widths):
-        yield VAETiling(h * S, w * S, 16, (h - 2) * S, (w - 2) * S, 8, spatial=True, temporal=False)
+        yield VAETiling(h * S, w * S, 16, (h - 2) * S, (w - 2) * S, 8, spatial=True, temporal=False, layout="uniform")
         for f in times:
-            yield VAETiling(h * S, w * S, f * T, (h - 2) * S, (w - 2) * S, (f - 1) * T, spatial=True, temporal=True)
+            yield VAETiling(h * S, w * S, (f - 1) * T, (h - 2) * S, (w - 2) * S, (f - 2) * T, spatial=True,
+                            temporal=True, layout="uniform")
     for f in times:
-        yield VAETiling(512, 512, f * T, 448, 448, (f - 1) * T, spatial=False, temporal=True)
+        yield VAETiling(512, 512, (f - 1) * T, 448, 448, (f - 2) * T, spatial=False, temporal=True, layout="uniform")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -126,17 +134,18 @@ def test_estimate_covers_the_h200_measurement():
     measured = H200_WHOLE["peak"] - H200_WHOLE["argument"] + 12 * pixels
     print(f"estimate {estimate / pixels:.1f} B/pixel, measured peak {measured / pixels:.1f} B/pixel")
     assert measured <= estimate <= 1.25 * measured
+    # The uniform layout's tiled peak is not measured yet (no GPU since it was written): its estimate must at
+    # least cover the peak of diffusers' layout at the same tile size, which holds more tiles and copies at once.
     whole, fixed = tp.analysis_bytes(H200_WHOLE)
-    default = VAETiling()
-    tiled = _tiled_bytes(default, (1, 16, 16, 24, 128), whole, fixed)
-    print(f"tiled estimate {tiled / GB:.2f} GB, measured peak {H200_TILED['peak'] / GB:.2f} GB")
-    assert H200_TILED["peak"] <= tiled <= 1.5 * H200_TILED["peak"]
+    tiled = _tiled_bytes(VAETiling(layout="uniform"), (1, 16, 16, 24, 128), whole, fixed)
+    print(f"uniform tiled estimate {tiled / GB:.2f} GB, diffusers' tiled peak {H200_TILED['peak'] / GB:.2f} GB")
+    assert tiled >= H200_TILED["peak"]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_no_memory_keeps_the_pixel_threshold(shape):
     batch, out_f, out_h, out_w = _output(shape)
-    expected = VAETiling() if out_f * out_h * out_w > AUTO_TILING_PIXELS else None
+    expected = tp.THRESHOLD_TILING if out_f * out_h * out_w > AUTO_TILING_PIXELS else None
     assert tp.auto_tiling(VAE, shape, jnp.bfloat16, free_bytes=None, device=_FakeDevice(None)) == expected
     assert tp.choose_tiling(free_bytes=None, whole_bytes=10**15, output_pixels=out_f * out_h * out_w,
                             latent_size=shape[1:4], spatial_ratio=S, temporal_ratio=T) == expected
@@ -145,7 +154,7 @@ def test_no_memory_keeps_the_pixel_threshold(shape):
 def test_threshold_edges():
     common = dict(free_bytes=None, whole_bytes=None, latent_size=(7, 16, 24), spatial_ratio=S, temporal_ratio=T)
     assert tp.choose_tiling(output_pixels=AUTO_TILING_PIXELS, **common) is None
-    assert tp.choose_tiling(output_pixels=AUTO_TILING_PIXELS + 1, **common) == VAETiling()
+    assert tp.choose_tiling(output_pixels=AUTO_TILING_PIXELS + 1, **common) == tp.THRESHOLD_TILING
 
 
 def test_margin_and_compiled_bytes():
@@ -161,7 +170,7 @@ def test_margin_and_compiled_bytes():
         calls.append(1)
         return whole
 
-    assert tp.auto_tiling(VAE, shape, jnp.float32, compiled_whole=lazy, device=_FakeDevice(None)) == VAETiling()
+    assert tp.auto_tiling(VAE, shape, jnp.float32, compiled_whole=lazy, device=_FakeDevice(None)) == tp.THRESHOLD_TILING
     assert not calls, "no memory figures: the whole decode is not compiled"
     assert tp.auto_tiling(VAE, shape, jnp.float32, compiled_whole=lazy, free_bytes=20 * GB) is None
     assert calls == [1]

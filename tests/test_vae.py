@@ -283,6 +283,94 @@ def _subjaxprs(eqn):
                 yield v
 
 
+UNIFORM_CASES = {
+    # variant, latent (frames, height, width), tile sizes / strides (pixels, frames), temporal
+    "0.9.1 spatial+temporal": ("0.9.1", (12, 7, 9), (128, 128, 48, 96, 96, 40), True),
+    "0.9.5 spatial+temporal": ("0.9.5", (12, 7, 9), (64, 64, 48, 48, 48, 40), True),
+    "0.9.0 spatial only": ("0.9.0", (4, 7, 9), (160, 160, 16, 96, 96, 8), False),
+}
+
+
+@pytest.mark.parametrize("case", list(UNIFORM_CASES))
+def test_uniform_tiles_stay_as_close_to_the_whole_decode_as_diffusers_tiles(vaes, case):
+    """The uniform layout against the whole decode, beside diffusers' layout with the same settings. Random tiny
+    decoders see far across a tile (every tiling is far from their whole decode: 0.3-1.0 relative), so the bound is
+    diffusers' own tiling error at the same settings, which the uniform layout must not exceed."""
+    variant, (frames, height, width), sizes, temporal = UNIFORM_CASES[case]
+    entry = vaes[variant]
+    z = latents(entry["module"].config, frames, height, width, seed=11)
+    settings = dict(zip(TILE_NAMES, sizes), temporal=temporal)
+    whole = decode_ours(entry, z)
+    diffusers_layout = decode_ours(entry, z, tiling=VAETiling(**settings))
+    uniform = decode_ours(entry, z, tiling=VAETiling(**settings, layout="uniform"))
+    assert uniform.shape == whole.shape
+    bound = rel_err(diffusers_layout, whole)
+    err = rel_err(uniform, whole)
+    report(f"vae {variant} uniform tiles ({case}) vs whole decode", err, bound)
+    assert 1e-3 < err <= bound  # tiled (it differs) and no worse than diffusers' tiles
+
+
+def _local_decode(rs: int, rt: int):
+    """A stand-in decoder whose every output pixel depends on its own latent only (frame j of a window <- latent
+    ceil(j / rt), as the causal VAE lays frames out): any correct tiling of it equals its whole decode."""
+    def decode(z, key):
+        frames = z.shape[1]
+        index = -(-np.arange(rt * (frames - 1) + 1) // rt)
+        video = jnp.take(z, jnp.asarray(index), axis=1)
+        video = jnp.repeat(jnp.repeat(video, rs, axis=2), rs, axis=3)
+        return video[..., :3] * 2.0 + 1.0
+    return decode
+
+
+@pytest.mark.parametrize("shape, sizes, temporal", [
+    ((13, 9, 11), (4, 4, 4, 2, 2, 2), True), ((6, 5, 7), (3, 5, 8, 1, 3, 4), True),
+    ((4, 17, 3), (6, 2, 4, 4, 1, 4), False), ((2, 2, 2), (4, 4, 4, 2, 2, 2), True)])
+def test_uniform_tiles_reassemble_a_local_decoder_exactly(shape, sizes, temporal):
+    """The blend weights of the tiles covering each pixel add up to 1 and every tile lands where it belongs."""
+    from ltx_jax.models.vae_tiling import tiled_decode
+
+    rs, rt = 2, 4
+    z = jnp.asarray(np.random.default_rng(0).standard_normal((2, *shape, 5)), jnp.float32)
+    decode = _local_decode(rs, rt)
+    scaled = (sizes[0] * rs, sizes[1] * rs, sizes[2] * rt, sizes[3] * rs, sizes[4] * rs, sizes[5] * rt)
+    tiling = VAETiling(*scaled, temporal=temporal, layout="uniform")
+    tiling.check(rs, rt)
+    out = jax.jit(lambda z: tiled_decode(decode, z, None, tiling, rs, rt))(z)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(decode(z, None)), rtol=1e-6, atol=1e-6)
+
+
+def _convolutions(fn, *args) -> tuple[int, int]:
+    """(convolutions, distinct convolution shapes) in the lowered StableHLO of ``fn(*args)``."""
+    import re
+
+    text = jax.jit(fn).lower(*args).as_text()
+    convs = re.findall(r"stablehlo.convolution\(.* : \((.*?)\) ->", text)
+    return len(convs), len(set(convs))
+
+
+def test_uniform_tiles_hold_one_decoder_in_the_program(vaes):
+    """diffusers' layout compiles a decoder per tile shape (here 8: full and partial tiles in time, height and
+    width); the uniform layout compiles the whole decode's one, on a tile, whatever the video's length."""
+    entry = vaes["0.9.1"]
+    cfg = entry["module"].config
+    t = jnp.full((1,), 0.05)
+
+    def count(frames, tiling):
+        z = jnp.zeros((1, frames, 7, 9, cfg.latent_channels))
+        return _convolutions(lambda p, z: entry["module"].apply({"params": p}, z, t, method="decode", tiling=tiling),
+                             entry["params"], z)
+
+    settings = dict(zip(TILE_NAMES, (128, 128, 48, 96, 96, 40)))
+    whole = count(6, None)
+    diffusers_layout = count(12, VAETiling(**settings))
+    uniform, uniform_longer = count(12, VAETiling(**settings, layout="uniform")), count(30, VAETiling(
+        **settings, layout="uniform"))
+    print(f"\n[vae] convolutions (all, distinct shapes): whole {whole}, diffusers' tiles {diffusers_layout}, "
+          f"uniform tiles {uniform} (30 latent frames: {uniform_longer})")
+    assert uniform == uniform_longer and uniform[0] == whole[0] and uniform[1] <= whole[1]
+    assert diffusers_layout[0] >= 4 * whole[0]
+
+
 def test_tiling_settings_are_checked(vaes):
     entry = vaes["0.9.0"]
     z = jnp.zeros((1, 2, 2, 2, entry["module"].config.latent_channels))

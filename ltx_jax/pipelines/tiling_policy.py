@@ -2,8 +2,9 @@
 the fewest tiles that fit.
 
 The policy (``choose_tiling``) is a pure function of the free bytes, the whole decode's bytes and the shapes. Where
-the backend reports no memory (the CPU's ``memory_stats()`` is None) it keeps the old rule: diffusers' default tiles
-above ``AUTO_TILING_PIXELS`` output pixels, whole below.
+the backend reports no memory (the CPU's ``memory_stats()`` is None) it keeps the old threshold: tiles above
+``AUTO_TILING_PIXELS`` output pixels (``THRESHOLD_TILING``), whole below. Its tiles are always the uniform layout's
+(``models/vae_tiling.py``): one tile shape, so one decoder in the program, overlapping only by the blend widths.
 
 Memory model, from the one measured point (H200, 2026-12-04, ``/work/shared/gpu-runs``; benchmarks/RESULTS.md): the
 0.9.5 VAE's whole bf16 decode of 121x512x768 (16x16x24 latents, 47.6M output pixels) compiled to 3.83 GB of
@@ -36,23 +37,29 @@ from typing import Any
 import jax
 import numpy as np
 
-from ltx_jax.models.vae import VAETiling
+from ltx_jax.models.vae_tiling import VAETiling, uniform_cut
 from ltx_jax.pipelines.vae_programs import AUTO_TILING_PIXELS
 
 # Activation elements alive per output pixel at a whole decode's peak: 40.3 measured (3.83 GB of bf16 temporaries
 # over 47.6M pixels, the 0.9.5 VAE on an H200), rounded up to cover the measured peak (5.92 GB, 13% over the compiled
 # figure). Measured on the 0.9.5 decoder only: for the others, pass the compiled analysis (``auto_tiling``).
 ACTIVATION_ELEMENTS_PER_PIXEL = 48
-# Bytes per output pixel of a tiled decode that do not shrink with the tile: the frame buffer, the stacked decoded
-# tiles and their blends, ~6 copies of the 3-channel video in the VAE's dtype, plus the float32 frames. The measured
-# tiled decode (diffusers' default tiles) left 30 bytes per pixel in bf16 beyond its tiles' share of the whole
-# decode's temporaries; this says 48.
-TILED_VIDEO_COPIES = 6
 DEFAULT_MARGIN = 1.2
-# Overlaps of the tiles ``choose_tiling`` makes: diffusers' defaults' (512 - 448 pixels, 16 - 8 frames), in latents.
+# Overlaps of the uniform tiles ``choose_tiling`` makes, in latents: diffusers' blend widths (512 - 448 pixels;
+# 16 - 8 frames, which in latent frames is one of blend plus the frame both tiles share).
 SPATIAL_OVERLAP_LATENTS = 2
-TEMPORAL_OVERLAP_LATENTS = 1
+TEMPORAL_OVERLAP_LATENTS = 2
 MIN_SPATIAL_TILE_LATENTS = 8  # 256 pixels: smaller tiles are mostly overlap and boundary
+# Where the backend reports no memory: diffusers' default spatial tiles in the uniform layout, whole frames (the
+# old rule's temporal tiles decoded every latent frame three times).
+THRESHOLD_TILING = VAETiling(layout="uniform", temporal=False)
+
+
+def tiled_buffer_bytes(values: int, dtype: Any) -> int:
+    """Bytes of a uniform tiled decode that do not shrink with the tile, for ``values`` output pixels: 3 channels of
+    the float32 frame buffer (counted twice, for an update XLA might not do in place), the video in ``dtype`` and the
+    float32 frames the pipeline returns."""
+    return values * 3 * (2 * 4 + np.dtype(dtype).itemsize + 4)
 
 
 def free_device_bytes(device: jax.Device | None = None) -> int | None:
@@ -105,36 +112,21 @@ def analysis_bytes(analysis: Any) -> tuple[int, int] | None:
 
 @dataclasses.dataclass(frozen=True)
 class _Axis:
-    """One way to cut one latent axis: ``size`` latents per tile every ``stride``, ``count`` tiles, ``extent``
-    latents in the largest tile."""
+    """One way to cut one latent axis in uniform tiles (``vae_tiling.uniform_cut``): ``count`` tiles of ``size``
+    latents overlapping by ``overlap``."""
 
     size: int
-    stride: int
     count: int
-    extent: int
+    overlap: int
 
 
-def _spatial_cuts(length: int) -> list[_Axis]:
-    """For each tile count along a spatial axis of ``length`` latents, the smallest tile giving it (as
-    ``_spatial_tiled_decode`` cuts: tiles start at ``range(0, length, stride)``)."""
+def _cuts(length: int, overlap: int, smallest: int) -> list[_Axis]:
+    """For each tile count along an axis of ``length`` latents, the smallest uniform tile giving it (at least
+    ``smallest`` latents, or the whole axis)."""
     cuts: dict[int, _Axis] = {}
-    longest = length + SPATIAL_OVERLAP_LATENTS  # one tile: its stride covers the axis
-    for size in range(min(MIN_SPATIAL_TILE_LATENTS, longest), longest + 1):
-        stride = size - SPATIAL_OVERLAP_LATENTS
-        count = len(range(0, length, stride))
-        cuts.setdefault(count, _Axis(size, stride, count, min(size, length)))
-    return sorted(cuts.values(), key=lambda a: a.count)
-
-
-def _temporal_cuts(frames: int) -> list[_Axis]:
-    """For each tile count along ``frames`` latent frames, the shortest tile giving it (as ``_temporal_tiled_decode``
-    cuts: ``size + 1`` latent frames every ``stride = size - 1``; trailing one-frame tiles decode nothing)."""
-    cuts: dict[int, _Axis] = {}
-    for size in range(TEMPORAL_OVERLAP_LATENTS + 1, frames):
-        stride = size - TEMPORAL_OVERLAP_LATENTS
-        starts = range(0, frames, stride)
-        count = sum(1 for k, s in enumerate(starts) if k == 0 or frames - s > 1)
-        cuts.setdefault(count, _Axis(size, stride, count, min(size + 1, frames)))
+    for size in range(min(max(smallest, overlap + 1), length), length + 1):
+        _, starts = uniform_cut(length, size, overlap)
+        cuts.setdefault(len(starts), _Axis(size, len(starts), overlap))
     return sorted(cuts.values(), key=lambda a: a.count)
 
 
@@ -143,10 +135,11 @@ def choose_tiling(*, free_bytes: int | None, whole_bytes: int | None, output_pix
                   margin: float = DEFAULT_MARGIN, fixed_bytes: int = 0, dtype: Any = "bfloat16",
                   batch: int = 1) -> VAETiling | None:
     """The decode for latents of ``latent_size`` (frames, height, width), ``batch`` videos of ``output_pixels``
-    (frames x height x width) each: None = whole, else the ``VAETiling`` with the fewest tiles whose estimate fits.
+    (frames x height x width) each: None = whole, else the uniform ``VAETiling`` with the fewest tiles whose estimate
+    fits.
 
     Args:
-      free_bytes: the device's free bytes (``free_device_bytes``); None keeps the old rule: diffusers' default tiles
+      free_bytes: the device's free bytes (``free_device_bytes``); None keeps the old rule: ``THRESHOLD_TILING``
         above ``AUTO_TILING_PIXELS`` output pixels, whole at or below.
       whole_bytes: the whole decode's bytes (``analysis_bytes`` of its compiled program); None:
         ``whole_decode_bytes_estimate`` for ``dtype``.
@@ -154,15 +147,14 @@ def choose_tiling(*, free_bytes: int | None, whole_bytes: int | None, output_pix
       margin: a decode is taken where ``bytes * margin <= free_bytes``.
       dtype: the VAE's dtype, for the estimate and the tiled decode's frame buffers.
 
-    A tiled decode's bytes are estimated as ``fixed + (whole - fixed) * share + frame buffers``, ``share`` the
-    largest tile's fraction of the output pixels and the buffers ``TILED_VIDEO_COPIES`` of the video plus the float32
-    frames. Tiles are tried by total count: spatial-only first at each count (whole frames, one ``lax.map``), then
-    spatial x temporal; among equal counts the smallest estimate. Where nothing fits, the smallest estimate.
-    Tiles overlap as diffusers' defaults do (64 pixels, 8 frames); sizes and strides are multiples of the ratios.
+    A tiled decode's bytes are estimated as ``fixed + (whole - fixed) * share + buffers``, ``share`` the tile's
+    fraction of the latents and the buffers ``tiled_buffer_bytes``. Tiles are tried by total count: spatial-only
+    first at each count (whole frames), then spatial x temporal; among equal counts the smallest estimate. Where
+    nothing fits, the smallest estimate. Tiles overlap by diffusers' blend widths (64 pixels, 8 frames).
     """
     frames, height, width = latent_size
     if free_bytes is None:
-        return VAETiling() if output_pixels > AUTO_TILING_PIXELS else None
+        return THRESHOLD_TILING if output_pixels > AUTO_TILING_PIXELS else None
     if whole_bytes is None:
         out_frames = (frames - 1) * temporal_ratio + 1
         whole_bytes = whole_decode_bytes_estimate(out_frames, height * spatial_ratio, width * spatial_ratio, dtype,
@@ -171,44 +163,40 @@ def choose_tiling(*, free_bytes: int | None, whole_bytes: int | None, output_pix
     if whole_bytes * margin <= free_bytes:
         return None
 
-    itemsize = np.dtype(dtype).itemsize
-    buffers = batch * output_pixels * 3 * (TILED_VIDEO_COPIES * itemsize + 4)
+    buffers = tiled_buffer_bytes(batch * output_pixels, dtype)
     scaled = max(0, whole_bytes - fixed_bytes)
 
-    def estimate(rows: _Axis | None, cols: _Axis | None, time: _Axis | None) -> float:
-        tile_h = rows.extent if rows else height
-        tile_w = cols.extent if cols else width
-        tile_f = time.extent if time else frames
-        share = min(1.0, (tile_f * tile_h * tile_w) / (frames * height * width))
+    def estimate(rows: _Axis, cols: _Axis, time: _Axis) -> float:
+        share = min(1.0, (time.size * rows.size * cols.size) / (frames * height * width))
         return fixed_bytes + scaled * share + buffers
 
-    row_cuts, col_cuts = [None, *_spatial_cuts(height)], [None, *_spatial_cuts(width)]
+    whole_t = _Axis(frames, 1, TEMPORAL_OVERLAP_LATENTS)
+    row_cuts = _cuts(height, SPATIAL_OVERLAP_LATENTS, MIN_SPATIAL_TILE_LATENTS)
+    col_cuts = _cuts(width, SPATIAL_OVERLAP_LATENTS, MIN_SPATIAL_TILE_LATENTS)
+    time_cuts = [c for c in _cuts(frames, TEMPORAL_OVERLAP_LATENTS, TEMPORAL_OVERLAP_LATENTS + 1) if c.count > 1]
     candidates = []  # (tiles, temporal?, bytes, rows, cols, time)
-    for time in [None, *_temporal_cuts(frames)]:
+    for time in [whole_t, *time_cuts]:
         for rows in row_cuts:
             for cols in col_cuts:
-                if (rows is None) != (cols is None):
-                    continue  # one spatial cut needs both axes' (the other: one tile as long as the axis)
-                tiles = (rows.count * cols.count if rows else 1) * (time.count if time else 1)
-                if tiles == 1:
-                    continue  # the whole decode, already refused
-                candidates.append((tiles, time is not None, estimate(rows, cols, time), rows, cols, time))
+                tiles = rows.count * cols.count * time.count
+                if tiles > 1:
+                    candidates.append((tiles, time.count > 1, estimate(rows, cols, time), rows, cols, time))
     if not candidates:
         return None
     fitting = [c for c in candidates if c[2] * margin <= free_bytes]
     _, _, _, rows, cols, time = min(fitting, key=lambda c: c[:3]) if fitting else min(candidates, key=lambda c: c[2])
-    defaults = VAETiling()
-    spatial = rows is not None and (rows.count > 1 or cols.count > 1)
+    spatial = rows.count > 1 or cols.count > 1
+    temporal = time.count > 1
+    s, t = spatial_ratio, temporal_ratio
+    tile_h, tile_w = (max(a.size, SPATIAL_OVERLAP_LATENTS + 1) for a in (rows, cols))  # one tile: the axis, stride > 0
     return VAETiling(
-        tile_sample_min_height=rows.size * spatial_ratio if spatial else defaults.tile_sample_min_height,
-        tile_sample_min_width=cols.size * spatial_ratio if spatial else defaults.tile_sample_min_width,
-        tile_sample_min_num_frames=time.size * temporal_ratio if time else defaults.tile_sample_min_num_frames,
-        tile_sample_stride_height=rows.stride * spatial_ratio if spatial else defaults.tile_sample_stride_height,
-        tile_sample_stride_width=cols.stride * spatial_ratio if spatial else defaults.tile_sample_stride_width,
-        tile_sample_stride_num_frames=(time.stride * temporal_ratio if time
-                                       else defaults.tile_sample_stride_num_frames),
-        spatial=spatial,
-        temporal=time is not None,
+        tile_sample_min_height=tile_h * s, tile_sample_min_width=tile_w * s,
+        tile_sample_min_num_frames=(time.size - 1) * t if temporal else THRESHOLD_TILING.tile_sample_min_num_frames,
+        tile_sample_stride_height=(tile_h - SPATIAL_OVERLAP_LATENTS) * s,
+        tile_sample_stride_width=(tile_w - SPATIAL_OVERLAP_LATENTS) * s,
+        tile_sample_stride_num_frames=((time.size - TEMPORAL_OVERLAP_LATENTS) * t if temporal
+                                       else THRESHOLD_TILING.tile_sample_stride_num_frames),
+        spatial=spatial, temporal=temporal, layout="uniform",
     )
 
 

@@ -32,10 +32,14 @@ def section_vae(ctx: Context) -> None:
     t_np = np.full((1,), 0.05, np.float32)
     out_frames = (frames - 1) * cfg.temporal_ratio + 1
     video = f"{out_frames}x{height * cfg.spatial_ratio}x{width * cfg.spatial_ratio}"
-    cases = (("tiled", tiling), ("untiled", None))
+    # diffusers' layout at the run's tile sizes (compared with diffusers' tiled decode), and the uniform layout the
+    # pipelines' "auto" tiling uses: the same spatial tiles, whole frames, one decoder (compared with the whole decode)
+    uniform = dataclasses.replace(tiling, layout="uniform", temporal=False)
+    cases = (("tiled", tiling), ("uniform tiled", uniform), ("untiled", None))
     rows = {name: rec.case(f"VAE decode {name} latent {frames}x{height}x{width} -> {video}") for name, _ in cases}
     first_rows = {name: rec.case(first_call_name(rows[name]["name"]), first_call=True) for name, _ in cases}
-    rec.info(config=cfg.to_dict(), latent=s.vae_latent, tiling=dataclasses.asdict(tiling), dtype=s.dtype)
+    rec.info(config=cfg.to_dict(), latent=s.vae_latent, tiling=dataclasses.asdict(tiling),
+             uniform_tiling=dataclasses.asdict(uniform), dtype=s.dtype)
 
     # FLOPs of one whole (untiled) decode, from its traced program (no compile); tiled decoding does this work plus
     # the overlaps.
@@ -65,6 +69,8 @@ def section_vae(ctx: Context) -> None:
         refs = {}
         for name, tl in cases:
             row = rows[name]
+            if tl is not None and tl.layout != "diffusers":
+                continue  # diffusers has no such layout
             if not ctx.has_time(s.estimates["vae_torch"] / 2 + s.estimates["vae_ours"], f"diffusers VAE {name}"):
                 continue
             model.use_tiling = model.use_framewise_decoding = tl is not None
@@ -105,7 +111,7 @@ def section_vae(ctx: Context) -> None:
     params = jax.block_until_ready(params)
 
     z, t = jnp.asarray(z_np, dt), jnp.asarray(t_np)
-    memory = {}
+    memory, outputs = {}, {}
     for name, tl in cases:  # tiled first: the process peak after it is the tiled decode's own
         row, first_row = rows[name], first_rows[name]
         try:
@@ -128,6 +134,12 @@ def section_vae(ctx: Context) -> None:
                        tflops=None if flops is None else flops / med / 1e12)
             if name in refs:
                 rec.update(row, ratio=row["ours_ms"] / row["torch_ms"], max_rel_diff=rel_diff(out, refs[name]))
+            if name != "untiled":
+                outputs[name] = out  # compared with the whole decode below
+            elif outputs:
+                for other, frames_out in outputs.items():
+                    rec.update(rows[other], max_rel_diff_vs_whole=rel_diff(frames_out, out))
+                outputs.clear()
             out = None  # frees the frames (a del would leave the closures above a dangling name)
             ctx.log(f"{row['name']}: ours {row['ours_ms']:.1f} ms, torch {row.get('torch_ms')}")
         except Exception as e:  # noqa: BLE001
