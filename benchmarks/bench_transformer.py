@@ -3,13 +3,17 @@
     python -m benchmarks.bench_transformer                      # GPU: bf16 at 9x32x32, 9x64x64, 17x64x64 latents
     python -m benchmarks.bench_transformer --compare-torch      # + diffusers (torch SDPA) on the same shapes and card
     python -m benchmarks.bench_transformer --shapes 2x8x8,3x8x16  # CPU-sized shapes (fp32 is the CPU default)
+    python -m benchmarks.bench_transformer --fp8                # + fp8 matmuls (compute="fp8") against the dtype
 
 (from the repository root)
 
 What it reports per shape: median wall time over ``--repeats`` runs after warm-up (every run blocks on its result),
 the analytic FLOP count of one forward pass (2 per multiply-add, attention included), the achieved TFLOP/s, and
-with ``--compare-torch`` diffusers' median and the ratio ours/theirs (< 1 = we are faster). It also reports the jit
-compile time of the same program with 4 and with 28 layers (blocks are scanned, so the two should be close).
+with ``--compare-torch`` diffusers' median and the ratio ours/theirs (< 1 = we are faster); with ``--fp8`` the same
+model with fp8 kernels and fp8 matmuls (``compute="fp8"``, kernels quantized from the same weights): its median, the
+speed-up over the dtype's, its output's max relative difference from the dtype's, and (GPU) whether the optimised
+program holds cuBLASLt's fp8 GEMM. It also reports the jit compile time of the same program with 4 and with 28 layers
+(blocks are scanned, so the two should be close).
 Outputs are checked to be finite; with --compare-torch both models share weights and their outputs are compared.
 """
 
@@ -27,6 +31,9 @@ import numpy as np
 from benchmarks.timing import sample_times, write_json
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
 from ltx_jax.models import abstract_params, count_params
+from weight_conversion.quantize import quantize_params
+
+FP8_GEMM_CALL = "__cublas$lt$matmul$f8"  # XLA's custom call for cuBLASLt's fp8 GEMM (sm_89 / sm_90 and later)
 
 
 def parse_shapes(text: str) -> list[tuple[int, int, int]]:
@@ -91,6 +98,30 @@ def jax_forward_fn(module, shape):
         )
 
     return forward
+
+
+def fp8_model(module, params):
+    """The same transformer with fp8 block kernels (quantized per output channel from ``params``) and fp8 matmuls
+    (``compute="fp8"``): (module, params)."""
+    fp8 = module.clone(weights="fp8", compute="fp8")
+    return fp8, quantize_params(params, abstract_params(fp8))
+
+
+def time_fp8(fp8, fp8_params, shape, dev_inputs, reference, repeats: int, warmup: int) -> dict:
+    """An ``fp8_model`` (module, params) on the inputs of a shape: its compile seconds, median ms and times, the max
+    relative difference of its output from ``reference`` (the dtype's output of the same weights), and whether the
+    optimised program holds cuBLASLt's fp8 GEMM (None off GPU, where XLA runs the fp8 operands upcast)."""
+    lowered = jax_forward_fn(fp8, shape).lower(fp8_params, *dev_inputs)
+    start = time.perf_counter()
+    compiled = lowered.compile()
+    compile_s = time.perf_counter() - start
+    out = np.asarray(compiled(fp8_params, *dev_inputs).astype(jnp.float32))
+    times = sample_times(lambda: compiled(fp8_params, *dev_inputs).block_until_ready(), repeats, warmup)
+    reference = np.asarray(reference, np.float32)
+    return {"compile_s": compile_s, "ms": statistics.median(times) * 1e3, "times_ms": [t * 1e3 for t in times],
+            "rel_diff": float(np.max(np.abs(out - reference)) / max(float(np.max(np.abs(reference))), 1e-30)),
+            "finite": bool(np.isfinite(out).all()),
+            "fp8_gemm": FP8_GEMM_CALL in compiled.as_text() if jax.default_backend() == "gpu" else None}
 
 
 def compile_seconds(cfg: TransformerConfig, layers: int, dtype, impl, batch, shape, text_tokens) -> float:
@@ -175,6 +206,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=10 if on_gpu else 5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--compare-torch", action="store_true")
+    parser.add_argument("--fp8", action="store_true", help="also time fp8 matmuls (compute='fp8')")
     parser.add_argument("--torch-threads", type=int, default=None)
     parser.add_argument("--skip-compile-time", action="store_true")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -192,12 +224,15 @@ def main(argv=None) -> int:
     if torch_side is not None:
         params = torch_side.jax_params(module)
     print(f"params: {count_params(params):,}; attention: {module.resolved_attention_implementation}")
+    fp8_model_params = fp8_model(module, params) if args.fp8 else None
 
     results = {"device": device, "backend": jax.default_backend(), "jax": jax.__version__, "dtype": args.dtype,
                "layers": args.layers, "batch": args.batch, "text_tokens": args.text_tokens, "shapes": []}
     header = f"{'latent FxHxW':>13} {'tokens':>7} {'GFLOP':>9} {'ours ms':>9} {'TFLOP/s':>8}"
     if torch_side:
         header += f" {'torch ms':>9} {'ratio':>6} {'max rel diff':>12}"
+    if args.fp8:
+        header += f" {'fp8 ms':>9} {'speed-up':>8} {'fp8 rel diff':>12} {'fp8 GEMM':>8}"
     print(header)
     for shape in shapes:
         inputs = make_inputs(cfg, args.batch, shape, args.text_tokens)
@@ -224,6 +259,10 @@ def main(argv=None) -> int:
             diff = float(np.max(np.abs(np.asarray(out, np.float32) - ref)) / np.max(np.abs(ref)))
             row.update({"torch_ms": theirs * 1e3, "ratio": ours / theirs, "max_rel_diff": diff})
             line += f" {theirs * 1e3:>9.2f} {ours / theirs:>6.2f} {diff:>12.2e}"
+        if args.fp8:
+            fp8 = time_fp8(*fp8_model_params, shape, dev_inputs, out, args.repeats, args.warmup)
+            row["fp8"] = dict(fp8, speedup=row["ms"] / fp8["ms"])
+            line += f" {fp8['ms']:>9.2f} {row['fp8']['speedup']:>8.2f} {fp8['rel_diff']:>12.2e} {fp8['fp8_gemm']!s:>8}"
         print(line, flush=True)
         results["shapes"].append(row)
 

@@ -57,15 +57,15 @@ def generate(args: dict) -> int:
     from ltx_jax.pipelines import LTXPipeline
 
     dtype = _default_dtype()
-    weights = "".join(f", {name} {value}" for name, value in (("weights", FLAGS.weights),
+    weights = "".join(f", {name} {value}" for name, value in (("weights", args["weights"]), ("compute", FLAGS.compute),
                                                               ("text encoder weights", FLAGS.text_encoder_weights))
                       if value)
     _say(f"loading {FLAGS.model} ({dtype}{weights})")
     for path, scale in args["loras"]:
         _say(f"LoRA {path} x {scale:g}")
     # LoRA files are fused as the checkpoint is read (before any quantization): no run-time cost.
-    loading = dict(weights=FLAGS.weights, text_encoder_weights=FLAGS.text_encoder_weights, lora=args["loras"],
-                   mesh=FLAGS.mesh)
+    loading = dict(weights=args["weights"], text_encoder_weights=FLAGS.text_encoder_weights, compute=FLAGS.compute,
+                   lora=args["loras"], mesh=FLAGS.mesh)
     if FLAGS.compilation_cache:  # a process-wide JAX setting: this command's choice (--nocompilation_cache)
         _say(f"compilation cache: {enable_compilation_cache()}")
     if args["tiny"]:
@@ -75,8 +75,8 @@ def generate(args: dict) -> int:
         _say("tiny-random: small random weights, as an installation check; the output is noise, not a video of the "
              "prompt.")
         make = tiny_random_multi_scale_pipeline if FLAGS.upsampler else tiny_random_pipeline
-        pipe = make(dtype=dtype, progress=FLAGS.progress, weights=FLAGS.weights,
-                    text_encoder_weights=FLAGS.text_encoder_weights)
+        pipe = make(dtype=dtype, progress=FLAGS.progress, weights=args["weights"],
+                    text_encoder_weights=FLAGS.text_encoder_weights, compute=FLAGS.compute)
         if args["loras"]:
             _apply_loras(pipe, args["loras"])
         if FLAGS.mesh is not None:
@@ -137,8 +137,9 @@ def check(args: dict) -> int:
     dtype = FLAGS.dtype or "bfloat16"  # the GPU's, where the run is headed
     prompt = FLAGS.prompt or STAND_IN_PROMPT
     pipe = dry.abstract_pipeline_for(args["facts"], model=FLAGS.model, text_encoder=FLAGS.text_encoder,
-                                     upsampler=FLAGS.upsampler, dtype=dtype, weights=FLAGS.weights,
-                                     text_encoder_weights=FLAGS.text_encoder_weights, mesh=FLAGS.mesh, prompt=prompt)
+                                     upsampler=FLAGS.upsampler, dtype=dtype, weights=args["weights"],
+                                     text_encoder_weights=FLAGS.text_encoder_weights, mesh=FLAGS.mesh, prompt=prompt,
+                                     compute=FLAGS.compute)
     pipe.progress = False
     pipe = _pipeline_for(pipe, args)
     with dry_run(compile=FLAGS.memory_analysis) as run:

@@ -65,7 +65,7 @@ def upsampler_config(upsampler: str | None) -> LatentUpsamplerConfig | None:
 
 def abstract_pipeline_for(facts: dict, *, model: str | None, text_encoder: str | None, upsampler: str | None,
                           dtype: str, weights: str | None, text_encoder_weights: str | None, mesh: str | None,
-                          prompt: str):
+                          prompt: str, compute: str | None = None):
     """The pipeline ``generate`` would load, over abstract parameters: the architectures of ``facts`` (the command
     line's ``_model_facts``: a checkpoint's configs or a release's), T5's from the text encoder's folder (else the
     release's), the tokenizer from its folder where there is one (else a stand-in that knows ``prompt``)."""
@@ -84,7 +84,8 @@ def abstract_pipeline_for(facts: dict, *, model: str | None, text_encoder: str |
     cls = LTXMultiScalePipeline if upsampler else LTXPipeline
     return abstract_pipeline(cls, release, transformer=facts["transformer"], vae=facts["vae"], text_encoder=t5,
                              latent_upsampler=up, scheduler=facts["scheduler"], dtype=dtype, weights=weights,
-                             text_encoder_weights=text_encoder_weights, mesh=mesh, tokenizer=tokenizer)
+                             text_encoder_weights=text_encoder_weights, compute=compute, mesh=mesh,
+                             tokenizer=tokenizer)
 
 
 def _bytes(n: int) -> str:
@@ -150,6 +151,7 @@ def title(pipe, args: dict, dtype: str, compiled: bool) -> str:
     release = pipe.release.name if pipe.release is not None else "no release"
     config = pipe.transformer.config
     weights = f", {pipe.transformer.weights} weights" if getattr(pipe.transformer, "weights", None) else ""
+    weights += f", {pipe.transformer.compute} matmuls" if getattr(pipe.transformer, "compute", None) else ""
     mesh = f", mesh {dict(pipe.sharding.mesh.shape)}" if pipe.sharding is not None else ""
     what = "lowered and compiled" if compiled else "lowered, not compiled"
     return (f"{release}: {config.num_layers} blocks x {config.inner_dim} wide; {args['width']}x{args['height']}x"

@@ -39,6 +39,9 @@ flags.DEFINE_multi_string("lora", [], "PATH[:SCALE]: a LoRA adapter (diffusers /
 flags.DEFINE_enum("weights", None, ["int8", "fp8"], "The transformer blocks' kernels in int8 or fp8 (e4m3) with "
                   "per-output-channel scales (about half the memory; computed in --dtype); default: the "
                   "checkpoint's own (a Lightricks *-fp8 file loads as stored with fp8).", flag_values=FLAGS)
+flags.DEFINE_enum("compute", None, ["fp8"], "fp8: the transformer blocks' matmuls as fp8 x fp8 (activations "
+                  "quantized per tensor; cuBLASLt's fp8 GEMM on Hopper, emulated elsewhere); needs --weights fp8 or "
+                  "an fp8 checkpoint. Default: matmuls in --dtype.", flag_values=FLAGS)
 flags.DEFINE_enum("text_encoder_weights", None, ["int8", "fp8"], "The same for T5's block kernels (T5-XXL: 9.5 GB "
                   "in bf16, 4.9 GB in int8).", flag_values=FLAGS)
 flags.DEFINE_string("mesh", None, "Run over several devices: AXIS=SIZE,... with axes data (videos, guidance "
@@ -125,11 +128,12 @@ def resolve_arguments(command: str = "generate") -> dict:
         raise UsageError(f"--stg_blocks {','.join(FLAGS.stg_blocks)}: give block indices, e.g. --stg_blocks 19,25.")
     if not dry:
         check_output(FLAGS.output, num_frames, fps=FLAGS.fps, overwrite=FLAGS.overwrite)
+    weights = _transformer_weights(tiny)
     facts = _model_facts(tiny, dry)
     if dry and facts is None:
         raise UsageError(f"--model {FLAGS.model} is a hub id; check reads a local checkpoint's configs, or --preset.")
     args = dict(tiny=tiny, height=height, width=width, num_frames=num_frames, conditions=[], source=None,
-                loras=_check_loras(facts), facts=facts)
+                loras=_check_loras(facts), facts=facts, weights=weights)
     if FLAGS.upsampler is not None:
         _check_multi_scale(tiny, facts, height, width, dry)
     if facts is not None:
@@ -148,6 +152,25 @@ def resolve_arguments(command: str = "generate") -> dict:
                                         temporal_ratio=facts["temporal"])
             diffusers_schedule(facts["scheduler"], FLAGS.steps, grid.num_latents)
     return args
+
+
+def _transformer_weights(tiny: bool) -> str | None:
+    """--weights, checked against --compute: fp8 matmuls need fp8 kernels, --weights fp8 or a checkpoint that stores
+    them (read from its headers; then "fp8": they load as stored)."""
+    if FLAGS.compute != "fp8" or FLAGS.weights == "fp8":
+        return FLAGS.weights
+    if FLAGS.weights is None and not tiny and FLAGS.model is not None:
+        if not os.path.exists(FLAGS.model):
+            return None  # a hub id (or a missing path, which _model_facts reports): checked once it is fetched
+        # deferred: jax loads only after the flags are checked
+        from weight_conversion.transformer import stored_transformer_weights
+
+        if stored_transformer_weights(FLAGS.model) == "fp8":
+            return "fp8"
+    held = (f"not --weights {FLAGS.weights}" if FLAGS.weights else "tiny-random's kernels are float" if tiny
+            else f"{FLAGS.model} stores float kernels" if FLAGS.model else "--preset alone means float kernels")
+    raise UsageError(f"--compute fp8 multiplies fp8 activations by fp8 kernels: add --weights fp8 or pass an fp8 "
+                     f"checkpoint ({held}).")
 
 
 def _check_numbers() -> None:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
 from ltx_jax.models import abstract_params, init_params
 from ltx_jax.models.latent_upsampler import LatentUpsampler
+from ltx_jax.models.layers import check_compute
 from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from ltx_jax.models.vae import AutoencoderKLLTXVideo
@@ -109,15 +110,18 @@ def tiny_tokenizer():
 
 
 def tiny_random_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True, weights: str | None = None,
-                         text_encoder_weights: str | None = None):
+                         text_encoder_weights: str | None = None, compute: str | None = None):
     """An ``LTXPipeline`` with tiny random components (text encoder and tokenizer included) and the 0.9.1 release's
     generation defaults (its VAE kind: a timestep-conditioned decoder); ``weights`` ("int8" / "fp8"): the
-    transformer's block kernels quantized from the same random float weights (``text_encoder_weights``: T5's)."""
+    transformer's block kernels quantized from the same random float weights (``text_encoder_weights``: T5's);
+    ``compute="fp8"`` (with ``weights="fp8"``): its fp8 x fp8 matmuls."""
+    check_compute(compute, weights)
     dtype = jnp.dtype(dtype)
     k_t5, k_tr, k_vae = jax.random.split(jax.random.PRNGKey(seed), 3)
     t5 = T5EncoderModel(TINY_T5, dtype=dtype, param_dtype=dtype)
     transformer = LTXVideoTransformer3DModel(TINY_TRANSFORMER, dtype=dtype, param_dtype=dtype)
     transformer, transformer_params = _quantized(transformer, init_params(transformer, k_tr), weights)
+    transformer = transformer.clone(compute=compute)
     t5, t5_params = _quantized(t5, init_params(t5, k_t5), text_encoder_weights)
     vae = AutoencoderKLLTXVideo(TINY_VAE, dtype=dtype, param_dtype=dtype)
     prompt_encoder = PromptEncoder(tiny_tokenizer(), t5, t5_params)
@@ -135,10 +139,11 @@ def _quantized(module, params, weights: str | None):
 
 
 def tiny_random_multi_scale_pipeline(dtype: Any = "float32", seed: int = 0, progress: bool = True,
-                                     weights: str | None = None, text_encoder_weights: str | None = None):
+                                     weights: str | None = None, text_encoder_weights: str | None = None,
+                                     compute: str | None = None):
     """``tiny_random_pipeline``'s components with a tiny random spatial upsampler, as an ``LTXMultiScalePipeline``
     running the recipe of ``TINY_MULTI_SCALE_RELEASE``."""
-    pipe = tiny_random_pipeline(dtype, seed, progress, weights, text_encoder_weights)
+    pipe = tiny_random_pipeline(dtype, seed, progress, weights, text_encoder_weights, compute)
     dtype = jnp.dtype(dtype)
     upsampler = LatentUpsampler(TINY_UPSAMPLER, dtype=dtype, param_dtype=dtype)
     params = init_params(upsampler, jax.random.fold_in(jax.random.PRNGKey(seed), 7))

@@ -20,7 +20,8 @@ from diffusers import AutoencoderKLLTXVideo as TorchVAE
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers import LTXPipeline as TorchLTXPipeline
 from diffusers import LTXVideoTransformer3DModel as TorchTransformer
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from transformers import T5Config as TorchT5Config
 from transformers import T5EncoderModel as TorchT5
 
@@ -86,6 +87,39 @@ def write_single_file(model: TorchTransformer, path: str, with_config: bool = Tr
         metadata = {"config": json.dumps({"transformer": native, "vae": {"_class_name": "CausalVideoAutoencoder"}})}
     save_file(tensors, path, metadata=metadata)
     return path
+
+
+FP8_E4M3_MAX = float(torch.finfo(torch.float8_e4m3fn).max)  # 448
+
+
+def write_fp8_single_file(model: TorchTransformer, path: str, layout: str = "lightricks") -> dict:
+    """The tiny transformer as a Lightricks fp8 single file: every block attention / feed-forward Linear weight cast
+    to float8_e4m3fn as LTX-Video-Q8-Kernels' convert_weights.py does (no scale), or with ``layout="scaled"`` half of
+    them with a ComfyUI per-tensor ``scale_weight`` (plus its ``scale_input``) and half with a per-channel
+    ``weight_scale``. Returns the torch state dict of the weights the file means (fp8 upcast times scale)."""
+    write_single_file(model, path)
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    meant = {}
+    for i, key in enumerate(sorted(tensors)):
+        w = tensors[key]
+        if not (".transformer_blocks." in key and (".attn" in key or ".ff." in key) and w.ndim == 2):
+            continue
+        base = key[: -len("weight")]
+        if layout == "lightricks":
+            scale = torch.ones(())
+        elif i % 2:
+            scale = w.abs().max() / FP8_E4M3_MAX
+            tensors[base + "scale_weight"], tensors[base + "scale_input"] = scale.clone(), torch.ones(())
+        else:
+            scale = w.abs().amax(1) / FP8_E4M3_MAX
+            tensors[base + "weight_scale"] = scale.clone()
+        q = (w / (scale[:, None] if scale.ndim else scale)).to(torch.float8_e4m3fn)
+        tensors[key] = q
+        meant[key] = q.float() * (scale[:, None] if scale.ndim else scale)
+    save_file(tensors, path, metadata=metadata)
+    return meant
 
 
 @pytest.fixture(scope="session")

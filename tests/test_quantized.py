@@ -15,7 +15,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 import torch
-from conftest import rel_err, report, write_single_file
+from conftest import rel_err, report, write_fp8_single_file
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import T5Config as TorchT5Config
@@ -127,40 +127,10 @@ def test_quantized_transformer_against_fp32(transformer_checkpoints, fp32, weigh
     assert err <= TOLS[weights]
 
 
-def _fp8_single_file(torch_transformer, path, layout="lightricks"):
-    """The tiny transformer as a Lightricks fp8 single file: every block attention / feed-forward Linear weight cast
-    to float8_e4m3fn as LTX-Video-Q8-Kernels' convert_weights.py does (no scale), or with ``layout="scaled"`` half of
-    them with a ComfyUI per-tensor ``scale_weight`` (plus its ``scale_input``) and half with a per-channel
-    ``weight_scale``. Returns the torch state dict of the weights the file means (fp8 upcast times scale)."""
-    write_single_file(torch_transformer, path)
-    with safe_open(path, "pt") as f:
-        metadata = f.metadata()
-    tensors = load_file(path)
-    meant = {}
-    for i, key in enumerate(sorted(tensors)):
-        w = tensors[key]
-        if not (".transformer_blocks." in key and (".attn" in key or ".ff." in key) and w.ndim == 2):
-            continue
-        base = key[: -len("weight")]
-        if layout == "lightricks":
-            scale = torch.ones(())
-        elif i % 2:
-            scale = w.abs().max() / FP8_MAX
-            tensors[base + "scale_weight"], tensors[base + "scale_input"] = scale.clone(), torch.ones(())
-        else:
-            scale = w.abs().amax(1) / FP8_MAX
-            tensors[base + "weight_scale"] = scale.clone()
-        q = (w / (scale[:, None] if scale.ndim else scale)).to(torch.float8_e4m3fn)
-        tensors[key] = q
-        meant[key] = q.float() * (scale[:, None] if scale.ndim else scale)
-    save_file(tensors, path, metadata=metadata)
-    return meant
-
-
 @pytest.fixture(scope="module", params=["lightricks", "scaled"])
 def fp8_file(request, torch_transformer, tmp_path_factory):
     path = os.path.join(tmp_path_factory.mktemp("fp8"), f"ltxv-tiny-{request.param}-fp8.safetensors")
-    meant = _fp8_single_file(torch_transformer, path, request.param)
+    meant = write_fp8_single_file(torch_transformer, path, request.param)
     reference = copy.deepcopy(torch_transformer)  # diffusers' model with the weights the file means
     state = reference.state_dict()
     native = {"patchify_proj": "proj_in", "adaln_single": "time_embed", "q_norm": "norm_q", "k_norm": "norm_k"}
@@ -313,7 +283,7 @@ def test_unknown_weights_value_names_the_choices(transformer_checkpoints, t5_fol
 @pytest.mark.parametrize("case", ["block_wise_scale_inv", "comfy_quant", "scale_shape", "scale_on_bf16", "two_scales"])
 def test_unrecognised_fp8_layouts_are_refused(torch_transformer, tmp_path, case):
     path = str(tmp_path / "ltxv-bad-fp8.safetensors")
-    _fp8_single_file(torch_transformer, path)
+    write_fp8_single_file(torch_transformer, path)
     with safe_open(path, "pt") as f:
         metadata = f.metadata()
     tensors = load_file(path)

@@ -159,6 +159,9 @@ class TensorSource(Mapping[str, np.ndarray]):
     def shape(self, key: str) -> tuple[int, ...]:
         return self._where[key].shape(key)
 
+    def dtype(self, key: str) -> np.dtype:
+        return self._where[key].dtype(key)
+
     def release(self, key: str) -> None:
         self._where[key].release(key)
 

@@ -16,6 +16,7 @@ from weight_conversion.common import (component_folder, first_layers, folder_con
                                       read_config, read_single_file_config, restore_orbax)
 from weight_conversion.lora import loading_delta
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
+from weight_conversion.quantize import FP8_E4M3
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
 # Flax module names that differ from the torch module path (everything else maps one to one, "/" -> ".").
@@ -135,12 +136,27 @@ def read_transformer_config(path: str | os.PathLike) -> TransformerConfig:
                        lambda source, _: _single_file_config(source, _single_file_keys(source)))
 
 
+def stored_transformer_weights(path: str | os.PathLike) -> str | None:
+    """The format a checkpoint stores the blocks' linear kernels in, from its headers alone (no weight is read):
+    "fp8" where they are float8_e4m3fn (Lightricks' ``*-fp8`` files), an Orbax checkpoint's saved format, else None
+    (float)."""
+    path = component_folder(os.fspath(path), "transformer")
+    if orbax_io.is_orbax_dir(path):
+        return orbax_io.stored_weights(path)
+    source = open_safetensors(path)
+    keys = {k: k for k in source} if os.path.isdir(path) else _single_file_keys(source)
+    fp8 = any(re.match(BLOCK_KEY + r"(attn\d|ff)\..*weight$", name) and source.dtype(key) == FP8_E4M3
+              for name, key in keys.items())
+    return "fp8" if fp8 else None
+
+
 def load_transformer(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
     *,
     config: TransformerConfig | None = None,
     weights: str | None = None,
+    compute: str | None = None,
     lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
     sharding: Any = None,
     kernel_delta: KernelDelta | None = None,
@@ -173,11 +189,18 @@ def load_transformer(
       num_layers: load only the first ``num_layers`` blocks (a model with that many; ``python -m ltx_jax compare``
         checks a checkpoint so without reading it all): the later blocks' tensors are skipped unread, every other
         tensor is checked as for the whole model. Safetensors checkpoints only.
+      compute: the blocks' matmuls: None (in ``dtype``) or "fp8" (fp8 activations times the fp8 kernels, cuBLASLt's fp8
+        GEMM on Hopper; ``layers.fp8_matmul``). It needs fp8 kernels: ``weights="fp8"``, or None with a checkpoint that
+        stores them (``stored_transformer_weights``), which then load as stored; checked before any weight is read.
       module_kwargs: extra module fields (``attention_implementation``, ``remat``, ``precision``).
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, ...)``.
     """
     layers.check_weights(weights)
+    if compute == "fp8" and weights is None and stored_transformer_weights(path) == "fp8":
+        weights = "fp8"  # an fp8 checkpoint's kernels, as stored
+    layers.check_compute(compute, weights)
+    module_kwargs["compute"] = compute
     path = component_folder(os.fspath(path), "transformer")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):

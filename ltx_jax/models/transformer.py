@@ -111,6 +111,7 @@ class Attention(nn.Module):
     param_dtype: Dtype
     precision: Any = None
     weights: str | None = None
+    compute: str | None = None
     sharding: Any = None  # ltx_jax.sharding.ShardingPlan or None
 
     def setup(self):
@@ -170,6 +171,7 @@ class FeedForward(nn.Module):
     param_dtype: Dtype
     precision: Any = None
     weights: str | None = None
+    compute: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -187,6 +189,7 @@ class TransformerBlock(nn.Module):
     param_dtype: Dtype
     precision: Any = None
     weights: str | None = None
+    compute: str | None = None
     sharding: Any = None  # ltx_jax.sharding.ShardingPlan or None
 
     def setup(self):
@@ -196,7 +199,7 @@ class TransformerBlock(nn.Module):
             Attention, heads=cfg.num_attention_heads, head_dim=cfg.attention_head_dim, out_features=dim,
             use_bias=cfg.attention_bias, out_bias=cfg.attention_out_bias, implementation=self.implementation,
             dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision, weights=self.weights,
-            sharding=self.sharding,
+            compute=self.compute, sharding=self.sharding,
         )
         norm = functools.partial(layers.RMSNorm, cfg.norm_eps, cfg.norm_elementwise_affine, self.param_dtype,
                                  axis="embed")
@@ -208,7 +211,7 @@ class TransformerBlock(nn.Module):
         self.attn2 = attn()
         self.norm2 = norm()
         self.ff = FeedForward(dim, cfg.activation_fn == "gelu-approximate", self.dtype, self.param_dtype,
-                              self.precision, self.weights)
+                              self.precision, self.weights, self.compute)
 
     def text_key_value(self, carry, context: jax.Array):
         """This layer's cross-attention keys and values of the projected text context [B, T, D]."""
@@ -274,6 +277,9 @@ class LTXVideoTransformer3DModel(nn.Module):
       weights: storage of the blocks' linear kernels: None (``param_dtype``), "int8" or "fp8" (float8_e4m3fn), each
         with a float32 scale per output channel (``layers.Dense``); ``weight_conversion.load_transformer(...,
         weights=)`` quantizes a checkpoint into it.
+      compute: the blocks' linear matmuls: None (in ``dtype``) or "fp8" (with ``weights="fp8"``, inference): the
+        activations quantized per tensor to float8_e4m3fn and fp8 x fp8 matmuls, cuBLASLt's fp8 GEMM on Hopper
+        (``layers.fp8_matmul``).
       sharding: an ``ltx_jax.sharding.ShardingPlan`` (or None: one device): the hidden states are constrained to
         (batch, tokens) over (data x fsdp, context) and self-attention runs context-parallel
         (``layers.context_parallel_attention``); the params' own shardings come with them
@@ -288,6 +294,7 @@ class LTXVideoTransformer3DModel(nn.Module):
     remat_policy: str | None = None
     precision: Any = None
     weights: str | None = None
+    compute: str | None = None
     sharding: Any = None
 
     @property
@@ -302,7 +309,10 @@ class LTXVideoTransformer3DModel(nn.Module):
     def setup(self):
         cfg = self.config
         dim = cfg.inner_dim
-        self.proj_in = layers.dense(self, dim, ("mlp", "embed"), weights=None)  # quantized: the blocks' linears only
+        layers.check_weights(self.weights)
+        layers.check_compute(self.compute, self.weights)
+        # quantized (and fp8 matmuls): the blocks' linears only
+        self.proj_in = layers.dense(self, dim, ("mlp", "embed"), weights=None, compute=None)
         self.time_embed = AdaLayerNormSingle(dim, self.dtype, self.param_dtype, self.precision)
         self.caption_projection = CaptionProjection(dim, self.dtype, self.param_dtype, self.precision)
         block = TransformerBlock
@@ -320,10 +330,10 @@ class LTXVideoTransformer3DModel(nn.Module):
         if self.is_initializing():  # the params do not depend on the kernel; XLA's traces everywhere (cuDNN's: a GPU)
             implementation = "xla"
         self.transformer_blocks = blocks(cfg, implementation, self.dtype, self.param_dtype, self.precision,
-                                         self.weights, self.sharding)
+                                         self.weights, self.compute, self.sharding)
         self.scale_shift_table = self.param("scale_shift_table", nn.with_logical_partitioning(
             nn.initializers.normal(dim**-0.5), ("replicated", "embed")), (2, dim), self.param_dtype)
-        self.proj_out = layers.dense(self, cfg.out_channels, ("embed", "mlp"), weights=None)
+        self.proj_out = layers.dense(self, cfg.out_channels, ("embed", "mlp"), weights=None, compute=None)
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""

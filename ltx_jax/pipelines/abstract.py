@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
 from ltx_jax.models import abstract_params
 from ltx_jax.models.latent_upsampler import LatentUpsampler
-from ltx_jax.models.layers import check_weights
+from ltx_jax.models.layers import check_compute, check_weights
 from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from ltx_jax.models.vae import AutoencoderKLLTXVideo
@@ -59,8 +59,8 @@ def abstract_pipeline(cls, release: Release | None = None, *, transformer: Trans
                       latent_upsampler: LatentUpsamplerConfig | None = None,
                       scheduler: FlowMatchSchedulerConfig | None = None, dtype: Any = "bfloat16",
                       text_encoder_dtype: Any = None, weights: str | None = None,
-                      text_encoder_weights: str | None = None, mesh: Any = None, tokenizer=None,
-                      progress: bool = False):
+                      text_encoder_weights: str | None = None, compute: str | None = None, mesh: Any = None,
+                      tokenizer=None, progress: bool = False):
     """A pipeline of class ``cls`` whose components have abstract parameters (module docstring).
 
     Args:
@@ -68,18 +68,21 @@ def abstract_pipeline(cls, release: Release | None = None, *, transformer: Trans
       release: the record whose architectures, scheduler and defaults to take; the config arguments replace its
         architectures (a checkpoint's own configs, read from its files).
       latent_upsampler: for ``LTXMultiScalePipeline``; default the upscaler the release's recipe names.
-      dtype, text_encoder_dtype, weights, text_encoder_weights, mesh: as ``from_pretrained`` takes them.
+      dtype, text_encoder_dtype, weights, text_encoder_weights, compute, mesh: as ``from_pretrained`` takes them
+        (``compute="fp8"`` with ``weights="fp8"``: the kernels' format is the abstract params').
       tokenizer: the T5 tokenizer; default a stand-in (``stand_in_tokenizer``).
     """
     check_weights(weights)
     check_weights(text_encoder_weights, "text_encoder_weights")
+    check_compute(compute, weights)
     transformer = transformer or _needed(release, "transformer")
     vae = vae or _needed(release, "vae")
     text_encoder = text_encoder or _needed(release, "text_encoder")
     plan = ShardingPlan.create(mesh)
     dtype = jnp.dtype(dtype)
     te_dtype = jnp.dtype(text_encoder_dtype or dtype)
-    dit = LTXVideoTransformer3DModel(transformer, dtype=dtype, param_dtype=dtype, weights=weights, sharding=plan)
+    dit = LTXVideoTransformer3DModel(transformer, dtype=dtype, param_dtype=dtype, weights=weights, compute=compute,
+                                     sharding=plan)
     autoencoder = AutoencoderKLLTXVideo(vae, dtype=dtype, param_dtype=dtype)
     t5 = T5EncoderModel(text_encoder, dtype=te_dtype, param_dtype=te_dtype, weights=text_encoder_weights)
     prompt_encoder = PromptEncoder(tokenizer or stand_in_tokenizer(), t5, shaped(t5, plan))

@@ -28,7 +28,7 @@ import numpy as np
 
 from ltx_jax import sampling
 from ltx_jax import scheduler as sched
-from ltx_jax.models.layers import check_weights
+from ltx_jax.models.layers import check_compute, check_weights
 from ltx_jax.models.vae import VAETiling
 from ltx_jax import validation
 from ltx_jax.pipelines.calls import RequestCalls
@@ -175,7 +175,7 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
     def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "bfloat16", *, text_encoder_path: str | None = None,
                         preset: str | None = None, compilation_cache: bool = False, cache_dir: str | None = None,
                         text_encoder_dtype: Any = None, progress: bool = True, weights: str | None = None,
-                        text_encoder_weights: str | None = None,
+                        text_encoder_weights: str | None = None, compute: str | None = None,
                         lora: Sequence[tuple[str | os.PathLike, float]] | None = None, mesh: Any = None):
         """Loads every component.
 
@@ -192,6 +192,9 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
             None (``dtype``; for Orbax, as stored): ~0.51x the transformer's bytes, computed in ``dtype``
             (``weight_conversion.load_transformer``). Lightricks' ``*-fp8`` files load as stored with "fp8".
           text_encoder_weights: the same for T5's block kernels (T5-XXL: 9.5 GB in bf16, ~4.9 GB in int8).
+          compute: "fp8" runs the transformer blocks' matmuls as fp8 x fp8 (activations quantized per tensor on the
+            fly; cuBLASLt's fp8 GEMM on Hopper, emulated elsewhere); needs ``weights="fp8"`` or an fp8 checkpoint
+            (loaded as stored). None: matmuls in ``dtype``.
           lora: LoRA files fused at load, ``[(path, scale), ...]``, into the transformer (and T5 where a file has
             ``text_encoder.*`` modules), before any quantization: no run-time cost, and they stay in the weights
             (adapters to switch at run time: ``load_lora_weights`` / ``set_adapters`` after loading).
@@ -204,6 +207,7 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
         check_weights(weights)
         check_weights(text_encoder_weights, "text_encoder_weights")
+        check_compute(compute, weights or "fp8")  # weights=None: the checkpoint's own kernels, load_transformer checks
         plan = ShardingPlan.create(mesh)  # a bad spec or device count fails before anything is loaded
         if compilation_cache:
             enable_compilation_cache(cache_dir)
@@ -214,7 +218,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
         te_root = text_encoder_path or (root if os.path.isdir(os.path.join(root, "text_encoder")) else None)
         if te_root is not None:
             check_tokenizer_folder(te_root)  # a missing or unreadable tokenizer file, before any weights are read
-        transformer, transformer_params = load_transformer(path, dtype, weights=weights, lora=lora, sharding=plan)
+        transformer, transformer_params = load_transformer(path, dtype, weights=weights, compute=compute, lora=lora,
+                                                           sharding=plan)
         vae, vae_params = load_vae(path, dtype)
         if plan is not None:
             vae_params = jax.device_put(vae_params, plan.replicated())

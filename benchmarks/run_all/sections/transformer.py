@@ -1,5 +1,5 @@
-"""Section transformer: the forward pass per latent shape against diffusers (same weights), and compile time with
-few and many layers."""
+"""Section transformer: the forward pass per latent shape against diffusers (same weights), the same model with fp8
+matmuls (``compute="fp8"``) against it, and compile time with few and many layers."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ def section_transformer(ctx: Context) -> None:
              attention=module.resolved_attention_implementation, text_tokens=s.text_tokens, batch=batch,
              weights="shared with diffusers" if side else "random")
 
+    fp8 = None
     for shape in s.transformer_shapes:
         f, h, w = shape
         tokens = f * h * w
@@ -82,16 +83,28 @@ def section_transformer(ctx: Context) -> None:
             rec.update(row, error=short_error(e))
             if not is_oom(e):
                 raise
-    rows = [r for r in rec.data["cases"] if "ours_ms" in r and not r.get("first_call")]
+            continue
+        if fp8 is None:
+            fp8 = bt.fp8_model(module, params)  # the same weights, quantized once (on the host)
+        fp8_case(ctx, bt, fp8, shape, dev_inputs, out, row)
+    rows = [r for r in rec.data["cases"] if r.get("tokens") and "ours_ms" in r and not r.get("first_call")]
+    fp8_rows = [r for r in rec.data["cases"] if r.get("speedup") is not None]
     rec.check("every shape ran", len(rows) == len(s.transformer_shapes), value=len(rows),
               limit=len(s.transformer_shapes))
-    rec.check("outputs finite", all(r.get("finite") for r in rows))
+    rec.check("outputs finite", all(r.get("finite") for r in rows + fp8_rows))
     for r in rows:
         if "ratio" in r:
             rec.goal(f"{r['name']}: ours / diffusers", r["ratio"], 0.9 if ctx.on_gpu else 0.8)
     if ctx.on_gpu and cfg.inner_dim == 2048 and cfg.num_layers == 4:
         for r, target in zip(rows, (14.0, 130.0, 420.0)):
             rec.goal(f"{r['name']}: ms (DESIGN.md)", r["ours_ms"], target)
+
+    if ctx.on_gpu and fp8_rows:
+        rec.check("fp8 matmuls run as cuBLASLt fp8 GEMMs", all(r.get("fp8_gemm") for r in fp8_rows),
+                  value=[r.get("fp8_gemm") for r in fp8_rows], note=bt.FP8_GEMM_CALL)
+        for r in fp8_rows:
+            rec.goal(f"{r['name']}: {s.dtype} / fp8 time", r["speedup"], 1.4, ">=")
+            rec.goal(f"{r['name']}: max rel diff from {s.dtype}", r["max_rel_diff"], 5e-2)
 
     lo, hi = s.transformer_compile_layers
     if ctx.has_time(s.estimates["transformer_compile"], "compile time 4 vs 28 layers"):
@@ -101,3 +114,26 @@ def section_transformer(ctx: Context) -> None:
         rec.case(f"compile {hi} vs {lo} layers at {f}x{h}x{w}", compile_s=c_hi, compile_lo_s=c_lo, ratio=c_hi / c_lo)
         rec.goal(f"compile time {hi} / {lo} layers", c_hi / c_lo, 1.3)
 
+
+def fp8_case(ctx: Context, bt, fp8, shape, dev_inputs, reference, row: dict) -> None:
+    """``fp8`` (``bt.fp8_model`` of the row's model: fp8 kernels quantized from its weights, fp8 matmuls) on the same
+    inputs: a case of its own (``shape``, ``ours_ms``, ``speedup`` = the row's time / fp8's, ``max_rel_diff`` from the
+    row's output, ``fp8_gemm``: cuBLASLt's fp8 GEMM in the optimised program, None off GPU). Skipped when the section's
+    budget has less left than the row's own compile and runs took."""
+    s, rec = ctx.sizes, ctx.rec
+    need = row["compile_s"] + (s.warmup + s.repeats) * row["ours_ms"] / 1e3
+    if not ctx.has_time(need, f"fp8 matmuls at {'x'.join(map(str, shape))}"):
+        return
+    case = rec.case(f"{row['name']}, fp8 matmuls", shape="x".join(map(str, shape)), fp8_tokens=row["tokens"])
+    try:
+        timing = bt.time_fp8(*fp8, shape, dev_inputs, reference, s.repeats, s.warmup)
+    except Exception as e:  # noqa: BLE001
+        rec.update(case, error=short_error(e))
+        if not is_oom(e):
+            raise
+        return
+    add_timing(case, "ours", [t / 1e3 for t in timing["times_ms"]])
+    rec.update(case, compile_s=timing["compile_s"], speedup=row["ours_ms"] / case["ours_ms"],
+               max_rel_diff=timing["rel_diff"], fp8_gemm=timing["fp8_gemm"], finite=timing["finite"])
+    ctx.log(f"{case['name']}: {case['ours_ms']:.2f} ms, {case['speedup']:.2f}x, rel diff {timing['rel_diff']:.1e}, "
+            f"fp8 GEMM {timing['fp8_gemm']}")

@@ -2,8 +2,8 @@
 
 from ltx_jax.models.layers.attention import (AttentionImplementation, attention, constrain, context_parallel_attention,
                                              default_attention_implementation, uses_context_parallel)
-from ltx_jax.models.layers.dense import (LORA_COLLECTION, QUANTIZED_DTYPES, WEIGHT_FORMATS, Dense, check_weights,
-                                         dense, lora_axes)
+from ltx_jax.models.layers.dense import (COMPUTE_MODES, FP8_MAX, LORA_COLLECTION, QUANTIZED_DTYPES, WEIGHT_FORMATS,
+                                         Dense, check_compute, check_weights, dense, fp8_matmul, lora_axes)
 from ltx_jax.models.layers.embeddings import (
     ROPE_BASE_HEIGHT,
     ROPE_BASE_NUM_FRAMES,
@@ -30,7 +30,8 @@ from ltx_jax.models.layers.norms import (
 )
 
 __all__ = [
-    "AttentionImplementation", "Dense", "LORA_COLLECTION", "QUANTIZED_DTYPES", "WEIGHT_FORMATS", "check_weights",
+    "AttentionImplementation", "COMPUTE_MODES", "Dense", "FP8_MAX", "LORA_COLLECTION", "QUANTIZED_DTYPES",
+    "WEIGHT_FORMATS", "check_compute", "check_weights", "fp8_matmul",
     "LayerNorm", "RMSNorm", "ROPE_BASE_HEIGHT", "ROPE_BASE_NUM_FRAMES",
     "ROPE_BASE_WIDTH", "ROPE_THETA", "TIMESTEP_FEATURES", "TimestepEmbedder", "TimestepEmbedding", "apply_rotary_emb",
     "attention", "constrain", "context_parallel_attention", "uses_context_parallel",
