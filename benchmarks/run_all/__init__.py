@@ -6,9 +6,11 @@ One concern a module:
   sizes.py       ``Sizes``, CPU_SIZES / GPU_SIZES, the prompts, the configs and presets a size names
   builders.py    every model the sections build through the ltx_jax / weight_conversion API
   context.py     ``Context`` (what a section gets) and the timing / comparison helpers
-  hardware.py    device and torch memory, XLA analyses, cuDNN calls in HLO, errors, the environment
+  hardware.py    device and torch memory, XLA analyses, cuDNN calls and convolution shapes in HLO, errors, the
+                 environment
   results.py     JSON on disk and the ``Recorder`` of one section
   sections/      one module per section; ``SECTIONS`` in run order
+  first_call.py  the compile section's child process: one pipeline call, its first call split by JAX's compile events
   runner.py      a section in this process or in a child process, and the ``Run`` over all of them
   goals.py       the performance goals (one list), each met, missed or not measured from a run's records
   report.py      derived figures, the markdown table and the summary

@@ -139,6 +139,24 @@ def build_pipeline(tcfg, vcfg, t5cfg, dtype, preset: str, tokenizer, params: dic
     return pipe, params
 
 
+def build_multi_scale_pipeline(tcfg, vcfg, t5cfg, ucfg, dtype, preset: str, tokenizer):
+    """Our LTXMultiScalePipeline over ``build_pipeline``'s components (random params) and a latent upsampler of
+    ``ucfg`` with random params, the recipe of the release named ``preset``. Returns (pipeline, params), params
+    with the upsampler's under "latent_upsampler"."""
+    import jax
+    import jax.numpy as jnp
+
+    from ltx_jax.models.latent_upsampler import LatentUpsampler
+    from ltx_jax.pipelines import LTXMultiScalePipeline
+
+    pipe, params = build_pipeline(tcfg, vcfg, t5cfg, dtype, preset, tokenizer)
+    dt = jnp.dtype(dtype)
+    upsampler = LatentUpsampler(ucfg, dtype=dt, param_dtype=dt)
+    upsampler_params = jax.block_until_ready(init_params(upsampler, rng_key(7)))
+    return (LTXMultiScalePipeline.from_pipe(pipe, upsampler, upsampler_params),
+            {**params, "latent_upsampler": upsampler_params})
+
+
 def word_tokenizer(max_length: int = 128):
     """A T5-like word-level tokenizer over this run's prompts, from ``tokenizers`` alone (the GPU machines have no
     sentencepiece): ``ltx_jax.tiny_random.word_level_tokenizer``."""

@@ -29,13 +29,20 @@ Sections, run in this order, each a function of one ``Sizes`` (every size and dt
                           times (first call and later calls), FLOPs, against diffusers' LTXPipeline
   multi_scale             the 0.9.8 2B distilled multi-scale recipe at 1216x704x121 (GPU): first pass, upsampling,
                           second pass, decoding, resizing (first call and later calls)
+  compile                 the first call of a new process (the pipeline and multi_scale sections' pipelines and
+                          sizes), each stage split into tracing, lowering and XLA's compiling, with the persistent
+                          compilation cache cold, warm (a second process) and off (GPU: also with only XLA's autotune
+                          results cached, and with autotuning off); the decode program's distinct convolution shapes;
+                          the decode programs (whole, diffusers' tiles, uniform tiles) made on their own (optional on
+                          GPU: not in the default run)
   sharding                the transformer over device meshes against one device (memory and time per device); on
                           one GPU it skips itself
 
 Optional sections: a size may leave sections out of its default run so that the rest fits its budget (GPU: vae,
-about 240 s with the diffusers comparison; the others together take about 520 s of the 560 s). The default run
-records each one as skipped ("optional: ..."); ``--sections all`` or naming it in ``--sections`` runs it (with a
-``--budget-s`` that covers it: ``--list`` gives every section's estimate and the sums).
+about 240 s with the diffusers comparison, and compile, about 850 s; the others together take about 520 s of the
+560 s). The default run records each one as skipped ("optional: ..."); ``--sections all`` or naming it in
+``--sections`` runs it (with a ``--budget-s`` that covers it: ``--list`` gives every section's estimate and the
+sums).
 
 Each section that times a pipeline or a component gives its first call (tracing, compiling and running once: what a
 user waits for first) its own row, named "..., first call (compiles)", next to the median of the later calls.

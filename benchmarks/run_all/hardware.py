@@ -37,6 +37,29 @@ def cudnn_calls(hlo_text: str) -> list[str]:
     return sorted(set(CUDNN_ANY.findall(hlo_text)))
 
 
+CONV_LINE = re.compile(r"stablehlo\.convolution\(| convolution\(|custom_call_target=\"__cudnn\$conv")
+CUDNN_CONV = re.compile(r'custom_call_target="(__cudnn\$conv\w*)"')
+
+
+def conv_shapes(text: str) -> list[str]:
+    """The distinct convolutions of a program's text, each as its operand and result shapes, window and dimension
+    numbers, without names, layouts or metadata: what XLA's GPU autotuner times cuDNN's algorithms for, once for each
+    distinct one. StableHLO (``Lowered.as_text()``: ``stablehlo.convolution``) or compiled HLO
+    (``Compiled.as_text()``: ``convolution`` on the CPU, inside fusions too; cuDNN's ``__cudnn$conv*`` custom calls on
+    a GPU)."""
+    shapes = set()
+    for line in text.splitlines():
+        if not CONV_LINE.search(line):
+            continue
+        body = line.split(" = ", 1)[-1]  # the instruction's name off
+        body = re.sub(r",?\s*(metadata|frontend_attributes)=\{[^}]*\}", "", body)
+        body = re.sub(r",?\s*backend_config=.*$", "", body)  # JSON with nested braces: always last
+        body = re.sub(r"\s*loc\(.*?\)", "", body)
+        body = re.sub(r"%[\w.\-#]+", "%", re.sub(r"\{[\d,]*\}", "", body))  # operand names, layouts
+        shapes.add(" ".join(body.split()))
+    return sorted(shapes)
+
+
 def device_peak_bytes() -> int | None:
     """Peak bytes in use on the first JAX device since the process started (None where the backend does not say,
     e.g. CPU)."""

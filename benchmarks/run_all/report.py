@@ -58,6 +58,8 @@ def case_rows(data: dict) -> list[list[str]]:
                 notes.append(f"compiled {fmt_bytes(r['compiled_memory'].get('total'))}")
             if r.get("ratio") is not None and r.get("ours_ms") is None:
                 notes.append(f"ratio {r['ratio']:.2f}")
+            if r.get("note"):
+                notes.append(r["note"])
             for k in ("error", "torch_error"):
                 if r.get(k):
                     notes.append(f"{k}: {r[k][:120]}")

@@ -67,6 +67,9 @@ class Sizes:
     ms_preset: str
     ms_video: tuple[int, int, int]  # height, width, frames (the output; the passes run at 2/3 and 4/3 of it)
     ms_repeats: int
+    # compile (the pipeline and multi_scale sections' pipelines and sizes, each call in new processes): the runs, in
+    # order, of sections/compile.py's RUNS
+    compile_runs: tuple[str, ...]
     # pipeline_vs_cpu_fp32
     pvc_transformer: tuple[str, dict]
     pvc_vae: tuple[str, dict]
@@ -123,6 +126,7 @@ CPU_SIZES = Sizes(
     pipe_transformer=("tiny", {}), pipe_vae=("tiny", {}), pipe_t5=("tiny", {}),
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(64, 96, 17), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("tiny", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(64, 96, 17), ms_repeats=2,
+    compile_runs=("cold", "warm", "off"),  # a CPU has no autotuning
     sharding_models="tiny", sharding_layers=2, sharding_meshes="fsdp=8;data=2,fsdp=2,context=2", sharding_repeats=2,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
@@ -130,7 +134,8 @@ CPU_SIZES = Sizes(
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
                    text_encoder=15, scheduler=10, vae=30, pipeline=30, multi_scale=25, sharding=20,
                    sharding_one_device=20,  # on a CPU the meshes are host devices: the section always runs
-                   transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5),
+                   transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5,
+                   compile=75, compile_text_to_video=15, compile_multi_scale=20, compile_decode_programs=5),
     start_s=5.0,
 )
 
@@ -149,6 +154,7 @@ GPU_SIZES = Sizes(
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(512, 768, 121), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("released", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(704, 1216, 121),
     ms_repeats=1,
+    compile_runs=("cold", "warm", "off", "autotune_cache", "no_autotune"),
     sharding_models="2b", sharding_layers=4, sharding_meshes="fsdp=2;context=2;data=2,context=4;fsdp=8;context=8",
     sharding_repeats=5,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
@@ -176,11 +182,19 @@ GPU_SIZES = Sizes(
         vae_compile_2F=20,  # H200 2026-12-04: 18.8 s (run b)
         pipeline_torch=35,  # H200 2026-12-04: ~33 s: the section's 128.6 s less ours (build 44.4 s, first call
                             # 45.6 s, 2 calls of 1.5 s, process start) (run a)
+        # Not measured yet (first guesses from run a / c's figures): a process per run and kind, each Python's and
+        # CUDA's start (~15 s), the build (44 s / 57 s the first time; its init programs then come from the
+        # section's own cache) and the first call (45.6 s / 63.0 s cold, less with the cache), two calls in all.
+        compile=850,  # 5 runs x 2 kinds + the decode programs
+        compile_text_to_video=110,  # the cold run: 15 s start + 44 s build + 45.6 s first call + 1.5 s
+        compile_multi_scale=145,  # the cold run: 15 s start + 57 s build + 63.0 s first call + 5.8 s
+        compile_decode_programs=45,  # tiled 24.9 s + whole 5.7 s compiles (run b), uniform tiles, tracing, lowering
     ),
     start_s=15.0,  # H200 2026-12-04: 14.6 s from the run's start to its first section (run a; 16.9 s in run b)
-    # Everything takes about 760 s on one H200 (--list adds it up); without vae about 520 s, within the 560 s budget.
-    # vae is the one section that cannot fit beside the others: --sections vae (about 240 s) runs it alone.
-    optional=("vae",),
+    # Everything takes about 1610 s on one H200 (--list adds it up); without vae and compile about 520 s, within the
+    # 560 s budget. vae and compile cannot fit beside the others: --sections vae (about 240 s) and --sections compile
+    # --budget-s 850 run them alone.
+    optional=("vae", "compile"),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
 

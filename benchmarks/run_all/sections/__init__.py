@@ -7,6 +7,7 @@ from typing import Callable
 
 from ..context import Context
 from .attention import section_attention_cudnn_vs_xla
+from .compile import section_compile
 from .matmul_peak import section_matmul_peak
 from .multi_scale import section_multi_scale
 from .pipeline import section_pipeline
@@ -27,6 +28,7 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "vae": section_vae,
     "pipeline": section_pipeline,
     "multi_scale": section_multi_scale,
+    "compile": section_compile,
     "sharding": section_sharding,
 }
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from ..builders import build_pipeline, rng_key, tree_bytes, word_tokenizer
+from ..builders import build_multi_scale_pipeline, tree_bytes, word_tokenizer
 from ..context import Context, add_timing, first_call_name, load_bench
 from ..hardware import device_peak_bytes
 from ..sizes import PROMPT, t5_config, transformer_config, upsampler_config, vae_config
@@ -19,12 +19,6 @@ def section_multi_scale(ctx: Context) -> None:
     """LTXMultiScalePipeline with the recipe of ``ms_preset`` at ``ms_video``: the first call (compiles) and the
     median of later calls, per stage; FLOPs counted for the two denoising passes. diffusers has no multi-scale
     pipeline (its documented recipe is three pipeline calls with other steps), so no torch figure."""
-    import jax
-    import jax.numpy as jnp
-
-    from ltx_jax.models import init_params
-    from ltx_jax.models.latent_upsampler import LatentUpsampler
-    from ltx_jax.pipelines import LTXMultiScalePipeline
     from ltx_jax.pipelines.multi_scale import first_pass_size
     from ltx_jax.releases import get_release
 
@@ -49,12 +43,9 @@ def section_multi_scale(ctx: Context) -> None:
     rows = {k: rec.case(f"{base}: {k.replace('_', ' ')}", flops=flops.get(k)) for k in STAGES}
 
     start = time.perf_counter()
-    tokenizer = word_tokenizer(text_tokens)
-    pipe, params = build_pipeline(tcfg, vcfg, t5cfg, s.dtype, s.ms_preset, tokenizer)
-    dt = jnp.dtype(s.dtype)
-    upsampler = LatentUpsampler(ucfg, dtype=dt, param_dtype=dt)
-    upsampler_params = jax.block_until_ready(init_params(upsampler, rng_key(7)))
-    pipe = LTXMultiScalePipeline.from_pipe(pipe, upsampler, upsampler_params)
+    pipe, params = build_multi_scale_pipeline(tcfg, vcfg, t5cfg, ucfg, s.dtype, s.ms_preset,
+                                              word_tokenizer(text_tokens))
+    upsampler_params = params.pop("latent_upsampler")
     rec.info(build_s=time.perf_counter() - start, upsampler_bytes=tree_bytes(upsampler_params),
              param_bytes={k: tree_bytes(v) for k, v in params.items()})
     call = dict(prompt=PROMPT, height=height, width=width, num_frames=frames, max_sequence_length=text_tokens,
