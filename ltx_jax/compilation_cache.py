@@ -45,3 +45,10 @@ def enable_compilation_cache(cache_dir: str | None = None, xla_caches: str | Non
     if xla_caches is not None and hasattr(jax.config, "jax_persistent_cache_enable_xla_caches"):
         jax.config.update("jax_persistent_cache_enable_xla_caches", xla_caches)
     return cache_dir
+
+
+def persistent_cache_on() -> bool:
+    """Whether this process keeps compiled programs on disk (``jax_compilation_cache_dir`` is set): the pipelines
+    then step the denoising loop from the host, so that a second process reads the loop from the cache
+    (``sampling.loop.sample_stepwise``)."""
+    return bool(jax.config.jax_compilation_cache_dir)

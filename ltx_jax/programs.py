@@ -246,6 +246,11 @@ def label(text: str) -> Iterator[None]:
         _LABEL.reset(token)
 
 
+def dry_running() -> bool:
+    """Whether programs called now are lowered for a dry run instead of run (``dry_run``)."""
+    return _ACTIVE.get() is not None
+
+
 @contextlib.contextmanager
 def dry_run(compile: bool = False) -> Iterator[DryRun]:
     """Within the block every ``Program`` call is lowered (and, with ``compile``, compiled for XLA's memory

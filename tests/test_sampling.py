@@ -260,6 +260,47 @@ def test_progress_and_stop_requests_go_to_their_own_control(ours):
         assert int(result.steps) == 2 and stopping.steps_done == 2  # stopped at the next condition check
 
 
+def test_stepping_from_the_host_gives_the_one_program_loop_its_latents(ours):
+    """``sample_stepwise`` (what the pipelines run with the persistent cache on): the same latents as
+    ``jitted_sample`` over two segments, each step reported once, a stop request honoured at the next step, programs
+    without host callbacks, and one compile of the step program for every step count."""
+    embeds = text(seed=53, batch=1)
+    key = jax.random.PRNGKey(5)
+
+    def latents():
+        return jax.random.normal(key, (1, GRID.num_tokens, TINY_TRANSFORMER.in_channels))
+
+    segments = (sampling.Segment(0, 2, sampling.Guidance()), sampling.Segment(2, 4, sampling.Guidance()))
+    sampler = sampling.Sampler(ours.transformer, GRID, segments)
+    stepwise = dataclasses.replace(sampler, host_callbacks=False)
+    whole = sampling.jitted_sample(sampler, ours.transformer_params, latents(), _inputs(embeds, 4))
+    seen = []
+    control = sampling.RunControl(seen.append)
+    stepped = sampling.sample_stepwise(stepwise, ours.transformer_params, latents(), _inputs(embeds, 4), control)
+    err = rel_err(np.asarray(stepped.latents), np.asarray(whole.latents))
+    report("denoising stepped from the host vs one program", err, 1e-6)
+    assert err <= 1e-6 and int(stepped.steps) == 4 and int(stepped.nonfinite_step) == -1 and seen == [0, 1, 2, 3]
+
+    def stop_after_two(step):
+        if step == 1:
+            stopping.request_stop()
+
+    stopping = sampling.RunControl(stop_after_two)
+    stopped = sampling.sample_stepwise(stepwise, ours.transformer_params, latents(), _inputs(embeds, 4), stopping)
+    assert int(stopped.steps) == 2 and stopping.steps_done == 2
+
+    from ltx_jax.sampling.loop import jitted_advance, jitted_prepare
+
+    args = (ours.transformer_params, latents(), _inputs(embeds, 4))
+    prepared, initial = jitted_prepare(stepwise, *args)
+    carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+    for program, call in ((jitted_prepare, (stepwise, *args)),
+                          (jitted_advance, (stepwise, args[0], prepared, carry, initial, args[2], np.int32(1)))):
+        assert "callback" not in program.lower(*call).as_text()  # what lets the persistent cache keep them
+    with pytest.raises(ValueError, match="host_callbacks=False"):
+        sampling.sample_stepwise(sampler, *args)
+
+
 def test_nonfinite_latents_stop_the_loop_at_their_step(ours):
     embeds = text(seed=52, batch=1)
     latents = np.zeros((1, GRID.num_tokens, TINY_TRANSFORMER.in_channels), np.float32)

@@ -242,7 +242,7 @@ def run(kind: str, sizes_name: str, cache_dir: str | None, build_cache_dir: str 
     inside = sum(s["compile_s"] for s in stages.values())
     stages["total"] = {"seconds": end - start, "reported_s": reported["total"], **total,
                        "compile_outside_stages_s": max(0.0, total["compile_s"] - inside)}
-    if cache_dir:  # JAX writes no program that calls the host (the denoising loop's per-step callback)
+    if cache_dir:  # JAX writes no program that calls the host; with the cache on, the loop has none
         record["not_from_cache"] = events.not_from_cache(start, end)
     record.update(stages=stages, frames_shape=list(frames.shape))
     del frames

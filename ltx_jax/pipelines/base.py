@@ -16,6 +16,7 @@ sizes (diffusers' ``vae_spatial_compression_ratio``, ``transformer_spatial_patch
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import copy
 import logging
 import os
@@ -35,11 +36,11 @@ from ltx_jax.pipelines.calls import RequestCalls
 from ltx_jax.pipelines.contracts import CallKeys, PreparedLatents
 from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.lora import LoraMixin
-from ltx_jax.compilation_cache import enable_compilation_cache
+from ltx_jax.compilation_cache import enable_compilation_cache, persistent_cache_on
 from ltx_jax.pipelines.reporting import NonFiniteError, StageTimings
 from ltx_jax.pipelines.tiling_policy import auto_tiling
 from ltx_jax.pipelines.vae_programs import jitted_decode, jitted_encode, jitted_resize
-from ltx_jax.programs import is_placeholder
+from ltx_jax.programs import dry_running, is_placeholder
 from ltx_jax.releases import LTX_SCHEDULER, Release, detect_release, get_release
 from ltx_jax.sharding import ShardingPlan
 from ltx_jax.text_encoding import PromptEncoder, check_tokenizer_folder, encode_prompt, load_tokenizer
@@ -458,9 +459,13 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                             image_cond_noise_scale),
                         noise_key=noise_key)
                     variables = self._variables("transformer", self.transformer_params)
-                    result = sampling.run(lambda: sampling.jitted_sample(sampler, variables, latents,
-                                                                         inputs),
-                                          control, stage="denoising", total_steps=steps)
+                    if persistent_cache_on() and not dry_running():  # programs the cache can keep
+                        stepwise = dataclasses.replace(sampler, host_callbacks=False)
+                        work = lambda: sampling.sample_stepwise(stepwise, variables, latents, inputs,  # noqa: E731
+                                                                control)
+                    else:
+                        work = lambda: sampling.jitted_sample(sampler, variables, latents, inputs)  # noqa: E731
+                    result = sampling.run(work, control, stage="denoising", total_steps=steps)
             if not is_placeholder(result.nonfinite_step) and int(result.nonfinite_step) >= 0:
                 raise NonFiniteError(f"denoising produced NaN or Inf at step {int(result.nonfinite_step) + 1} of "
                                      f"{steps}; the run was stopped there (check the inputs, dtype and weights).")

@@ -197,18 +197,18 @@ class Sampler:
         new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
         return new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)
 
-    def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
-        """Runs the steps from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start) until
-        the last one, a stop request or non-finite latents. Call through ``jitted_sample``."""
-        prepared = self.prepare(params, inputs)
-        initial = latents.astype(jnp.float32)
-        carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+    def advance(self, params, prepared: dict[str, TransformerConstants], carry, initial: jax.Array,
+                inputs: SamplingInputs, stop_at=None):
+        """Runs the steps from ``carry`` = (next step, latents [B, N, C] float32, stop requested, first non-finite
+        step or -1) until the last step (or step ``stop_at``, traced), a stop request or non-finite latents; one
+        ``lax.while_loop`` per segment. ``initial``: the loop's first latents (the conditioning noise's base)."""
         for segment in self.segments:
             constants = _join([prepared[BRANCH_PROMPTS[b]] for b in segment.guidance.branches])
+            limit = segment.stop if stop_at is None else jnp.minimum(segment.stop, stop_at)
 
-            def running(carry, stop_at=segment.stop):
+            def running(carry, limit=limit):
                 i, _, stop, nonfinite = carry
-                return (i < stop_at) & ~stop & (nonfinite < 0)
+                return (i < limit) & ~stop & (nonfinite < 0)
 
             def body(carry, segment=segment, constants=constants):
                 i, latents, _, nonfinite = carry
@@ -221,7 +221,15 @@ class Sampler:
                 return i + 1, latents, stop, nonfinite
 
             carry = jax.lax.while_loop(running, body, carry)
-        steps, latents, _, nonfinite = carry
+        return carry
+
+    def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
+        """Runs the steps from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start) until
+        the last one, a stop request or non-finite latents. Call through ``jitted_sample``."""
+        prepared = self.prepare(params, inputs)
+        initial = latents.astype(jnp.float32)
+        carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+        steps, latents, _, nonfinite = self.advance(params, prepared, carry, initial, inputs)
         return SamplingResult(latents, steps, nonfinite)
 
 
@@ -247,3 +255,44 @@ def loop_flops(sampler: Sampler, params, latents, inputs: SamplingInputs) -> flo
 # The initial latents are consumed by the loop; donating them lets XLA write the result into the same buffer.
 jitted_sample = Program(_sample, "denoising", static=("sampler",), donate=("latents",), params=("params",),
                         flops=loop_flops)
+
+
+# -- stepping from the host: programs without callbacks, which the persistent compilation cache keeps ---------------
+
+def _prepare(sampler: Sampler, params, latents: jax.Array, inputs: SamplingInputs):
+    return sampler.prepare(params, inputs), latents.astype(jnp.float32)
+
+
+def _advance(sampler: Sampler, params, prepared, carry, initial: jax.Array, inputs: SamplingInputs, stop_at):
+    return sampler.advance(params, prepared, carry, initial, inputs, stop_at)
+
+
+jitted_prepare = Program(_prepare, "denoising", static=("sampler",), params=("params",))
+jitted_advance = Program(_advance, "denoising", static=("sampler",), params=("params",))
+
+
+def sample_stepwise(sampler: Sampler, params, latents: jax.Array, inputs: SamplingInputs,
+                    run_control: control.RunControl | None = None) -> SamplingResult:
+    """``jitted_sample``'s result, one step per program call: the host waits for each step, reports it to
+    ``run_control`` (progress) and stops there on a stop request.
+
+    JAX never writes a program holding host callbacks to its persistent compilation cache, so ``jitted_sample``'s
+    loop (a callback per step) is compiled again by every new process. Here the programs (``jitted_prepare`` and
+    ``jitted_advance``: ``Sampler.advance`` up to a traced step) hold none, so a second process reads them from the
+    cache; the price is one host round trip per step (a step of a real-size model takes tens of milliseconds). The
+    same steps run in the same order, so the latents equal ``jitted_sample``'s. ``sampler.host_callbacks`` must be
+    False.
+    """
+    if sampler.host_callbacks:
+        raise ValueError("sample_stepwise runs programs without host callbacks: pass a Sampler with "
+                         "host_callbacks=False.")
+    prepared, initial = jitted_prepare(sampler, params, latents, inputs)
+    carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+    for i in range(sampler.segments[-1].stop):  # from step 0, as jitted_sample's loop
+        carry = jitted_advance(sampler, params, prepared, carry, initial, inputs, np.int32(i + 1))
+        if int(carry[3]) >= 0:  # waits for the step: non-finite latents end the run there
+            break
+        if run_control is not None and run_control.poll(i):
+            break
+    steps, latents, _, nonfinite = carry
+    return SamplingResult(latents, steps, nonfinite)
