@@ -49,8 +49,8 @@ REMAT_POLICIES = ("everything_saveable", "nothing_saveable", "dots_saveable", "c
 class TransformerConstants:
     """What a forward pass needs that does not change between denoising steps (``prepare``'s output)."""
 
-    rope_cos: jax.Array  # [1 or B, N, D] float32
-    rope_sin: jax.Array  # [1 or B, N, D] float32
+    rope_cos: jax.Array  # [1 or B, N, D/2] float32, one entry per rotated channel pair (layers.rope_frequencies)
+    rope_sin: jax.Array  # [1 or B, N, D/2] float32
     text_key: jax.Array  # [L, B, T, D] in dtype: every layer's cross-attention keys (after norm_k)
     text_value: jax.Array  # [L, B, T, D] in dtype
     text_mask: jax.Array | None  # [B, T] bool, True for real text tokens; None attends to all
@@ -137,7 +137,7 @@ class Attention(nn.Module):
         skip_strategy: str | None = None,
     ) -> jax.Array:
         """x: [B, N, D]; key_value: precomputed ``key_value(context)`` or None (self-attention over x);
-        rope: cos, sin [B or 1, N, H*K] (self-attention); key_mask: [B, S] bool; skip_mask: [B], 0 = perturb the row
+        rope: cos, sin [B or 1, N, H*K/2] (self-attention); key_mask: [B, S] bool; skip_mask: [B], 0 = perturb the row
         with ``skip_strategy`` ("attention_skip": the attention output is replaced by its input, "attention_values":
         by the values; both before ``to_out``)."""
         inner = self.heads * self.head_dim
@@ -219,14 +219,16 @@ class TransformerBlock(nn.Module):
 
     def __call__(self, hidden_states, text_key_value, skip_mask, temb, rope_cos, rope_sin, text_mask, skip_strategy):
         """hidden_states [B, N, D]; text_key_value: this layer's (k, v) [B, T, D]; skip_mask: this layer's [B] (0 =
-        perturb the row, spatio-temporal guidance) or None; temb [B, 1 or N, 6D]; rope [B or 1, N, D]; text_mask
+        perturb the row, spatio-temporal guidance) or None; temb [B, 1 or N, 6D]; rope [B or 1, N, D/2]; text_mask
         [B, T] or None; skip_strategy: one of ``SKIP_LAYER_STRATEGIES`` or None."""
         dim = self.config.inner_dim
-        batch = hidden_states.shape[0]
         hidden_states = layers.constrain(self.sharding, hidden_states, "batch", "tokens", None)
         block_input = hidden_states
-        ada = self.scale_shift_table[None, None].astype(temb.dtype) + temb.reshape(batch, temb.shape[1], 6, dim)
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (ada[:, :, i] for i in range(6))  # [B, 1|N, D]
+        # Six sums, one per modulation, each with its one consumer: with per-token timesteps a shared [B, N, 6, D]
+        # sum (diffusers' ada_values) is written out and read back; these fuse into the norms and the gating.
+        table = self.scale_shift_table.astype(temb.dtype)  # [6, D]
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
+            table[i] + temb[:, :, i * dim:(i + 1) * dim] for i in range(6))  # [B, 1|N, D]
 
         x = self.norm1(hidden_states) * (1 + scale_msa) + shift_msa
         attn = self.attn1(x, rope=(rope_cos, rope_sin), skip_mask=skip_mask, skip_strategy=skip_strategy)

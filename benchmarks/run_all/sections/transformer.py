@@ -76,6 +76,7 @@ def section_transformer(ctx: Context) -> None:
             out = np.asarray(out.astype(jnp.float32))
             rec.update(row, compile_s=compile_s, tflops=flops / med / 1e12, peak_bytes=device_peak_bytes(),
                        compiled_memory=compiled_memory(compiled), finite=bool(np.isfinite(out).all()))
+            block_record(rec, row, cfg, dt, batch, tokens, s.text_tokens, module.resolved_attention_implementation)
             if ref is not None:
                 rec.update(row, ratio=med / (row["torch_ms"] / 1e3), max_rel_diff=rel_diff(out, ref))
             ctx.log(f"{row['name']}: ours {row['ours_ms']:.2f} ms, torch {row.get('torch_ms')} ms")
@@ -137,3 +138,20 @@ def fp8_case(ctx: Context, bt, fp8, shape, dev_inputs, reference, row: dict) -> 
                max_rel_diff=timing["rel_diff"], fp8_gemm=timing["fp8_gemm"], finite=timing["finite"])
     ctx.log(f"{case['name']}: {case['ours_ms']:.2f} ms, {case['speedup']:.2f}x, rel diff {timing['rel_diff']:.1e}, "
             f"fp8 GEMM {timing['fp8_gemm']}")
+
+
+def block_record(rec, row: dict, cfg, dtype, batch: int, tokens: int, text_tokens: int, implementation: str) -> None:
+    """One block of the row's model compiled alone at the row's shape (``ltx_jax.models.block_traffic``): XLA's bytes
+    accessed (``Compiled.cost_analysis()``) against an ideal fused block's, and the token-sized buffers it writes
+    (count, [B, N, D] tensors' worth, and how many of those are float32), next to the row's time."""
+    # deferred: the sections import JAX only when they run
+    from ltx_jax.models.block_traffic import block_traffic
+
+    try:
+        traffic = block_traffic(cfg, dtype, batch, tokens, text_tokens, implementation)
+    except Exception as e:  # noqa: BLE001
+        rec.update(row, block_error=short_error(e))
+        return
+    rec.update(row, block_bytes_accessed=traffic.bytes_accessed, block_ideal_bytes=traffic.ideal_bytes,
+               block_token_buffers=traffic.count, block_buffer_tensors=round(traffic.units, 2),
+               block_float32_tensors=round(sum(b.units for b in traffic.buffers if b.dtype == "f32"), 2))

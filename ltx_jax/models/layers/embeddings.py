@@ -146,10 +146,12 @@ def grid_from_video_coords(video_coords: jax.Array) -> jax.Array:
 
 
 def rope_frequencies(grid: jax.Array, dim: int, theta: float = ROPE_THETA) -> tuple[jax.Array, jax.Array]:
-    """3D rotary cos/sin tables over the flattened model width.
+    """3D rotary cos/sin tables over the flattened model width, one entry per rotated channel pair.
 
     Each of the dim // 6 frequencies rotates one channel pair per axis (frame, row, column, interleaved);
-    the first dim % 6 channels are left unrotated (cos 1, sin 0), as in diffusers.
+    the first dim % 6 channels (dim % 6 // 2 pairs) are left unrotated (cos 1, sin 0), as in diffusers. diffusers'
+    tables hold every value twice (one per channel of a pair, [B, N, dim]); these hold it once, which halves what the
+    q / k RoPE of every layer reads ([1, N, dim / 2] float32 twice, against a [B, N, dim] bf16 tensor).
 
     Angles reach theta * pi / 2 * |2 g - 1| radians (~1e4 and more), so one float32 ulp of a frequency or a
     coordinate moves them by ~1e-3. We reproduce torch's float32 arithmetic step by step (linspace, power,
@@ -159,18 +161,20 @@ def rope_frequencies(grid: jax.Array, dim: int, theta: float = ROPE_THETA) -> tu
 
     Args:
       grid: [B, N, 3] float32 normalised coordinates (B may be 1 for a grid shared by the batch).
+      dim: the model width (even: channels rotate in pairs).
     Returns:
-      cos, sin: [B, N, dim] float32.
+      cos, sin: [B, N, dim / 2] float32 (``apply_rotary_emb``'s tables).
     """
+    if dim % 2:
+        raise ValueError(f"RoPE rotates channel pairs: the model width {dim} must be even.")
     num_freqs = dim // 6
     exponents = torch_linspace(0.0, 1.0, num_freqs)  # log_theta(1) .. log_theta(theta)
     # theta ** x rounded once from float64 matches torch's float32 pow far more often than a float32 pow does.
     base = (theta ** exponents.astype(np.float64)).astype(np.float32) * np.float32(np.pi / 2.0)
     freqs = jnp.asarray(base)[None, None, None, :] * (grid[..., None] * 2.0 - 1.0)  # [B, N, 3, F]
     freqs = jnp.swapaxes(freqs, -1, -2).reshape(*grid.shape[:2], 3 * num_freqs)  # [B, N, F*3], axis fastest
-    cos = jnp.repeat(jnp.cos(freqs), 2, axis=-1)
-    sin = jnp.repeat(jnp.sin(freqs), 2, axis=-1)
-    pad = dim % 6
+    cos, sin = jnp.cos(freqs), jnp.sin(freqs)
+    pad = dim % 6 // 2  # unrotated pairs
     if pad:
         cos = jnp.concatenate([jnp.ones((*cos.shape[:2], pad), jnp.float32), cos], axis=-1)
         sin = jnp.concatenate([jnp.zeros((*sin.shape[:2], pad), jnp.float32), sin], axis=-1)
@@ -180,12 +184,16 @@ def rope_frequencies(grid: jax.Array, dim: int, theta: float = ROPE_THETA) -> tu
 def apply_rotary_emb(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotates interleaved channel pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin), in float32.
 
+    The same products and sums as diffusers' ``x * cos + stack(-x1, x0) * sin`` over doubled tables (a negated
+    product added is the product subtracted, exactly), on tables of one entry per pair.
+
     Args:
       x: [B, N, D] queries or keys (all heads flattened, as diffusers applies RoPE before the head split).
-      cos, sin: [B or 1, N, D] float32.
+      cos, sin: [B or 1, N, D / 2] float32 (``rope_frequencies``).
     Returns:
       [B, N, D] in x's dtype.
     """
     pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], -1, 2)  # [B, N, D/2, 2]
-    rotated = jnp.stack([-pairs[..., 1], pairs[..., 0]], axis=-1).reshape(x.shape)
-    return (x.astype(jnp.float32) * cos + rotated * sin).astype(x.dtype)
+    x0, x1 = pairs[..., 0], pairs[..., 1]  # [B, N, D/2]
+    rotated = jnp.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], axis=-1)  # [B, N, D/2, 2]
+    return rotated.reshape(x.shape).astype(x.dtype)
