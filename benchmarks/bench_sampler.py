@@ -9,7 +9,9 @@ ratios should be about 1 : 2 : 3 where the matmuls dominate).
 Each case runs the same compiled loop twice, with the per-step host callback (``Sampler(host_callbacks=True)``, what
 the pipelines run) and without it, and reports the median time per step of each and their difference. The latents'
 finiteness check runs inside every step in both; its cost is measured on its own (the reduction over one step's
-latents, jitted alone) next to the step time, and so is the check of decoded frames at 768x512x121.
+latents, jitted alone) next to the step time, and so is the check of decoded frames at 768x512x121. A third run
+steps the loop from the host (``sampling.sample_stepwise``, what the pipelines run with the persistent cache on: one
+program call and one wait per step); its difference to the loop without callbacks is its cost per step.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from benchmarks.timing import sample_times
 
 
 def loop_times(module, params, grid, steps: int, repeats: int, host_callbacks: bool = True,
-               guidance=None) -> list[float]:
-    """Seconds of whole ``steps``-step runs of the compiled loop (blocked on, after a warm-up run)."""
+               guidance=None, stepwise: bool = False) -> list[float]:
+    """Seconds of whole ``steps``-step runs of the compiled loop (blocked on, after a warm-up run); ``stepwise``:
+    stepped from the host (``sampling.sample_stepwise``, no callbacks)."""
     from ltx_jax import sampling
 
     cfg = module.config
     guidance = guidance or sampling.Guidance()
-    sampler = sampling.Sampler(module, grid, (sampling.Segment(0, steps, guidance),), host_callbacks=host_callbacks)
+    sampler = sampling.Sampler(module, grid, (sampling.Segment(0, steps, guidance),),
+                               host_callbacks=host_callbacks and not stepwise)
     text = jnp.ones((1, 16, cfg.caption_channels), module.dtype)
     scales = {**sampling.SCALES, "guidance_scale": 3.0, "stg_scale": 1.0}
     inputs = sampling.SamplingInputs(
@@ -43,6 +47,8 @@ def loop_times(module, params, grid, steps: int, repeats: int, host_callbacks: b
 
     def run():
         latents = jnp.zeros((1, grid.num_tokens, cfg.in_channels), jnp.float32)
+        if stepwise:
+            return jax.block_until_ready(sampling.sample_stepwise(sampler, params, latents, inputs))
         return jax.block_until_ready(sampling.jitted_sample(sampler, params, latents, inputs))
 
     return sample_times(run, repeats, warmup=1)
@@ -63,9 +69,11 @@ def case(name, cfg, grid, steps: int, repeats: int) -> dict:
     params = init_params(module, jax.random.PRNGKey(0))
     with_cb = statistics.median(loop_times(module, params, grid, steps, repeats, True)) / steps
     without = statistics.median(loop_times(module, params, grid, steps, repeats, False)) / steps
+    stepped = statistics.median(loop_times(module, params, grid, steps, repeats, stepwise=True)) / steps
     finite = check_time((1, grid.num_tokens, cfg.in_channels))
     return dict(name=name, tokens=grid.num_tokens, steps=steps, step_ms=without * 1e3, step_cb_ms=with_cb * 1e3,
-                callback_us=(with_cb - without) * 1e6, finite_check_us=finite * 1e6)
+                callback_us=(with_cb - without) * 1e6, stepwise_us=(stepped - without) * 1e6,
+                finite_check_us=finite * 1e6)
 
 
 def main(argv=None) -> int:
@@ -83,10 +91,10 @@ def main(argv=None) -> int:
             case("2B width, 2 layers", slice_cfg, LatentGrid(2, 8, 8), args.slice_steps, args.repeats)]
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}, float32")
     print(f"{'case':<28} {'tokens':>6} {'steps':>6} {'ms/step':>10} {'+callback':>10} {'callback us':>12} "
-          f"{'finite check us':>16}")
+          f"{'stepwise us':>12} {'finite check us':>16}")
     for r in rows:
         print(f"{r['name']:<28} {r['tokens']:>6} {r['steps']:>6} {r['step_ms']:>10.3f} {r['step_cb_ms']:>10.3f} "
-              f"{r['callback_us']:>12.1f} {r['finite_check_us']:>16.1f}")
+              f"{r['callback_us']:>12.1f} {r['stepwise_us']:>12.1f} {r['finite_check_us']:>16.1f}")
     frames = check_time((1, 121, 512, 768, 3), repeats=5)
     print(f"finite check of decoded frames, 121 x 512 x 768 x 3 float32: {frames * 1e3:.1f} ms")
     branch_times(slice_cfg, LatentGrid(2, 8, 8), args.slice_steps, args.repeats)
