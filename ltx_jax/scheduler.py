@@ -33,7 +33,10 @@ Here the split is:
 
 The config is a frozen (hashable) dataclass, so it can also be a static jit argument.
 The configs and timestep lists of the released checkpoints are in ``ltx_jax.releases`` (``LTX_SCHEDULER``,
-``LTX_DISTILLED_TIMESTEPS``...). This module imports only numpy, jax and the standard library.
+``LTX_DISTILLED_TIMESTEPS``...). This module imports only numpy, jax, the standard library and ``ltx_jax.lazy``.
+
+The Euler-ancestral RF scheduler (diffusers' ``LTXEulerAncestralRFScheduler``) is in ``ltx_jax.scheduler_ancestral``;
+its names are re-exported here on first use.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ltx_jax.lazy import lazy_exports
 
 __all__ = [
     "FlowMatchSchedulerConfig",
@@ -538,3 +543,15 @@ def scale_noise(sample: jnp.ndarray, noise: jnp.ndarray, sigma: Union[float, jnp
     if s.ndim == 1:
         s = s.reshape(s.shape + (1,) * (sample.ndim - 1))
     return s * noise + (1.0 - s) * sample
+
+
+# ltx_jax.scheduler_ancestral builds its generated schedules with sigmas_and_timesteps above, so its names are
+# imported on first use (ltx_jax.lazy) rather than at the top: either module can then be imported first, no cycle.
+_ANCESTRAL_EXPORTS = {name: "ltx_jax.scheduler_ancestral" for name in (
+    "LTXEulerAncestralRFSchedulerConfig", "ancestral_sigmas_and_timesteps", "ancestral_step")}
+__all__ += list(_ANCESTRAL_EXPORTS)
+__getattr__ = lazy_exports(__name__, _ANCESTRAL_EXPORTS, globals())[0]
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_ANCESTRAL_EXPORTS))

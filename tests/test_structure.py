@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYERS = [
     ("ltx_jax.configs", "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.sharding", "ltx_jax.programs",
      "ltx_jax.files", "ltx_jax.interrupts", "ltx_jax.command_line", "ltx_jax.validation", "ltx_jax.requests",
-     "ltx_jax.lazy", "ltx_jax.compilation_cache"),
+     "ltx_jax.lazy", "ltx_jax.compilation_cache", "ltx_jax.scheduler_ancestral"),
     ("ltx_jax.models",),
     ("weight_conversion",),
     ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video"),
