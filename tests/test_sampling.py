@@ -293,7 +293,7 @@ def test_stepping_from_the_host_gives_the_one_program_loop_its_latents(ours):
 
     args = (ours.transformer_params, latents(), _inputs(embeds, 4))
     prepared, initial = jitted_prepare(stepwise, *args)
-    carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+    carry = stepwise.initial_carry(initial)
     for program, call in ((jitted_prepare, (stepwise, *args)),
                           (jitted_advance, (stepwise, args[0], prepared, carry, initial, args[2], np.int32(1)))):
         assert "callback" not in program.lower(*call).as_text()  # what lets the persistent cache keep them

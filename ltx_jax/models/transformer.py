@@ -317,12 +317,19 @@ class LTXVideoTransformer3DModel(nn.Module):
         self.proj_in = layers.dense(self, dim, ("mlp", "embed"), weights=None, compute=None)
         self.time_embed = AdaLayerNormSingle(dim, self.dtype, self.param_dtype, self.precision)
         self.caption_projection = CaptionProjection(dim, self.dtype, self.param_dtype, self.precision)
+        self.transformer_blocks = self._block_stack(cfg.num_layers)
+        self.scale_shift_table = self.param("scale_shift_table", nn.with_logical_partitioning(
+            nn.initializers.normal(dim**-0.5), ("replicated", "embed")), (2, dim), self.param_dtype)
+        self.proj_out = layers.dense(self, cfg.out_channels, ("embed", "mlp"), weights=None, compute=None)
+
+    def _block_stack(self, length: int, unbound: bool = False):
+        """The blocks under ``nn.scan`` over ``length`` layers: in ``setup`` the model's own (all layers, its params);
+        ``unbound``: a stack outside the model of the same blocks, that ``run_blocks`` applies to a slice of them."""
         block = TransformerBlock
         if self.remat:
             block = nn.remat(block, prevent_cse=False, policy=_remat_policy(self.remat_policy))
         scan = dict(variable_axes={"params": 0, layers.LORA_COLLECTION: 0}, split_rngs={"params": True},
-                    length=cfg.num_layers,
-                    metadata_params={nn.PARTITION_NAME: "layers"})
+                    length=length, metadata_params={nn.PARTITION_NAME: "layers"})
         blocks = nn.scan(block, methods={
             # per-layer text k/v and skip masks; the rest shared by the layers
             "__call__": dict(scan, in_axes=(0, 0) + (nn.broadcast,) * 5),
@@ -331,11 +338,8 @@ class LTXVideoTransformer3DModel(nn.Module):
         implementation = self.resolved_attention_implementation
         if self.is_initializing():  # the params do not depend on the kernel; XLA's traces everywhere (cuDNN's: a GPU)
             implementation = "xla"
-        self.transformer_blocks = blocks(cfg, implementation, self.dtype, self.param_dtype, self.precision,
-                                         self.weights, self.compute, self.sharding)
-        self.scale_shift_table = self.param("scale_shift_table", nn.with_logical_partitioning(
-            nn.initializers.normal(dim**-0.5), ("replicated", "embed")), (2, dim), self.param_dtype)
-        self.proj_out = layers.dense(self, cfg.out_channels, ("embed", "mlp"), weights=None, compute=None)
+        return blocks(self.config, implementation, self.dtype, self.param_dtype, self.precision, self.weights,
+                      self.compute, self.sharding, **(dict(parent=None) if unbound else {}))
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
@@ -425,7 +429,18 @@ class LTXVideoTransformer3DModel(nn.Module):
                 skip_layer_mask: jax.Array | None = None, skip_layer_strategy: str | None = None) -> jax.Array:
         """The per-step part of a forward pass: latents [B, N, C] and timestep ([B], [B, 1] or [B, N]) with the
         ``prepare`` output of the same batch (and ``__call__``'s skip arguments) -> [B, N, out_channels] in
-        ``dtype``."""
+        ``dtype``. It is ``embed_step``, ``run_blocks`` over all layers, then ``project_out``; a step cache
+        (``ltx_jax.sampling.step_cache``) calls the three itself, to run the blocks in two parts."""
+        x, temb, embedded_timestep = self.embed_step(hidden_states, timestep, constants, skip_layer_mask,
+                                                     skip_layer_strategy)
+        x = self.run_blocks(x, temb, constants, skip_layer_mask, skip_layer_strategy)
+        return self.project_out(x, embedded_timestep)
+
+    def embed_step(self, hidden_states: jax.Array, timestep: jax.Array, constants: TransformerConstants,
+                   skip_layer_mask: jax.Array | None = None, skip_layer_strategy: str | None = None
+                   ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """``predict``'s inputs, checked, to the first block's input: x [B, N, D], the blocks' modulation temb
+        [B, 1|N, 6D] and the embedded timestep [B, 1|N, D] (of ``project_out``), all in ``dtype``."""
         dim = self.config.inner_dim
         self._check_hidden_states(hidden_states)
         batch, num_tokens = hidden_states.shape[:2]
@@ -445,12 +460,37 @@ class LTXVideoTransformer3DModel(nn.Module):
         temb, embedded_timestep = self.time_embed(timestep.reshape(-1))
         temb = temb.reshape(batch, -1, 6 * dim)  # [B, 1|N, 6D]
         embedded_timestep = embedded_timestep.reshape(batch, -1, dim)  # [B, 1|N, D]
-
         self._check_skip(skip_layer_mask, skip_layer_strategy, batch)
-        text_kv = (constants.text_key, constants.text_value)
-        x, _ = self.transformer_blocks(x, text_kv, skip_layer_mask, temb, constants.rope_cos, constants.rope_sin,
-                                       constants.text_mask, skip_layer_strategy)
+        return x, temb, embedded_timestep
 
+    def run_blocks(self, x: jax.Array, temb: jax.Array, constants: TransformerConstants,
+                   skip_layer_mask: jax.Array | None = None, skip_layer_strategy: str | None = None,
+                   layer_range: tuple[int, int] | None = None) -> jax.Array:
+        """The blocks on x [B, N, D] (``embed_step``'s outputs) -> [B, N, D] in ``dtype``.
+
+        ``layer_range`` (static ``(start, stop)``; None = all layers) runs layers start .. stop - 1 only: the same
+        scanned blocks applied to that slice of their params, text keys / values and skip mask [L, B]. A slice of the
+        stacked params is a copy of them (XLA cannot scan over a view), made where the program first needs it.
+        """
+        num_layers = self.config.num_layers
+        text_kv = (constants.text_key, constants.text_value)  # [L, B, T, D] each
+        blocks = self.transformer_blocks
+        if layer_range is not None and tuple(layer_range) != (0, num_layers):
+            start, stop = layer_range
+            if not 0 <= start < stop <= num_layers:
+                raise ValueError(f"layer_range={layer_range}; expected 0 <= start < stop <= {num_layers}.")
+            cut = lambda a: a[start:stop]  # noqa: E731
+            text_kv = jax.tree_util.tree_map(cut, text_kv)
+            skip_layer_mask = None if skip_layer_mask is None else skip_layer_mask[start:stop]
+            variables = jax.tree_util.tree_map(cut, dict(blocks.variables))
+            blocks = functools.partial(self._block_stack(stop - start, unbound=True).apply, variables)
+        x, _ = blocks(x, text_kv, skip_layer_mask, temb, constants.rope_cos, constants.rope_sin, constants.text_mask,
+                      skip_layer_strategy)
+        return x
+
+    def project_out(self, x: jax.Array, embedded_timestep: jax.Array) -> jax.Array:
+        """The last blocks' output x [B, N, D] and the embedded timestep [B, 1|N, D] -> the prediction
+        [B, N, out_channels] in ``dtype`` (final AdaLN modulation, ``proj_out``)."""
         mod = self.scale_shift_table[None, None].astype(embedded_timestep.dtype) + embedded_timestep[:, :, None]
         shift, scale = mod[:, :, 0], mod[:, :, 1]  # [B, 1|N, D]
         x = layers.layer_norm_no_affine(x, 1e-6) * (1 + scale) + shift

@@ -16,6 +16,12 @@ whatever the model dtype). After each step the loop checks its latents are finit
 (``control.poll``: progress, and whether to stop); it ends early on a stop request or on the first non-finite step,
 and says so in its ``SamplingResult``.
 
+Step caching (``Sampler.cache``, ``step_cache.py``): with ``cache="first_block"`` each forward runs the first block,
+and the other blocks only when its residual moved by more than ``SamplingInputs.cache_threshold`` (traced: changing
+it never recompiles) since the last forward that ran them; otherwise it reuses that forward's contribution of the
+other blocks. Each segment has its own cache state in the loop's carry (a segment with other branches starts empty),
+and the result says which steps reused it.
+
 Two stepping rules, as diffusers' pipelines have them:
   * global (``LTXPipeline``, ``LTXImageToVideoPipeline``): timestep ``t * (1 - mask)`` per token, one Euler step
     from ``sigmas[i]`` to ``sigmas[i + 1]``; tokens whose conditioning mask is 1 keep their values;
@@ -42,7 +48,7 @@ from ltx_jax import scheduler as sched
 from ltx_jax.models import as_variables
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, TransformerConstants
 from ltx_jax.programs import Program, matmul_flops
-from ltx_jax.sampling import control
+from ltx_jax.sampling import control, step_cache
 from ltx_jax.sampling.guidance import BRANCH_PROMPTS, Guidance
 from ltx_jax.sampling.latents import LatentGrid
 
@@ -65,6 +71,7 @@ class SamplingInputs:
     control_token: jax.Array | int = control.NO_CONTROL  # [] int32, see ltx_jax.sampling.control
     image_cond_noise_scale: jax.Array | None = None  # [] float32, per-token rule: noise on mask-1 tokens each step
     noise_key: jax.Array | None = None  # PRNG key of that noise (folded with the step index)
+    cache_threshold: jax.Array | None = None  # [] float32, with Sampler.cache: the relative change that reruns blocks
 
 
 @flax.struct.dataclass
@@ -74,6 +81,7 @@ class SamplingResult:
     latents: jax.Array  # [B, N, C] float32, after the last step taken
     steps: jax.Array  # [] int32, steps taken (fewer than S when stopped or non-finite)
     nonfinite_step: jax.Array  # [] int32, the first step whose latents held NaN or Inf, or -1
+    cached_steps: jax.Array  # [S] bool, the steps whose forward reused the step cache (ran the first block only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +133,8 @@ class Sampler:
         one global step (``LTXPipeline``, ``LTXImageToVideoPipeline``).
       host_callbacks: call the host after each step (progress, stop requests); False runs without any callback
         (inside other programs, or to measure what the callback costs).
+      cache: step caching, one of ``step_cache.CACHE_KINDS`` ("first_block", with ``SamplingInputs.cache_threshold``)
+        or None.
     """
 
     transformer: LTXVideoTransformer3DModel
@@ -132,6 +142,11 @@ class Sampler:
     segments: tuple[Segment, ...]
     per_token_timesteps: bool = False
     host_callbacks: bool = True
+    cache: str | None = None
+
+    def __post_init__(self):
+        if self.transformer is not None:
+            step_cache.check_cache(self.cache, self.transformer.config.num_layers)
 
     def prepare(self, params, inputs: SamplingInputs) -> dict[str, TransformerConstants]:
         """The transformer's step-invariant work, once per call for each prompt the branches use."""
@@ -154,8 +169,10 @@ class Sampler:
         return timestep if mask is None else timestep[:, None] * (1.0 - mask)
 
     def velocity(self, params, guidance: Guidance, constants: TransformerConstants, latents: jax.Array,
-                 timestep: jax.Array, i, inputs: SamplingInputs) -> jax.Array:
-        """Guided flow velocity for latents [B, N, C] at this step's timestep; float32 [B, N, C]."""
+                 timestep: jax.Array, i, inputs: SamplingInputs, cache: step_cache.FirstBlockCache | None = None
+                 ) -> tuple[jax.Array, step_cache.FirstBlockCache | None]:
+        """Guided flow velocity for latents [B, N, C] at this step's timestep, float32 [B, N, C]; and the segment's
+        step cache after this forward (``cache``: before it; None without ``self.cache``)."""
         branches = guidance.branches
         tile = lambda x: x if len(branches) == 1 else jnp.concatenate([x] * len(branches), axis=0)  # noqa: E731
         skip_mask = None
@@ -164,11 +181,14 @@ class Sampler:
             rows = [jnp.ones((layers_, batch), jnp.float32) if b != "perturbed" else
                     jnp.broadcast_to(inputs.skip_masks[i][:, None], (layers_, batch)) for b in branches]
             skip_mask = jnp.concatenate(rows, axis=1)
-        out = self.transformer.apply(
-            as_variables(params), tile(latents).astype(self.transformer.dtype), tile(timestep), constants, skip_mask,
-            guidance.skip_layer_strategy if guidance.stg else None, method="predict").astype(jnp.float32)
-        outputs = dict(zip(branches, jnp.split(out, len(branches), axis=0)))
-        return guidance.combine(outputs, {name: values[i] for name, values in inputs.guidance.items()})
+        args = (tile(latents).astype(self.transformer.dtype), tile(timestep), constants, skip_mask,
+                guidance.skip_layer_strategy if guidance.stg else None)
+        if self.cache is None:
+            out = self.transformer.apply(as_variables(params), *args, method="predict")
+        else:
+            out, cache = step_cache.cached_predict(self.transformer, params, *args, cache, inputs.cache_threshold)
+        outputs = dict(zip(branches, jnp.split(out.astype(jnp.float32), len(branches), axis=0)))
+        return guidance.combine(outputs, {name: values[i] for name, values in inputs.guidance.items()}), cache
 
     def noise_conditioning(self, latents, initial, t, i, inputs: SamplingInputs) -> jax.Array:
         """diffusers' ``add_noise_to_image_conditioning_latents``: tokens whose mask is 1 (within 1e-6) become their
@@ -178,59 +198,81 @@ class Sampler:
         return jnp.where(hard, initial + inputs.image_cond_noise_scale * noise * (t / 1000.0) ** 2, latents)
 
     def step(self, params, guidance: Guidance, constants: TransformerConstants, latents: jax.Array, i,
-             inputs: SamplingInputs, initial: jax.Array | None = None) -> jax.Array:
-        """One denoising step i: latents [B, N, C] float32 -> the next latents (``initial``: the loop's first latents,
-        for the conditioning noise)."""
+             inputs: SamplingInputs, initial: jax.Array | None = None,
+             cache: step_cache.FirstBlockCache | None = None) -> tuple[jax.Array, step_cache.FirstBlockCache | None]:
+        """One denoising step i: latents [B, N, C] float32 -> the next latents, and the step cache after it
+        (``initial``: the loop's first latents, for the conditioning noise; ``cache``: the segment's step cache, None
+        without ``self.cache``)."""
         t = inputs.timesteps[i]
         mask = inputs.conditioning_mask
         if self.per_token_timesteps and mask is not None and inputs.image_cond_noise_scale is not None:
             latents = self.noise_conditioning(latents, initial, t, i, inputs)
         timestep = self.timestep(t, latents.shape[0], inputs)
-        velocity = self.velocity(params, guidance, constants, latents, timestep, i, inputs)
+        velocity, cache = self.velocity(params, guidance, constants, latents, timestep, i, inputs, cache)
         if self.per_token_timesteps:
             per_token = jnp.broadcast_to(timestep, latents.shape[:2])  # [B, N]
             new = sched.step_per_token(-velocity, latents, per_token, inputs.sigmas)
             if mask is None:
-                return new
+                return new, cache
             denoise = (t / 1000.0 - 1e-6) < (1.0 - mask)  # [B, N]
-            return jnp.where(denoise[..., None], new, latents)
+            return jnp.where(denoise[..., None], new, latents), cache
         new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
-        return new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)
+        return (new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)), cache
+
+    def initial_carry(self, initial: jax.Array) -> tuple:
+        """The carry of ``advance`` before step 0, from the first latents [B, N, C] float32: (next step, latents, stop
+        requested, first non-finite step or -1, each segment's step cache (None without ``self.cache``), the steps
+        that reused it [S] bool)."""
+        caches = tuple(None if self.cache is None else step_cache.FirstBlockCache.empty(
+            len(s.guidance.branches) * initial.shape[0], initial.shape[1], self.transformer.config.inner_dim,
+            self.transformer.dtype) for s in self.segments)
+        cached_steps = jnp.zeros((self.segments[-1].stop,), jnp.bool_)
+        return jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1), caches, cached_steps
 
     def advance(self, params, prepared: dict[str, TransformerConstants], carry, initial: jax.Array,
                 inputs: SamplingInputs, stop_at=None):
-        """Runs the steps from ``carry`` = (next step, latents [B, N, C] float32, stop requested, first non-finite
-        step or -1) until the last step (or step ``stop_at``, traced), a stop request or non-finite latents; one
-        ``lax.while_loop`` per segment. ``initial``: the loop's first latents (the conditioning noise's base)."""
-        for segment in self.segments:
+        """Runs the steps from ``carry`` (``initial_carry``'s layout) until the last step (or step ``stop_at``,
+        traced), a stop request or non-finite latents; one ``lax.while_loop`` per segment, each with its own step
+        cache. ``initial``: the loop's first latents (the conditioning noise's base)."""
+        if self.cache is not None and inputs.cache_threshold is None:
+            raise ValueError(f"Sampler(cache={self.cache!r}) needs SamplingInputs.cache_threshold.")
+        *state, caches, cached_steps = carry
+        caches = list(caches)
+        for k, segment in enumerate(self.segments):
             constants = _join([prepared[BRANCH_PROMPTS[b]] for b in segment.guidance.branches])
             limit = segment.stop if stop_at is None else jnp.minimum(segment.stop, stop_at)
 
             def running(carry, limit=limit):
-                i, _, stop, nonfinite = carry
+                i, _, stop, nonfinite, _, _ = carry
                 return (i < limit) & ~stop & (nonfinite < 0)
 
             def body(carry, segment=segment, constants=constants):
-                i, latents, _, nonfinite = carry
-                latents = self.step(params, segment.guidance, constants, latents, i, inputs, initial)
+                i, latents, _, nonfinite, cache, cached_steps = carry
+                latents, cache = self.step(params, segment.guidance, constants, latents, i, inputs, initial, cache)
+                if cache is not None:
+                    cached_steps = cached_steps.at[i].set(cache.skipped)
                 nonfinite = jnp.where(jnp.all(jnp.isfinite(latents)), nonfinite, i)
                 stop = jnp.bool_(False)
                 if self.host_callbacks:
                     stop = io_callback(control.poll, jax.ShapeDtypeStruct((), jnp.bool_), inputs.control_token, i,
                                        ordered=True)
-                return i + 1, latents, stop, nonfinite
+                return i + 1, latents, stop, nonfinite, cache, cached_steps
 
-            carry = jax.lax.while_loop(running, body, carry)
-        return carry
+            *state, caches[k], cached_steps = jax.lax.while_loop(running, body, (*state, caches[k], cached_steps))
+        return (*state, tuple(caches), cached_steps)
 
     def sample(self, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
         """Runs the steps from latents [B, N, C] (packed initial noise at sigma 1, or a partially noised start) until
         the last one, a stop request or non-finite latents. Call through ``jitted_sample``."""
         prepared = self.prepare(params, inputs)
         initial = latents.astype(jnp.float32)
-        carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
-        steps, latents, _, nonfinite = self.advance(params, prepared, carry, initial, inputs)
-        return SamplingResult(latents, steps, nonfinite)
+        carry = self.advance(params, prepared, self.initial_carry(initial), initial, inputs)
+        return _result(carry)
+
+
+def _result(carry) -> SamplingResult:
+    steps, latents, _, nonfinite, _, cached_steps = carry
+    return SamplingResult(latents, steps, nonfinite, cached_steps)
 
 
 def _sample(sampler: Sampler, params, latents: jax.Array, inputs: SamplingInputs) -> SamplingResult:
@@ -243,10 +285,11 @@ def loop_flops(sampler: Sampler, params, latents, inputs: SamplingInputs) -> flo
     prepared_jaxpr, prepared = jax.make_jaxpr(sampler.prepare, return_shape=True)(params, inputs)
     total = matmul_flops(prepared_jaxpr)
     index = jax.ShapeDtypeStruct((), jnp.int32)
-    for segment in sampler.segments:
+    caches = sampler.initial_carry(latents)[4]  # with a step cache: counted as if every step ran every block
+    for segment, cache in zip(sampler.segments, caches):
         constants = jax.eval_shape(_join, [prepared[BRANCH_PROMPTS[b]] for b in segment.guidance.branches])
-        step = functools.partial(sampler.step, guidance=segment.guidance)
-        jaxpr = jax.make_jaxpr(lambda p, c, x, i, s: step(p, constants=c, latents=x, i=i, inputs=s, initial=x))(
+        step = functools.partial(sampler.step, guidance=segment.guidance, cache=cache)
+        jaxpr = jax.make_jaxpr(lambda p, c, x, i, s: step(p, constants=c, latents=x, i=i, inputs=s, initial=x)[0])(
             params, constants, latents, index, inputs)
         total += (segment.stop - segment.start) * matmul_flops(jaxpr)
     return total
@@ -287,12 +330,11 @@ def sample_stepwise(sampler: Sampler, params, latents: jax.Array, inputs: Sampli
         raise ValueError("sample_stepwise runs programs without host callbacks: pass a Sampler with "
                          "host_callbacks=False.")
     prepared, initial = jitted_prepare(sampler, params, latents, inputs)
-    carry = (jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1))
+    carry = sampler.initial_carry(initial)
     for i in range(sampler.segments[-1].stop):  # from step 0, as jitted_sample's loop
         carry = jitted_advance(sampler, params, prepared, carry, initial, inputs, np.int32(i + 1))
         if int(carry[3]) >= 0:  # waits for the step: non-finite latents end the run there
             break
         if run_control is not None and run_control.poll(i):
             break
-    steps, latents, _, nonfinite = carry
-    return SamplingResult(latents, steps, nonfinite)
+    return _result(carry)
