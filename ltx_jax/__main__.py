@@ -28,7 +28,7 @@ from absl import logging as absl_logging  # noqa: E402
 from ltx_jax.command_line import gnu_booleans  # noqa: E402
 from ltx_jax.training.cli import main as training_main  # noqa: E402
 from ltx_jax.video import write_video  # noqa: E402
-from ltx_jax.generate_flags import FLAGS, UsageError, _default_dtype, resolve_arguments  # noqa: E402
+from ltx_jax.generate_flags import FLAGS, UsageError, _default_dtype, parse_cache, resolve_arguments  # noqa: E402
 
 COMMANDS = ("generate", "check")
 USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random --prompt "..." [--output out.mp4] [flags]; '
@@ -109,6 +109,9 @@ def generate(args: dict) -> int:
     where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
+    if pipe.last_cached_steps is not None:
+        print(f"step cache: {int(pipe.last_cached_steps.sum())} of {len(pipe.last_cached_steps)} steps ran the first "
+              "block only")
     return 0
 
 
@@ -123,6 +126,8 @@ def _call_arguments(args: dict, prompt: str) -> dict:
         given.update(num_inference_steps=FLAGS.steps, guidance_scale=FLAGS.guidance, stg_scale=FLAGS.stg_scale,
                      skip_layer_strategy=FLAGS.stg_mode, cfg_star_rescale=FLAGS.cfg_star,
                      skip_block_list=None if FLAGS.stg_blocks is None else [int(b) for b in FLAGS.stg_blocks])
+        if FLAGS.cache is not None:
+            given["cache"], given["cache_threshold"] = parse_cache(FLAGS.cache)
     return given
 
 

@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 from ltx_jax import validation
 
 # The groups of fields the stages take together.
-SCHEDULE, GUIDANCE, DECODE = "schedule", "guidance", "decode"
+SCHEDULE, GUIDANCE, STEP_CACHE, DECODE = "schedule", "guidance", "step_cache", "decode"
 
 
 def arg(default: Any, doc: str, check: Callable[[str, Any], None] | None = None, *, group: str | None = None) -> Any:
@@ -129,6 +129,14 @@ class SamplingRequest(Request):
     guidance_timesteps: tuple[float, ...] | None = arg(
         None, "the original's guidance schedule: timesteps in [0, 1]; each step takes the values of the first entry "
               "at or below its timestep / 1000. Without it, lists are one value per step.", group=GUIDANCE)
+    cache: str | None = arg(
+        None, "step caching: None, or 'first_block' (diffusers' FirstBlockCacheConfig: a step runs only the first "
+              "block while its residual moves by at most cache_threshold; pays on many-step runs, little on 8-step "
+              "distilled ones).", _one_of("first_block"), group=STEP_CACHE)
+    cache_threshold: float = arg(
+        0.05, "the first-block cache's threshold: the relative change of the first block's residual above which a "
+              "step runs every block (traced: a new value recompiles nothing).", _number(minimum=0),
+        group=STEP_CACHE)
     decode_timestep: float | tuple[float, ...] = arg(
         0.0, "the VAE's decode timestep (timestep-conditioned VAEs, 0.9.1+); one value or one per video.",
         _per_step(minimum=0), group=DECODE)

@@ -179,3 +179,42 @@ def test_cache_arguments_are_checked(ours):
         sampling.Sampler(ours.transformer, GRID, CFG, cache="teacache")
     with pytest.raises(ValueError, match="cache_threshold"):
         _sample(ours, CFG, _latents(seed=67).numpy(), _inputs(_text(seed=68), None))
+
+
+def test_the_pipeline_call_takes_cache_and_threshold(ours):
+    """``pipe(cache="first_block", cache_threshold=...)``: threshold 0 gives the uncached frames exactly, a large one
+    reuses the cache after the first step and says so in ``last_cached_steps``; bad values are one line."""
+    call = dict(prompt="a fox", height=64, width=96, num_frames=9, num_inference_steps=4, guidance_scale=1.0,
+                seed=3, output_type="np")
+    plain = ours(**call)
+    assert ours.last_cached_steps is None
+    exact = ours(**call, cache="first_block", cache_threshold=0.0)
+    np.testing.assert_array_equal(exact, plain)
+    assert not ours.last_cached_steps.any()
+    ours(**call, cache="first_block", cache_threshold=1e9)
+    assert ours.last_cached_steps.tolist() == [False, True, True, True]
+    with pytest.raises(ValueError, match="cache='teacache'; use one of 'first_block'"):
+        ours(**call, cache="teacache")
+    with pytest.raises(ValueError, match="cache_threshold"):
+        ours(**call, cache="first_block", cache_threshold=-1.0)
+
+
+@pytest.mark.parametrize("value, expected", [("first_block", ("first_block", 0.05)),
+                                             ("first_block:0.1", ("first_block", 0.1)),
+                                             ("first_block:0", ("first_block", 0.0))])
+def test_cache_flag_parses(value, expected):
+    from ltx_jax.generate_flags import parse_cache
+
+    assert parse_cache(value) == expected
+
+
+@pytest.mark.parametrize("value", ["teacache", "first_block:", "first_block:x", "first_block:-1", "first_block:inf",
+                                   "first_block:nan"])
+def test_bad_cache_flags_are_one_line(value):
+    from ltx_jax.generate_flags import UsageError, parse_cache
+
+    if value == "first_block:":
+        assert parse_cache(value) == ("first_block", 0.05)  # an empty threshold is the default
+        return
+    with pytest.raises(UsageError, match="--cache .*e.g. --cache first_block:0.05"):
+        parse_cache(value)

@@ -169,6 +169,7 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
         self.release = release
         self.progress = progress
         self.last_timings = StageTimings()
+        self.last_cached_steps: np.ndarray | None = None  # [S] bool: the last denoise's steps that reused its cache
 
     # ------------------------------------------------------------------------------------------ loading
 
@@ -388,7 +389,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                 skip_final_inference_steps: int = 0, conditioning_mask=None, video_coords=None,
                 per_token_timesteps: bool = False, sigmas_and_timesteps=None,
                 image_cond_noise_scale: float | None = None,
-                noise_key: jax.Array | None = None) -> jax.Array:
+                noise_key: jax.Array | None = None, cache: str | None = None,
+                cache_threshold: float = 0.05) -> jax.Array:
         """The whole denoising loop, one compiled program: packed latents [B, N, C] -> denoised [B, N, C] float32.
 
         Args:
@@ -415,6 +417,9 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
             ``denoise_strength``); replaces the other schedule arguments.
           image_cond_noise_scale, noise_key: per-token rule only: before each step, tokens whose mask is 1 are reset
             to their initial latents plus ``scale * N(0, 1) * (t / 1000)^2`` (diffusers' condition pipeline).
+          cache, cache_threshold: step caching (``sampling.step_cache``): "first_block" runs only the first block on
+            a step whose first-block residual moved by at most ``cache_threshold`` (relative), reusing the other
+            blocks' last residual; ``self.last_cached_steps`` then says which steps did.
         Scales, skipped blocks, CFG-star and the guidance schedule are traced inputs: changing them recompiles
         nothing unless the sequence of branch sets (which steps run CFG, which STG) changes.
         """
@@ -436,7 +441,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
             if any(s.guidance.cfg for s in segments) and negative_prompt_embeds is None:
                 raise ValueError("guidance_scale > 1 runs classifier-free guidance: pass negative_prompt_embeds and "
                                  "negative_prompt_attention_mask (or prompts, with a text encoder).")
-            sampler = sampling.Sampler(self.transformer, grid, segments, per_token_timesteps=per_token_timesteps)
+            sampler = sampling.Sampler(self.transformer, grid, segments, per_token_timesteps=per_token_timesteps,
+                                       cache=cache)
             as_dtype = lambda x: None if x is None else jnp.asarray(x).astype(self.transformer.dtype)  # noqa: E731
             as_mask = lambda x: None if x is None else jnp.asarray(x).astype(jnp.int32)  # noqa: E731
             with sampling.StepBar(steps, self.progress) as bar:
@@ -457,7 +463,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                         control_token=token,
                         image_cond_noise_scale=None if image_cond_noise_scale is None else jnp.float32(
                             image_cond_noise_scale),
-                        noise_key=noise_key)
+                        noise_key=noise_key,
+                        cache_threshold=None if cache is None else jnp.float32(cache_threshold))
                     variables = self._variables("transformer", self.transformer_params)
                     if persistent_cache_on() and not dry_running():  # programs the cache can keep
                         stepwise = dataclasses.replace(sampler, host_callbacks=False)
@@ -466,6 +473,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                     else:
                         work = lambda: sampling.jitted_sample(sampler, variables, latents, inputs)  # noqa: E731
                     result = sampling.run(work, control, stage="denoising", total_steps=steps)
+            self.last_cached_steps = None if cache is None or is_placeholder(result.cached_steps) else (
+                np.asarray(result.cached_steps)[:int(result.steps)])
             if not is_placeholder(result.nonfinite_step) and int(result.nonfinite_step) >= 0:
                 raise NonFiniteError(f"denoising produced NaN or Inf at step {int(result.nonfinite_step) + 1} of "
                                      f"{steps}; the run was stopped there (check the inputs, dtype and weights).")

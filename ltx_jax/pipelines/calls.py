@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from ltx_jax import sampling
+from ltx_jax.sampling import step_cache
 from ltx_jax.pipelines.reporting import StageTimings
 from ltx_jax.requests import (GUIDANCE, GenerationRequest, SamplingRequest, TextToVideoRequest, arguments_doc,
                               call_signature)
@@ -105,10 +106,12 @@ class RequestCalls:
 
     def check_sampling(self, settings: SamplingRequest) -> None:
         """Every guidance rule of ``settings`` (skipped blocks against this transformer's depth, lists against the
-        step count) on a stand-in schedule of its length, before any work."""
+        step count) on a stand-in schedule of its length, and the step cache against the depth, before any work."""
         kept = settings.steps() - settings.skip_initial_inference_steps - settings.skip_final_inference_steps
         stand_in = np.linspace(1000.0, 0.0, max(1, kept), endpoint=False)
-        sampling.guidance_plan(stand_in, num_layers=self.transformer.config.num_layers, **settings.group(GUIDANCE))
+        num_layers = self.transformer.config.num_layers
+        sampling.guidance_plan(stand_in, num_layers=num_layers, **settings.group(GUIDANCE))
+        step_cache.check_cache(settings.cache, num_layers)
 
     # ------------------------------------------------------------------------------------------ one call
 

@@ -35,7 +35,7 @@ from ltx_jax.pipelines.base import PipelineBase
 from ltx_jax.pipelines.calls import uses_guidance
 from ltx_jax.pipelines.conditioning import PreparedCondition
 from ltx_jax.pipelines.contracts import CallKeys, PreparedLatents
-from ltx_jax.requests import GUIDANCE, ConditionFields, ConditionRequest
+from ltx_jax.requests import GUIDANCE, STEP_CACHE, ConditionFields, ConditionRequest
 
 NUM_PREFIX_LATENT_FRAMES = 2  # diffusers' num_prefix_latent_frames: the latent frames a later clip keeps as tokens
 
@@ -157,7 +157,7 @@ class LTXConditionPipeline(PipelineBase):
         embeds = self.prompt_embeddings(request, uses_guidance(request))
         start = self.prepare_latents(request.batch_size, grid, keys, request.latents, request.noise, conditions,
                                      float(sigmas[0]) if request.denoise_strength < 1 else None)
-        latents = self.denoise(start.latents, grid, *embeds, **request.group(GUIDANCE),
+        latents = self.denoise(start.latents, grid, *embeds, **request.group(GUIDANCE), **request.group(STEP_CACHE),
                                conditioning_mask=start.conditioning_mask,
                                video_coords=start.coords_per_second(request.frame_rate), per_token_timesteps=True,
                                sigmas_and_timesteps=(sigmas, timesteps),

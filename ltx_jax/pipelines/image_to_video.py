@@ -21,7 +21,7 @@ from ltx_jax.pipelines import conditioning
 from ltx_jax.pipelines.base import PipelineBase
 from ltx_jax.pipelines.calls import uses_guidance
 from ltx_jax.pipelines.contracts import CallKeys, PreparedLatents
-from ltx_jax.requests import GUIDANCE, SCHEDULE, ImageToVideoRequest
+from ltx_jax.requests import GUIDANCE, SCHEDULE, STEP_CACHE, ImageToVideoRequest
 
 
 class LTXImageToVideoPipeline(PipelineBase):
@@ -75,6 +75,6 @@ class LTXImageToVideoPipeline(PipelineBase):
         embeds = self.prompt_embeddings(request, uses_guidance(request))
         start = self.prepare_latents(batch, grid, keys, request.latents, request.noise, pixels)
         latents = self.denoise(start.latents, grid, *embeds, frame_rate=request.frame_rate,
-                               **request.group(SCHEDULE), **request.group(GUIDANCE),
+                               **request.group(SCHEDULE), **request.group(GUIDANCE), **request.group(STEP_CACHE),
                                conditioning_mask=start.conditioning_mask)
         return self._finish(request, latents, grid, request, keys.decode)

@@ -43,13 +43,14 @@ from ltx_jax.pipelines.latent_upsample import check_upsampler, jitted_upsample, 
 from ltx_jax.pipelines.reporting import NonFiniteError
 from ltx_jax.programs import is_placeholder, label
 from ltx_jax.releases import LTX_SCHEDULER, ORIGINAL_SCHEDULER, MultiScaleDefaults, detect_release, get_release
-from ltx_jax.requests import DECODE, GUIDANCE, SCHEDULE, MultiScaleRequest, SamplingRequest
+from ltx_jax.requests import DECODE, GUIDANCE, SCHEDULE, STEP_CACHE, MultiScaleRequest, SamplingRequest
 from weight_conversion import (load_latent_upsampler, read_latent_upsampler_config, read_single_file_config,
                                read_transformer_config, read_vae_config)
 
 # What a pass dict may set: a SamplingRequest's schedule and guidance; the decode settings and tone mapping belong to
 # the second pass.
-PASS_FIELDS = SamplingRequest.field_names(SCHEDULE) + SamplingRequest.field_names(GUIDANCE)
+PASS_FIELDS = (SamplingRequest.field_names(SCHEDULE) + SamplingRequest.field_names(GUIDANCE)
+               + SamplingRequest.field_names(STEP_CACHE))
 SECOND_PASS_FIELDS = PASS_FIELDS + SamplingRequest.field_names(DECODE) + ("tone_map_compression_ratio",)
 
 def first_pass_size(height: int, width: int, downscale_factor: float, multiple: int) -> tuple[int, int]:
@@ -209,7 +210,7 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
                           for c in prepared]
             sigma = float(sigmas_and_timesteps[0][0]) if latents is not None else None
             start = self.prepare_latents(request.batch_size, grid, keys, latents, noise, conditions, sigma)
-            out = self.denoise(start.latents, grid, *embeds, **settings.group(GUIDANCE),
+            out = self.denoise(start.latents, grid, *embeds, **settings.group(GUIDANCE), **settings.group(STEP_CACHE),
                                conditioning_mask=start.conditioning_mask,
                                video_coords=start.coords_per_second(request.frame_rate), per_token_timesteps=True,
                                sigmas_and_timesteps=sigmas_and_timesteps,

@@ -15,7 +15,7 @@ import numpy as np
 from ltx_jax.pipelines.base import PipelineBase
 from ltx_jax.pipelines.calls import uses_guidance
 from ltx_jax.pipelines.contracts import CallKeys
-from ltx_jax.requests import GUIDANCE, SCHEDULE, TextToVideoRequest
+from ltx_jax.requests import GUIDANCE, SCHEDULE, STEP_CACHE, TextToVideoRequest
 
 # diffusers' LTXPipeline defaults (the command line takes them too): the request's.
 _DEFAULTS = TextToVideoRequest()
@@ -37,5 +37,6 @@ class LTXPipeline(PipelineBase):
         embeds = self.prompt_embeddings(request, uses_guidance(request))
         start = self.prepare_latents(request.batch_size, grid, keys, request.latents, request.noise)
         latents = self.denoise(start.latents, grid, *embeds, frame_rate=request.frame_rate,
-                               **request.group(SCHEDULE), **request.group(GUIDANCE))
+                               **request.group(SCHEDULE), **request.group(GUIDANCE),
+                               **request.group(STEP_CACHE))
         return self._finish(request, latents, grid, request, keys.decode)
