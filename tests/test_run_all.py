@@ -135,7 +135,7 @@ def check_compile_section(entry: dict, sizes: dict, text: str) -> None:
     stages = {"text_to_video": ["text_encoding", "denoising", "decoding", "total"],
               "multi_scale": ["text_encoding", "first_pass", "upsampling", "second_pass", "decoding", "resizing",
                               "total"]}
-    assert set(sizes["compile_runs"]) == {"cold", "warm", "off"} <= set(RUNS)  # a CPU has no autotuning
+    assert set(sizes["compile_runs"]) == {"cold", "warm"} <= set(RUNS)  # the CPU sizes keep CI short
     totals = {}
     for kind, names in stages.items():
         for run in sizes["compile_runs"]:
@@ -150,8 +150,8 @@ def check_compile_section(entry: dict, sizes: dict, text: str) -> None:
             assert total["build_s"] > 0 and total["second_call_ms"] < total["ours_ms"]
             assert total["decode_conv_shapes_lowered"] >= total["decode_conv_shapes_compiled"] >= 1, total
             assert total["autotune_cache_files"] is None  # none on a CPU
-        cold, warm, off = (totals[kind, r] for r in ("cold", "warm", "off"))
-        assert cold["cache_hits"] == 0 and cold["cache_misses"] >= 1 and off["cache_hits"] == off["cache_misses"] == 0
+        cold, warm = (totals[kind, r] for r in ("cold", "warm"))
+        assert cold["cache_hits"] == 0 and cold["cache_misses"] >= 1
         assert warm["cache_misses"] == 0 and warm["cache_hits"] == cold["cache_misses"], (cold, warm)
         assert warm["not_from_cache"] == [], warm["not_from_cache"]
         assert warm["xla_s"] < cold["xla_s"], (cold, warm)

@@ -287,7 +287,6 @@ UNIFORM_CASES = {
     # variant, latent (frames, height, width), tile sizes / strides (pixels, frames), temporal
     "0.9.1 spatial+temporal": ("0.9.1", (12, 7, 9), (128, 128, 48, 96, 96, 40), True),
     "0.9.5 spatial+temporal": ("0.9.5", (12, 7, 9), (64, 64, 48, 48, 48, 40), True),
-    "0.9.0 spatial only": ("0.9.0", (4, 7, 9), (160, 160, 16, 96, 96, 8), False),
 }
 
 
