@@ -15,7 +15,8 @@ file system), and the result appears under its name only once complete:
 
 Any failure inside the block or while publishing (an exception, Ctrl-C, SIGTERM under a raising handler) removes the
 temporary path; an ``Exception`` comes out as an ``OSError`` of one line naming the destination (``writing X failed:
-...``), a name taken meanwhile as ``OutputExists`` (a ``FileExistsError``), a ``KeyboardInterrupt`` unchanged.
+...``: ``write_error``, which a writer with temporaries of its own uses too), a name taken meanwhile as
+``OutputExists`` (a ``FileExistsError``), a ``KeyboardInterrupt`` unchanged.
 
 Checks before any work: ``check_creatable`` (the folder can be written), ``check_free_space``; ``file_mode`` and
 ``dir_mode`` are what the umask gives; ``remove_leftovers`` clears what a killed writer (SIGKILL) left in a folder it
@@ -98,8 +99,9 @@ def one_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
-def _failed(path: str, error: Exception, *temporaries: str) -> OSError:
-    """``writing PATH failed: REASON``: one line, the temporary names replaced by the destination's."""
+def write_error(path: str, error: Exception, *temporaries: str) -> OSError:
+    """``writing PATH failed: REASON``: one line, the temporary names replaced by the destination's (the error every
+    writer here raises for a failure while writing ``path`` into ``temporaries``)."""
     reason = one_line(str(error)) or type(error).__name__
     if isinstance(error, OSError) and error.strerror:  # "[Errno 28] No space left on device: '/x/.partial-...'"
         name = os.fspath(error.filename) if error.filename is not None else None
@@ -179,7 +181,7 @@ def _removed_on_failure(tmp: str, path: str) -> Iterator[None]:
     except BaseException as e:
         _remove(tmp)
         if isinstance(e, Exception) and not isinstance(e, OutputExists):
-            raise _failed(path, e, tmp) from e
+            raise write_error(path, e, tmp) from e
         raise
 
 
@@ -195,7 +197,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False, suffix: str
         fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=folder,
                                    suffix=os.path.splitext(path)[1] if suffix is None else suffix)
     except OSError as e:
-        raise _failed(path, e) from e
+        raise write_error(path, e) from e
     os.close(fd)
     with _removed_on_failure(tmp, path):
         yield tmp
@@ -222,7 +224,7 @@ def atomic_files(paths: Sequence[str | os.PathLike], *, overwrite: bool = False,
     try:
         staging = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder)
     except OSError as e:
-        raise _failed(paths[0], e) from e
+        raise write_error(paths[0], e) from e
     temporaries = [os.path.join(staging, os.path.basename(p)) for p in paths]
     try:
         yield temporaries
@@ -243,7 +245,7 @@ def atomic_files(paths: Sequence[str | os.PathLike], *, overwrite: bool = False,
     except OutputExists:
         raise
     except Exception as e:
-        raise _failed(paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}", e, *temporaries) from e
+        raise write_error(paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}", e, *temporaries) from e
     finally:
         _remove(staging)
 
@@ -286,7 +288,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     try:
         tmp = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder)
     except OSError as e:
-        raise _failed(path, e) from e
+        raise write_error(path, e) from e
     with _removed_on_failure(tmp, path):
         yield tmp
         os.chmod(tmp, dir_mode())  # mkdtemp makes 0700 folders

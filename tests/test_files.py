@@ -19,8 +19,7 @@ import pytest
 
 import ltx_jax.__main__ as ltx_cli
 import ltx_jax.tiny_random
-import ltx_jax.video as video
-from ltx_jax import files
+from ltx_jax import ffmpeg, files
 from ltx_jax.video import read_video, write_video
 from weight_conversion.__main__ import main as convert_main
 
@@ -96,18 +95,21 @@ def test_a_full_disk_is_one_error_line_and_no_file(tmp_path, monkeypatch, capsys
 def test_a_finished_video_is_checked_before_it_is_published(tmp_path, monkeypatch):
     """An encoder that exits 0 yet leaves a file without its end (what a failed trailer leaves) or with frames
     missing: the check after encoding catches both, and nothing is published."""
-    real_encode = video._encode_mp4
+    real_finish, real_write = ffmpeg.Mp4Encoder.finish, ffmpeg.Mp4Encoder.write
 
-    def truncated(frames, path, fps):
-        real_encode(frames, path, fps)
+    def truncated(self):
+        real_finish(self)
+        path = os.path.join(tmp_path, next(n for n in os.listdir(tmp_path) if n.startswith(files.PARTIAL_PREFIX)),
+                            "video.mp4")
         with open(path, "r+b") as f:
             f.truncate(os.path.getsize(path) // 2)
 
-    monkeypatch.setattr(video, "_encode_mp4", truncated)
+    monkeypatch.setattr(ffmpeg.Mp4Encoder, "finish", truncated)
     with pytest.raises(OSError, match=r"^writing .*a\.mp4 failed: the written file does not open: moov atom not "
                                       r"found; Invalid data found when processing input$"):
         write_video(FRAMES, tmp_path / "a.mp4")
-    monkeypatch.setattr(video, "_encode_mp4", lambda frames, path, fps: real_encode(frames[:-1], path, fps))
+    monkeypatch.setattr(ffmpeg.Mp4Encoder, "finish", real_finish)
+    monkeypatch.setattr(ffmpeg.Mp4Encoder, "write", lambda self, frames: real_write(self, frames[:-1]))
     with pytest.raises(OSError, match=r"^writing .*b\.mp4 failed: the written file holds 8 frames, not 9$"):
         write_video(FRAMES, tmp_path / "b.mp4")
     assert os.listdir(tmp_path) == []
