@@ -305,8 +305,43 @@ def vae_decode() -> dict:
     return out
 
 
+def step_cache() -> dict:
+    """The denoising loop with each step cache (8 steps of CFG over 2 videos, the tiny transformer, a threshold that
+    skips some steps) on data=2,fsdp=2,context=2 against one device: the latents, and the steps that reused the
+    cache on each."""
+    from ltx_jax import sampling
+    from ltx_jax.tiny_random import TINY_TRANSFORMER
+
+    cfg, steps, batch = TINY_TRANSFORMER, 8, 2
+    module = LTXVideoTransformer3DModel(cfg)
+    params = init_params(module, jax.random.PRNGKey(5))
+    grid = sampling.LatentGrid(2, 2, 3)
+    rng = np.random.default_rng(6)
+    latents, text, negative = (rng.standard_normal(shape).astype(np.float32) for shape in (
+        (batch, grid.num_tokens, cfg.in_channels), (batch, 7, cfg.caption_channels), (batch, 7, cfg.caption_channels)))
+    sigmas = np.append(np.linspace(1.0, 0.1, steps), 0.0).astype(np.float32)
+    guidance = {k: jnp.full((steps,), v, jnp.float32) for k, v in {**sampling.SCALES, "guidance_scale": 3.0}.items()}
+    mask = jnp.ones((batch, 7), jnp.int32).at[1, 4:].set(0)
+    inputs = sampling.SamplingInputs(
+        prompt_embeds=jnp.asarray(text), prompt_attention_mask=mask, negative_prompt_embeds=jnp.asarray(negative),
+        negative_prompt_attention_mask=mask, sigmas=jnp.asarray(sigmas), timesteps=jnp.asarray(sigmas[:-1] * 1000.0),
+        guidance=guidance, rope_interpolation_scale=jnp.asarray((8 / 25, 32.0, 32.0), jnp.float32))
+    segments = (sampling.Segment(0, steps, sampling.Guidance(cfg=True)),)
+    plan = ShardingPlan.create("data=2,fsdp=2,context=2")
+    placements = ((module, params), (module.clone(sharding=plan), plan.place(params, module)))
+    out = {}
+    for kind, threshold in (("first_block", 0.5), ("teacache", 0.45)):
+        runs = [sampling.jitted_sample(sampling.Sampler(m, grid, segments, host_callbacks=False, cache=kind), p,
+                                       jnp.asarray(latents), inputs.replace(cache_threshold=jnp.float32(threshold)))
+                for m, p in placements]
+        out[kind] = {"err": rel_err(runs[1].latents, runs[0].latents),
+                     "skipped": np.asarray(runs[0].cached_steps).tolist(),
+                     "sharded_skipped": np.asarray(runs[1].cached_steps).tolist()}
+    return out
+
+
 CASES = {f.__name__: f for f in (transformer_forward, attention_alone, pipelines, loading, collectives, memory_2b,
-                                  cli, training, vae_decode)}
+                                  cli, training, vae_decode, step_cache)}
 
 if __name__ == "__main__":
     assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"

@@ -80,7 +80,8 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
     first_calls = {name: [c for c in sections[name]["cases"] if c.get("first_call")] for name in sections}
     runs = len(data["sizes"]["compile_runs"])
     expected = {"pipeline": 4, "multi_scale": 7, "vae": 3, "transformer": len(data["sizes"]["transformer_shapes"]),
-                "text_encoder": 2, "pipeline_vs_cpu_fp32": 1, "compile": (4 + 7) * runs}
+                "text_encoder": 2, "pipeline_vs_cpu_fp32": 1, "compile": (4 + 7) * runs,
+                "step_cache": 3}  # the loop without a cache, with each kind (a new threshold compiles nothing)
     for name, count in expected.items():
         rows = first_calls[name]
         assert len(rows) == count, (name, rows)
@@ -107,6 +108,11 @@ def test_cpu_run_all_sections(run_all, tmp_path, capsys):
     assert "torch_ms" in sections["pipeline"]["cases"][-1]
     pvc = sections["pipeline_vs_cpu_fp32"]["cases"][-1]
     assert pvc["psnr_db"] >= data["sizes"]["pvc_psnr_min"]
+    cache_rows = [c for c in sections["step_cache"]["cases"] if not c.get("first_call")]
+    assert [c["kind"] for c in cache_rows][0] == "none" and cache_rows[0]["steps_skipped"] == 0
+    for kind in ("first_block", "teacache"):  # the CPU thresholds past the defaults skip steps of random weights
+        rows = [c for c in cache_rows if c["kind"] == kind]
+        assert rows and max(c["steps_skipped"] for c in rows) > 0 and all(c["speedup"] > 0 for c in rows), rows
     assert any(c["name"].startswith("compile 28 vs 4 layers") for c in sections["transformer"]["cases"])
     assert any(c.get("ratio") for c in sections["vae"]["cases"] if "memory" in c["name"])
 
@@ -288,6 +294,13 @@ def test_gpu_sizes_are_consistent(run_all):
                                  run_all.t5_config(spec_5))
             assert tcfg.in_channels == vcfg.latent_channels and tcfg.caption_channels == t5cfg.d_model
             assert height % 32 == 0 and width % 32 == 0 and (frames - 1) % 8 == 0
+        from benchmarks.bench_sampler import parse_thresholds
+        from ltx_jax.sampling.step_cache import CACHE_KINDS
+
+        height, width, frames = sizes.cache_video
+        assert height % 32 == 0 and width % 32 == 0 and (frames - 1) % 8 == 0
+        assert run_all.transformer_config(sizes.cache_transformer, sizes.cache_layers).num_layers > 1
+        assert {kind for kind, _ in parse_thresholds(sizes.cache_thresholds)} == set(CACHE_KINDS)
     # The GPU models at full size, from shapes alone (no memory): the 2B transformer, T5-XXL, the 0.9.5 decoder.
     from ltx_jax.models import abstract_params, count_params
     from ltx_jax.models.t5 import T5EncoderModel

@@ -1,8 +1,8 @@
 """XLA SPMD sharding on 8 host devices (CPU): the transformer over each mesh axis and a mixed mesh, context-parallel
-attention, whole pipelines, sharded loading, parameter bytes per device, the collectives of the compiled program and
-the 2B config's memory per device, against one device. The checks run in one child process
-(``tests/sharding_cases.py``) with ``--xla_force_host_platform_device_count=8``; the rest of the suite keeps one
-device. fp32; the references are the same computations unsharded.
+attention, whole pipelines, sharded loading, parameter bytes per device, the collectives of the compiled program, the
+2B config's memory per device and the denoising loop's step caches, against one device. The checks run in one child
+process (``tests/sharding_cases.py``) with ``--xla_force_host_platform_device_count=8``; the rest of the suite keeps
+one device. fp32; the references are the same computations unsharded.
 """
 
 from __future__ import annotations
@@ -134,3 +134,13 @@ def test_vae_decode_deals_its_tiles_over_the_devices(results):
     assert out["uniform, one device"]["longest_tile_loop"] == 20
     for spec in ("data=2,context=4", "fsdp=8"):
         assert out[f"uniform, {spec}"]["longest_tile_loop"] <= max(out["whole, one device"]["longest_tile_loop"], 3)
+
+
+def test_step_caches_sharded_equal_one_device(results):
+    """The loop with each step cache (CFG, 2 videos) on data=2,fsdp=2,context=2: the decision of every step (a
+    replicated reduction over the sharded rows and tokens) and the latents are one device's."""
+    for kind, row in _case(results, "step_cache").items():
+        print(f"\n[sharding] {kind}: skipped {row['skipped']} on one device, {row['sharded_skipped']} sharded")
+        report(f"{kind} step cache sharded data=2,fsdp=2,context=2: latents vs one device", row["err"], TOL)
+        assert row["sharded_skipped"] == row["skipped"] and 0 < sum(row["skipped"]) < len(row["skipped"]) - 1
+        assert row["err"] <= TOL, kind

@@ -161,3 +161,39 @@ def test_guidance_errors(ours, change, message):
         return
     with pytest.raises(ValueError, match=message):
         _our_run(ours, arrays, kwargs)
+
+
+def test_remat_runs_every_skip_strategy_as_without_it():
+    """``remat=True`` (training's) with a perturbed branch: the strategy is a static argument of the rematerialised
+    block, and the outputs and gradients equal the plain blocks'."""
+    import jax
+    import jax.numpy as jnp
+
+    from ltx_jax.models import init_params
+    from ltx_jax.models.transformer import LTXVideoTransformer3DModel
+
+    plain = LTXVideoTransformer3DModel(TINY_TRANSFORMER, dtype=jnp.float32, param_dtype=jnp.float32)
+    params = init_params(plain, jax.random.PRNGKey(0))
+    batch, frames, height, width = 2, 2, 2, 3
+    rng = np.random.RandomState(0)
+    x = jnp.asarray(rng.randn(batch, frames * height * width, TINY_TRANSFORMER.in_channels), jnp.float32)
+    text = jnp.asarray(rng.randn(batch, 7, TINY_TRANSFORMER.caption_channels), jnp.float32)
+    skip = jnp.ones((TINY_TRANSFORMER.num_layers, batch)).at[0, 1].set(0.0)
+
+    def loss(p, model, strategy):
+        out = model.apply({"params": p}, x, text, jnp.full((batch,), 500.0), jnp.ones((batch, 7), jnp.int32),
+                          num_frames=frames, height=height, width=width,
+                          rope_interpolation_scale=jnp.array([0.32, 32.0, 32.0]), skip_layer_mask=skip,
+                          skip_layer_strategy=strategy)
+        return jnp.sum(out**2)
+
+    ref_value, ref_grads = jax.value_and_grad(loss)(params, plain, "attention_values")
+    value, grads = jax.value_and_grad(loss)(params, plain.clone(remat=True), "attention_values")
+    err = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(grads),
+                                                             jax.tree_util.tree_leaves(ref_grads)))
+    print(f"\n[remat + STG] attention_values: value diff {abs(float(value - ref_value)):.2e}, grads {err:.2e}")
+    assert abs(float(value - ref_value)) <= 1e-5 * abs(float(ref_value)) and err <= 1e-5
+    for strategy in ("attention_skip", "residual", "transformer_block"):
+        diff = abs(float(loss(params, plain.clone(remat=True), strategy) - loss(params, plain, strategy)))
+        print(f"[remat + STG] {strategy}: value diff {diff:.2e}")
+        assert diff <= 1e-5 * abs(float(ref_value))

@@ -57,6 +57,14 @@ class Sizes:
     pipe_video: tuple[int, int, int]  # height, width, frames
     pipe_warmup: int
     pipe_repeats: int
+    # step_cache (benchmarks.bench_sampler.cache_runs: the 2B dev recipe's loop, random weights; thresholds as
+    # "KIND:THRESHOLD,...", each kind's default and thresholds that skip steps of random weights)
+    cache_transformer: tuple[str, dict]
+    cache_layers: int | None  # None: the config's
+    cache_video: tuple[int, int, int]  # height, width, frames
+    cache_steps: int
+    cache_thresholds: str
+    cache_repeats: int
     # sharding (benchmarks.bench_sharding: models "tiny" / "2b", the 2B slice's layers, meshes separated by ";")
     sharding_models: str
     sharding_layers: int
@@ -126,13 +134,15 @@ CPU_SIZES = Sizes(
     pipe_transformer=("tiny", {}), pipe_vae=("tiny", {}), pipe_t5=("tiny", {}),
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(64, 96, 17), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("tiny", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(64, 96, 17), ms_repeats=2,
+    cache_transformer=_SMALL_TRANSFORMER, cache_layers=8, cache_video=(64, 96, 17), cache_steps=40,
+    cache_thresholds="first_block:0.05,first_block:0.45,teacache:0.06,teacache:0.4", cache_repeats=1,
     compile_runs=("cold", "warm"),  # a CPU has no autotuning; "off" (as cold, never written) is left to GPU runs
     sharding_models="tiny", sharding_layers=2, sharding_meshes="fsdp=8;data=2,fsdp=2,context=2", sharding_repeats=2,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
-                   text_encoder=15, scheduler=10, vae=30, pipeline=30, multi_scale=25, sharding=20,
+                   text_encoder=15, scheduler=10, vae=30, pipeline=30, step_cache=15, multi_scale=25, sharding=20,
                    sharding_one_device=20,  # on a CPU the meshes are host devices: the section always runs
                    transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5,
                    compile=75, compile_text_to_video=15, compile_multi_scale=20, compile_decode_programs=5),
@@ -154,6 +164,11 @@ GPU_SIZES = Sizes(
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(512, 768, 121), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("released", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(704, 1216, 121),
     ms_repeats=1,
+    # the 2B at 768x512x121, 40 steps of 3 branches: each run some seconds; the thresholds past the defaults are the
+    # CPU model's (random 2B weights at full width not measured yet: a row that skips nothing shows the overhead)
+    cache_transformer=("ltx-video-2b", {}), cache_layers=None, cache_video=(512, 768, 121), cache_steps=40,
+    cache_thresholds="first_block:0.05,first_block:0.45,first_block:0.6,teacache:0.06,teacache:0.4,teacache:0.8",
+    cache_repeats=2,
     compile_runs=("cold", "warm", "off", "autotune_cache", "no_autotune"),
     sharding_models="2b", sharding_layers=4, sharding_meshes="fsdp=2;context=2;data=2,context=4;fsdp=8;context=8",
     sharding_repeats=5,
@@ -172,6 +187,8 @@ GPU_SIZES = Sizes(
         scheduler=12,  # not measured yet (first guess, unchanged)
         vae=240,  # H200 2026-12-04: 107.1 s without the diffusers comparison (run b); about 240 s with it (issue 20)
         pipeline=130,  # H200 2026-12-04: 128.6 s, diffusers' LTXPipeline included (run a)
+        step_cache=300,  # not measured yet (first guess): 21 runs of 40 steps of 3 branches at 6144 tokens (about
+                         # 0.2 s a step uncached, less where steps skip), 3 compiles of the 28-layer loop, the init
         multi_scale=130,  # H200 2026-12-04: 130.1 s (run c, with the recipe fix of issue 20 item 1)
         sharding=60,  # several GPUs: not measured yet (first guess, unchanged)
         sharding_one_device=5,  # one GPU: the section skips itself; process start only (~3.5 s in run a)
@@ -191,10 +208,10 @@ GPU_SIZES = Sizes(
         compile_decode_programs=45,  # tiled 24.9 s + whole 5.7 s compiles (run b), uniform tiles, tracing, lowering
     ),
     start_s=15.0,  # H200 2026-12-04: 14.6 s from the run's start to its first section (run a; 16.9 s in run b)
-    # Everything takes about 1610 s on one H200 (--list adds it up); without vae and compile about 520 s, within the
-    # 560 s budget. vae and compile cannot fit beside the others: --sections vae (about 240 s) and --sections compile
-    # --budget-s 850 run them alone.
-    optional=("vae", "compile"),
+    # Everything takes about 1910 s on one H200 (--list adds it up); without vae, step_cache and compile about 520 s,
+    # within the 560 s budget. Those cannot fit beside the others: --sections vae (about 240 s), --sections step_cache
+    # (about 300 s) and --sections compile --budget-s 850 run them alone.
+    optional=("vae", "step_cache", "compile"),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
 

@@ -217,20 +217,28 @@ class TransformerBlock(nn.Module):
         """This layer's cross-attention keys and values of the projected text context [B, T, D]."""
         return carry, self.attn2.key_value(context)
 
+    def _modulation(self, temb: jax.Array, i: int) -> jax.Array:
+        """The i-th of the six modulations (shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp) of temb
+        [B, 1|N, 6D]: this layer's table row plus temb's i-th D channels, [B, 1|N, D] in temb's dtype."""
+        dim = self.config.inner_dim
+        return self.scale_shift_table[i].astype(temb.dtype) + temb[:, :, i * dim:(i + 1) * dim]
+
+    def attention_input(self, hidden_states: jax.Array, temb: jax.Array) -> jax.Array:
+        """The self-attention's input ``norm1(h) * (1 + scale_msa) + shift_msa`` [B, N, D] of hidden_states [B, N, D]
+        and temb [B, 1|N, 6D] (also TeaCache's probe of a step, ``sampling.step_cache``)."""
+        return self.norm1(hidden_states) * (1 + self._modulation(temb, 1)) + self._modulation(temb, 0)
+
     def __call__(self, hidden_states, text_key_value, skip_mask, temb, rope_cos, rope_sin, text_mask, skip_strategy):
         """hidden_states [B, N, D]; text_key_value: this layer's (k, v) [B, T, D]; skip_mask: this layer's [B] (0 =
         perturb the row, spatio-temporal guidance) or None; temb [B, 1 or N, 6D]; rope [B or 1, N, D/2]; text_mask
         [B, T] or None; skip_strategy: one of ``SKIP_LAYER_STRATEGIES`` or None."""
-        dim = self.config.inner_dim
         hidden_states = layers.constrain(self.sharding, hidden_states, "batch", "tokens", None)
         block_input = hidden_states
         # Six sums, one per modulation, each with its one consumer: with per-token timesteps a shared [B, N, 6, D]
         # sum (diffusers' ada_values) is written out and read back; these fuse into the norms and the gating.
-        table = self.scale_shift_table.astype(temb.dtype)  # [6, D]
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (
-            table[i] + temb[:, :, i * dim:(i + 1) * dim] for i in range(6))  # [B, 1|N, D]
+        gate_msa, shift_mlp, scale_mlp, gate_mlp = (self._modulation(temb, i) for i in range(2, 6))  # [B, 1|N, D]
 
-        x = self.norm1(hidden_states) * (1 + scale_msa) + shift_msa
+        x = self.attention_input(hidden_states, temb)
         attn = self.attn1(x, rope=(rope_cos, rope_sin), skip_mask=skip_mask, skip_strategy=skip_strategy)
         # "residual" perturbs nothing: the original gates attention's residual connection, which LTX's attention
         # layers do not have (attn.residual_connection is False), so its perturbed rows equal the unperturbed ones.
@@ -254,6 +262,12 @@ def _concrete_or_none(x) -> np.ndarray | None:
         return np.asarray(x)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
+
+
+def _layer(stacked, index):
+    """Layer ``index`` (an int or a traced [] int32) of a tree of stacked [L, ...] arrays (None leaves stay None),
+    read by index: one layer's slice, never a copy of the stack."""
+    return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_index_in_dim(a, index, 0, keepdims=False), stacked)
 
 
 def _remat_policy(name: str | None):
@@ -322,24 +336,31 @@ class LTXVideoTransformer3DModel(nn.Module):
             nn.initializers.normal(dim**-0.5), ("replicated", "embed")), (2, dim), self.param_dtype)
         self.proj_out = layers.dense(self, cfg.out_channels, ("embed", "mlp"), weights=None, compute=None)
 
-    def _block_stack(self, length: int, unbound: bool = False):
-        """The blocks under ``nn.scan`` over ``length`` layers: in ``setup`` the model's own (all layers, its params);
-        ``unbound``: a stack outside the model of the same blocks, that ``run_blocks`` applies to a slice of them."""
-        block = TransformerBlock
-        if self.remat:
-            block = nn.remat(block, prevent_cse=False, policy=_remat_policy(self.remat_policy))
+    def _block_stack(self, length: int):
+        """The model's blocks under ``nn.scan`` over ``length`` layers (built in ``setup``: its params carry [L])."""
         scan = dict(variable_axes={"params": 0, layers.LORA_COLLECTION: 0}, split_rngs={"params": True},
                     length=length, metadata_params={nn.PARTITION_NAME: "layers"})
-        blocks = nn.scan(block, methods={
+        blocks = nn.scan(self._block_class(), methods={
             # per-layer text k/v and skip masks; the rest shared by the layers
             "__call__": dict(scan, in_axes=(0, 0) + (nn.broadcast,) * 5),
             "text_key_value": dict(scan, in_axes=(nn.broadcast,)),
         })
+        return blocks(*self._block_args())
+
+    def _block_class(self):
+        """``TransformerBlock``, under ``nn.remat`` with ``remat``."""
+        block = TransformerBlock
+        if self.remat:
+            block = nn.remat(block, prevent_cse=False, policy=_remat_policy(self.remat_policy), static_argnums=(8,))
+        return block
+
+    def _block_args(self) -> tuple:
+        """A ``TransformerBlock``'s fields, as this model sets them."""
         implementation = self.resolved_attention_implementation
         if self.is_initializing():  # the params do not depend on the kernel; XLA's traces everywhere (cuDNN's: a GPU)
             implementation = "xla"
-        return blocks(self.config, implementation, self.dtype, self.param_dtype, self.precision, self.weights,
-                      self.compute, self.sharding, **(dict(parent=None) if unbound else {}))
+        return (self.config, implementation, self.dtype, self.param_dtype, self.precision, self.weights, self.compute,
+                self.sharding)
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
@@ -430,7 +451,7 @@ class LTXVideoTransformer3DModel(nn.Module):
         """The per-step part of a forward pass: latents [B, N, C] and timestep ([B], [B, 1] or [B, N]) with the
         ``prepare`` output of the same batch (and ``__call__``'s skip arguments) -> [B, N, out_channels] in
         ``dtype``. It is ``embed_step``, ``run_blocks`` over all layers, then ``project_out``; a step cache
-        (``ltx_jax.sampling.step_cache``) calls the three itself, to run the blocks in two parts."""
+        (``ltx_jax.sampling.step_cache``) calls these itself, to run the blocks in two parts or not at all."""
         x, temb, embedded_timestep = self.embed_step(hidden_states, timestep, constants, skip_layer_mask,
                                                      skip_layer_strategy)
         x = self.run_blocks(x, temb, constants, skip_layer_mask, skip_layer_strategy)
@@ -468,32 +489,48 @@ class LTXVideoTransformer3DModel(nn.Module):
                    layer_range: tuple[int, int] | None = None) -> jax.Array:
         """The blocks on x [B, N, D] (``embed_step``'s outputs) -> [B, N, D] in ``dtype``.
 
-        ``layer_range`` (static ``(start, stop)``; None = all layers) runs layers start .. stop - 1 only: the same
-        scanned blocks applied to that slice of their params, text keys / values and skip mask [L, B]. A slice of the
-        stacked params is a copy of them (XLA cannot scan over a view), made where the program first needs it.
+        ``layer_range`` (static ``(start, stop)``; None = all layers) runs layers start .. stop - 1 only: a loop over
+        those layer indices that reads each layer's params, text keys / values and skip mask [L, B] out of the stacked
+        ones by index (as the scan over all layers does), so no slice of the stack is ever copied.
         """
         num_layers = self.config.num_layers
         text_kv = (constants.text_key, constants.text_value)  # [L, B, T, D] each
-        blocks = self.transformer_blocks
-        if layer_range is not None and tuple(layer_range) != (0, num_layers):
-            start, stop = layer_range
-            if not 0 <= start < stop <= num_layers:
-                raise ValueError(f"layer_range={layer_range}; expected 0 <= start < stop <= {num_layers}.")
-            cut = lambda a: a[start:stop]  # noqa: E731
-            text_kv = jax.tree_util.tree_map(cut, text_kv)
-            skip_layer_mask = None if skip_layer_mask is None else skip_layer_mask[start:stop]
-            variables = jax.tree_util.tree_map(cut, dict(blocks.variables))
-            blocks = functools.partial(self._block_stack(stop - start, unbound=True).apply, variables)
-        x, _ = blocks(x, text_kv, skip_layer_mask, temb, constants.rope_cos, constants.rope_sin, constants.text_mask,
-                      skip_layer_strategy)
-        return x
+        rest = (temb, constants.rope_cos, constants.rope_sin, constants.text_mask, skip_layer_strategy)
+        if layer_range is None or tuple(layer_range) == (0, num_layers):
+            x, _ = self.transformer_blocks(x, text_kv, skip_layer_mask, *rest)
+            return x
+        start, stop = layer_range
+        if not 0 <= start < stop <= num_layers:
+            raise ValueError(f"layer_range={layer_range}; expected 0 <= start < stop <= {num_layers}.")
+        block = self._block_class()(*self._block_args(), parent=None)
+        stacked = (dict(self.transformer_blocks.variables), text_kv, skip_layer_mask)  # [L, ...] each
+
+        def layer(index, x):
+            variables, kv, skip = _layer(stacked, index)
+            return block.apply(variables, x, kv, skip, *rest)[0]
+
+        return jax.lax.fori_loop(start, stop, layer, x)
+
+    def first_block_input(self, x: jax.Array, temb: jax.Array) -> jax.Array:
+        """Block 0's self-attention input ``norm1(x) * (1 + scale_msa) + shift_msa`` [B, N, D] in ``dtype`` of
+        ``embed_step``'s x [B, N, D] and temb [B, 1|N, 6D] (TeaCache's probe, ``sampling.step_cache``)."""
+        block = TransformerBlock(*self._block_args(), parent=None)
+        return block.apply(_layer(dict(self.transformer_blocks.variables), 0), x, temb, method="attention_input")
 
     def project_out(self, x: jax.Array, embedded_timestep: jax.Array) -> jax.Array:
         """The last blocks' output x [B, N, D] and the embedded timestep [B, 1|N, D] -> the prediction
-        [B, N, out_channels] in ``dtype`` (final AdaLN modulation, ``proj_out``)."""
+        [B, N, out_channels] in ``dtype``: ``output_projection(output_modulation(...))``."""
+        return self.output_projection(self.output_modulation(x, embedded_timestep))
+
+    def output_modulation(self, x: jax.Array, embedded_timestep: jax.Array) -> jax.Array:
+        """The final AdaLN (a layer norm without affine, then the embedded timestep's scale and shift): the last
+        block's output x [B, N, D] and the embedded timestep [B, 1|N, D] -> [B, N, D]."""
         mod = self.scale_shift_table[None, None].astype(embedded_timestep.dtype) + embedded_timestep[:, :, None]
         shift, scale = mod[:, :, 0], mod[:, :, 1]  # [B, 1|N, D]
-        x = layers.layer_norm_no_affine(x, 1e-6) * (1 + scale) + shift
+        return layers.layer_norm_no_affine(x, 1e-6) * (1 + scale) + shift
+
+    def output_projection(self, x: jax.Array) -> jax.Array:
+        """``proj_out``: [B, N, D] -> [B, N, out_channels] in ``dtype``."""
         return layers.constrain(self.sharding, self.proj_out(x), "batch", "tokens", None)
 
     # ---------------------------------------------------------------------------------------------- checks

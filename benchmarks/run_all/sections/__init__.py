@@ -14,6 +14,7 @@ from .pipeline import section_pipeline
 from .pipeline_vs_cpu import section_pipeline_vs_cpu_fp32
 from .scheduler import section_scheduler
 from .sharding import section_sharding
+from .step_cache import section_step_cache
 from .text_encoder import section_text_encoder
 from .transformer import section_transformer
 from .vae import section_vae
@@ -27,6 +28,7 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "scheduler": section_scheduler,
     "vae": section_vae,
     "pipeline": section_pipeline,
+    "step_cache": section_step_cache,
     "multi_scale": section_multi_scale,
     "compile": section_compile,
     "sharding": section_sharding,
