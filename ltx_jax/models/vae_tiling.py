@@ -259,7 +259,7 @@ def uniform_cut(length: int, max_tile: int, overlap: int) -> tuple[int, list[int
     return tile, [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
-def _ramps(spans: list[tuple[int, int]]) -> np.ndarray:
+def blend_weights(spans: list[tuple[int, int]]) -> np.ndarray:
     """[K, size] blend weights of K equal output spans ``(begin, end)`` along one axis: each fades in linearly over
     its overlap with the previous span and out over the next's, then all are divided by their sum at each position,
     so the weights of the tiles covering any position add up to 1."""
@@ -300,9 +300,9 @@ def _uniform_tiled_decode(decode: DecodeFn, z: jax.Array, key, tiling: VAETiling
                                   ) if tiling.spatial else full[2]
     if len(t_starts) * len(h_starts) * len(w_starts) == 1:
         return decode(z, key)
-    w_t = _ramps([(rt * s, rt * (s + t_len - 1) + 1) for s in t_starts])
-    w_h = _ramps([(rs * s, rs * (s + h_len)) for s in h_starts])
-    w_w = _ramps([(rs * s, rs * (s + w_len)) for s in w_starts])
+    w_t = blend_weights([(rt * s, rt * (s + t_len - 1) + 1) for s in t_starts])
+    w_h = blend_weights([(rs * s, rs * (s + h_len)) for s in h_starts])
+    w_w = blend_weights([(rs * s, rs * (s + w_len)) for s in w_starts])
     grid = [(a, b, c) for a in range(len(t_starts)) for b in range(len(h_starts)) for c in range(len(w_starts))]
     count = len(grid)
     devices = 1 if spread is None else spread.mesh.size

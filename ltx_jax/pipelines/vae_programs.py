@@ -28,26 +28,35 @@ def to_uint8(frames: jax.Array) -> jax.Array:
     return jnp.clip(jnp.round(frames.astype(jnp.float32) * 255.0), 0, 255).astype(jnp.uint8)
 
 
-def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None, sharding=None,
-                    as_uint8: bool = False):
-    """Normalised latents [B, F, H, W, C] -> frames in [0, 1] float32 (uint8 with ``as_uint8``) and whether they
-    are finite: tone-map (when ``tone_map`` is given), denormalise, add decode noise, decode, map [-1, 1] -> [0, 1].
-    With a ``ShardingPlan``, a tiled decode deals its spatial tiles over the devices
-    (``AutoencoderKLLTXVideo.decode(spread=)``); a whole decode splits the videos over the batch axes."""
-    if sharding is not None:
-        latents = sharding.constrain(latents, "batch", None, None, None, None)
+def decoded_video(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None, sharding=None,
+                  noise=None) -> jax.Array:
+    """Normalised latents [B, F, H, W, C] -> the VAE's video [B, F', H', W', 3] float32, about [-1, 1], not clipped:
+    tone-map (when ``tone_map`` is given), denormalise, add decode noise (``noise``, [B, F, H, W, C] float32, or drawn
+    from ``key``), decode (the decoder's own noise injection from ``fold_in(key, 1)``). With a ``ShardingPlan``, a
+    tiled decode deals its spatial tiles over the devices (``AutoencoderKLLTXVideo.decode(spread=)``)."""
     if tone_map is not None:
         latents = tone_map_latents(latents, tone_map)
     latents = vae.apply({"params": vae_params}, latents, method="denormalize_latents")
     if timestep is not None:
-        noise = jax.random.normal(key, latents.shape, jnp.float32)
+        noise = jax.random.normal(key, latents.shape, jnp.float32) if noise is None else noise
         scale = noise_scale[:, None, None, None, None]
         latents = (1 - scale) * latents + scale * noise
     latents = latents.astype(vae.dtype)
     noise_key = jax.random.fold_in(key, 1)  # the decoder's own noise injection (0.9.1 VAEs)
     video = vae.apply({"params": vae_params}, latents, timestep, method="decode", key=noise_key, tiling=tiling,
                       spread=sharding)
-    frames = jnp.clip(video.astype(jnp.float32) / 2 + 0.5, 0.0, 1.0)
+    return video.astype(jnp.float32)
+
+
+def _decode_program(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map=None, sharding=None,
+                    as_uint8: bool = False):
+    """Normalised latents [B, F, H, W, C] -> frames in [0, 1] float32 (uint8 with ``as_uint8``) and whether they
+    are finite: ``decoded_video`` mapped [-1, 1] -> [0, 1]. With a ``ShardingPlan`` a whole decode splits the videos
+    over the batch axes."""
+    if sharding is not None:
+        latents = sharding.constrain(latents, "batch", None, None, None, None)
+    video = decoded_video(vae, vae_params, latents, timestep, noise_scale, key, tiling, tone_map, sharding)
+    frames = jnp.clip(video / 2 + 0.5, 0.0, 1.0)
     if sharding is not None:  # whole on every device, so every host can read them (several hosts)
         frames = jax.lax.with_sharding_constraint(frames, sharding.replicated())
     finite = jnp.all(jnp.isfinite(frames))  # NaN survives the clip
@@ -61,10 +70,11 @@ jitted_decode = Program(_decode_program, "decoding", static=("vae", "tiling", "s
 
 def _encode_program(vae, vae_params, video, key):
     """Frames [B, F, H, W, 3] in [-1, 1] -> normalised latents [B, F', H', W', C] float32: a posterior sample
-    (mean + std * N(0, 1) from ``key``, as diffusers' ``retrieve_latents`` samples it), normalised."""
+    (mean + std * N(0, 1) from ``key``, as diffusers' ``retrieve_latents`` samples it), or its mode (the mean)
+    when ``key`` is None, normalised."""
     mean, logvar = vae.apply({"params": vae_params}, video.astype(vae.dtype), method="encode")
     mean, logvar = mean.astype(jnp.float32), logvar.astype(jnp.float32)
-    sample = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, jnp.float32)
+    sample = mean if key is None else mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, jnp.float32)
     return vae.apply({"params": vae_params}, sample, method="normalize_latents")
 
 
