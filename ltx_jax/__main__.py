@@ -95,6 +95,8 @@ def generate(args: dict) -> int:
     multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
     pipe = _pipeline_for(pipe, args)
+    if args.get("long") is not None:
+        return _generate_long(pipe, args)
     frames = _generate(pipe, args, _call_arguments(args, FLAGS.prompt))
     if jax.process_index() != 0:  # several hosts: every process has the same frames; process 0 writes them
         print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
@@ -110,8 +112,35 @@ def generate(args: dict) -> int:
     print(f"wrote {where}: {frames.shape[1]} frames of {frames.shape[3]}x{frames.shape[2]} at {FLAGS.fps:g} fps")
     print(f"timings: {pipe.last_timings}")
     if pipe.last_cached_steps is not None:
-        print(f"step cache: {int(pipe.last_cached_steps.sum())} of {len(pipe.last_cached_steps)} steps ran the first "
-              "block only")
+        ran = "the first block only" if FLAGS.cache.startswith("first_block") else "no transformer block"
+        print(f"step cache: {int(pipe.last_cached_steps.sum())} of {len(pipe.last_cached_steps)} steps ran {ran}")
+    return 0
+
+
+def _generate_long(pipe, args: dict) -> int:
+    """A long video (``LTXI2VLongMultiPromptPipeline``): the windows' latents, then decoded window by window straight
+    into the file (memory flat in the video's length); a stop between windows leaves no file."""
+    # deferred: jax loads only after the flags are checked
+    import jax
+
+    request = pipe.request(cond_image=args.get("image"), **args["long"],
+                           **{**_call_arguments(args, FLAGS.prompt), "output_type": "latent"})
+    latents = pipe.generate(request)
+    if jax.process_index() != 0:  # several hosts: every process has the same latents; process 0 writes them
+        print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
+        return 0
+    _say(f"writing {FLAGS.output} (decoded window by window, {latents.shape[1]} latent frames)")
+    written = pipe.decode_long_to_file(latents, FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite,
+                                       **pipe._decode_settings(request))
+    if interrupts.requested() is not None:  # a stop after the last window: the file goes too
+        for path in written:
+            os.remove(path)
+        interrupts.check("writing")
+    frames = 1 + (latents.shape[1] - 1) * pipe.vae_temporal_compression_ratio
+    height, width = pipe._decoded_size(latents.shape[2:4])
+    where = written[0] if len(written) == 1 else f"{written[0]} ... {written[-1]} ({len(written)} files)"
+    print(f"wrote {where}: {frames} frames of {width}x{height} at {FLAGS.fps:g} fps")
+    print(f"timings: {pipe.last_timings}")
     return 0
 
 
@@ -172,10 +201,12 @@ def _pipeline_for(pipe, args: dict):
     """The pipeline the flags ask for, over the loaded components: text-, image- or condition-to-video (multi-scale
     generation takes them all)."""
     # deferred: jax loads only after the flags are checked
-    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline
+    from ltx_jax.pipelines import LTXConditionPipeline, LTXI2VLongMultiPromptPipeline, LTXImageToVideoPipeline
 
     if FLAGS.upsampler is not None:
         return pipe
+    if args.get("long") is not None:
+        return LTXI2VLongMultiPromptPipeline.from_pipe(pipe)
     if "image" in args:
         return LTXImageToVideoPipeline.from_pipe(pipe)
     if args["conditions"] or args["source"] is not None:
@@ -187,11 +218,14 @@ def _generate(pipe, args: dict, common: dict):
     """The frames the flags ask for: ``pipe.request`` (the flags over the release's defaults, checked against the
     model) then ``pipe.generate``."""
     # deferred: jax loads only after the flags are checked
-    from ltx_jax.pipelines import LTXConditionPipeline, LTXImageToVideoPipeline, LTXMultiScalePipeline
+    from ltx_jax.pipelines import (LTXConditionPipeline, LTXI2VLongMultiPromptPipeline, LTXImageToVideoPipeline,
+                                   LTXMultiScalePipeline)
     from ltx_jax.pipelines.conditioning import preprocess
     from ltx_jax.pipelines.contracts import CallKeys
 
-    if isinstance(pipe, LTXMultiScalePipeline):
+    if isinstance(pipe, LTXI2VLongMultiPromptPipeline):
+        request = pipe.request(cond_image=args.get("image"), **args["long"], **common)
+    elif isinstance(pipe, LTXMultiScalePipeline):
         request = pipe.request(conditions=args["conditions"] or None, image=args.get("image"),
                                resize_mode=FLAGS.resize_mode, **common)
     elif isinstance(pipe, LTXImageToVideoPipeline):

@@ -66,9 +66,23 @@ flags.DEFINE_float("stg_scale", None, "Spatio-temporal guidance scale, >= 0 (def
 flags.DEFINE_enum("stg_mode", None, ["attention_values", "attention_skip", "residual", "transformer_block"],
                   "How STG perturbs the skipped blocks (default: the release's, attention_values).", flag_values=FLAGS)
 flags.DEFINE_list("stg_blocks", None, "Blocks STG skips, e.g. 19,25 (default: the release's).", flag_values=FLAGS)
-flags.DEFINE_string("cache", None, "Step caching: first_block or first_block:THRESHOLD (default threshold 0.05): a "
-                    "step runs only the first block while its residual moves by at most THRESHOLD (relative). Pays on "
-                    "many-step dev runs, little on 8-step distilled ones.", flag_values=FLAGS)
+flags.DEFINE_string("cache", None, "Step caching: KIND or KIND:THRESHOLD. first_block (default threshold 0.05): a "
+                    "step runs only the first block while its residual moves by at most THRESHOLD (relative); "
+                    "teacache (default 0.06, ComfyUI's TeaCache): a step runs no block while the rescaled change of "
+                    "the first block's input, accumulated since the last step that ran them, stays below THRESHOLD. "
+                    "Pays on many-step dev runs, little on 8-step distilled ones.", flag_values=FLAGS)
+flags.DEFINE_integer("temporal_tile_size", None, "Long videos in temporal windows, a prompt per window (the "
+                     "prompt's '|'-separated parts; LTXI2VLongMultiPromptPipeline): the window in frames, 8k or "
+                     "8k + 1 (default 80). A prompt with '|' or any --temporal_* / --adain_factor flag makes a long "
+                     "video; --image is then its first frame.", flag_values=FLAGS)
+flags.DEFINE_integer("temporal_overlap", None, "Long videos: frames each window shares with the previous one, a "
+                     "multiple of 8 smaller than the window (default 24).", flag_values=FLAGS)
+flags.DEFINE_float("temporal_overlap_cond_strength", None, "Long videos: how strongly a window keeps the previous "
+                   "window's tail, in [0, 1] (default 0.5).", flag_values=FLAGS)
+flags.DEFINE_float("adain_factor", None, "Long videos: AdaIN of each later window towards the first one's "
+                   "statistics, in [0, 1] (default 0.25).", flag_values=FLAGS)
+flags.DEFINE_float("cond_strength", None, "Long videos: how strongly frame 0 keeps --image, in [0, 1] (default 0.5).",
+                   flag_values=FLAGS)
 flags.DEFINE_bool("cfg_star", None, "CFG-star: rescale the unconditional prediction by its projection (default: the "
                   "release's).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
@@ -95,18 +109,21 @@ class UsageError(ValueError):
 
 
 def parse_cache(value: str) -> tuple[str, float]:
-    """``--cache first_block[:THRESHOLD]`` -> (kind, threshold); a UsageError naming the fix otherwise."""
+    """``--cache KIND[:THRESHOLD]`` (``first_block``, ``teacache``; the kind's default threshold without one) ->
+    (kind, threshold); a UsageError naming the fix otherwise."""
     kind, _, threshold = value.partition(":")
-    if kind != "first_block":
-        raise UsageError(f"--cache {value}: use first_block or first_block:THRESHOLD, e.g. --cache first_block:0.05.")
+    defaults = validation.STEP_CACHE_THRESHOLDS
+    if kind not in defaults:
+        raise UsageError(f"--cache {value}: use KIND or KIND:THRESHOLD with KIND one of {', '.join(defaults)}, e.g. "
+                         + " or ".join(f"--cache {k}:{t}" for k, t in defaults.items()) + ".")
     if not threshold:
-        return kind, 0.05
+        return kind, defaults[kind]
     try:
         number = float(threshold)
     except ValueError:
         number = float("nan")
     if not number >= 0 or number == float("inf"):
-        raise UsageError(f"--cache {value}: the threshold must be a number >= 0, e.g. --cache first_block:0.05.")
+        raise UsageError(f"--cache {value}: the threshold must be a number >= 0, e.g. --cache {kind}:{defaults[kind]}.")
     return kind, number
 
 
@@ -157,6 +174,7 @@ def resolve_arguments(command: str = "generate") -> dict:
                 loras=_check_loras(facts), facts=facts, weights=weights)
     if FLAGS.upsampler is not None:
         _check_multi_scale(tiny, facts, height, width, dry)
+    args["long"] = _check_long_video(facts)
     if facts is not None:
         validation.check_video_size(height, width, num_frames, spatial_multiple=facts["spatial"],
                                     temporal_ratio=facts["temporal"], temporal_patch=facts["temporal_patch"])
@@ -283,6 +301,32 @@ def _check_multi_scale(tiny: bool, facts: dict | None, height: int, width: int, 
         raise ValueError(f"--upsampler: the model has no multi-scale recipe ({name}); pass --preset with a 0.9.7 / "
                          "0.9.8 release, e.g. --preset ltx-video-0.9.8-2b-distilled.")
     first_pass_size(height, width, release.multi_scale.downscale_factor, facts["spatial"])
+
+
+LONG_VIDEO_FLAGS = ("temporal_tile_size", "temporal_overlap", "temporal_overlap_cond_strength", "adain_factor",
+                    "cond_strength")
+
+
+def _check_long_video(facts: dict | None) -> dict | None:
+    """A long video's window flags, checked against the VAE's temporal ratio (one line each): the request fields
+    they set, or None when the run is not a long video (no '|' in the prompt, no window flag)."""
+    given = {name: FLAGS[name].value for name in LONG_VIDEO_FLAGS if FLAGS[name].value is not None}
+    if not given and "|" not in (FLAGS.prompt or ""):
+        return None
+    for other in ("upsampler", "video"):
+        if FLAGS[other].value is not None:
+            raise UsageError(f"--{other} does not combine with a long video (a prompt with '|' or a --temporal_* "
+                             "flag).")
+    if FLAGS.condition:
+        raise UsageError("--condition does not combine with a long video; its first frame is --image.")
+    ratio = facts["temporal"] if facts is not None else 8
+    tile = given.get("temporal_tile_size", 80)
+    overlap = given.get("temporal_overlap", 24)
+    validation.check_temporal_windows(tile, overlap, ratio, prefix="--")
+    for name in LONG_VIDEO_FLAGS[2:]:
+        if name in given:
+            validation.check_number(f"--{name}", given[name], minimum=0, maximum=1)
+    return given
 
 
 def _read_video_source():

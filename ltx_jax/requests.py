@@ -15,6 +15,7 @@ The kinds, each extending a common base rather than copying it:
     ImageToVideoRequest      TextToVideoRequest + image, resize_mode
     ConditionRequest         TextToVideoRequest + ConditionFields (conditions, image, video, ...) + denoise_strength
     MultiScaleRequest        GenerationRequest + ConditionFields + the two passes (SamplingRequest each)
+    LongVideoRequest         TextToVideoRequest + temporal windows, per-window prompts, cond_image
 
 Checks here need nothing but the values; the rules that depend on the loaded model (sizes against the VAE's ratios,
 skipped blocks against the transformer's depth) are the pipeline's (``PipelineBase.check_request``).
@@ -130,13 +131,18 @@ class SamplingRequest(Request):
         None, "the original's guidance schedule: timesteps in [0, 1]; each step takes the values of the first entry "
               "at or below its timestep / 1000. Without it, lists are one value per step.", group=GUIDANCE)
     cache: str | None = arg(
-        None, "step caching: None, or 'first_block' (diffusers' FirstBlockCacheConfig: a step runs only the first "
-              "block while its residual moves by at most cache_threshold; pays on many-step runs, little on 8-step "
-              "distilled ones).", _one_of("first_block"), group=STEP_CACHE)
-    cache_threshold: float = arg(
-        0.05, "the first-block cache's threshold: the relative change of the first block's residual above which a "
-              "step runs every block (traced: a new value recompiles nothing).", _number(minimum=0),
-        group=STEP_CACHE)
+        None, "step caching: None; 'first_block' (diffusers' FirstBlockCacheConfig: a step runs only the first "
+              "block while its residual moves by at most cache_threshold); or 'teacache' (ComfyUI's TeaCache: a step "
+              "runs no block while the rescaled change of the first block's modulated input, accumulated since the "
+              "last step that ran them, stays below cache_threshold). Pays on many-step runs, little on 8-step "
+              "distilled ones.", _one_of(*validation.STEP_CACHE_THRESHOLDS), group=STEP_CACHE)
+    cache_threshold: float | None = arg(
+        None, "the step cache's threshold (None: the kind's default, 0.05 first_block, 0.06 teacache); traced: a new "
+              "value recompiles nothing.", _number(minimum=0), group=STEP_CACHE)
+    cache_exclude_conditioning: bool = arg(
+        False, "the step cache's distances leave out clean conditioning tokens (conditioning mask 1: an image or "
+               "video condition), counting only the tokens being generated; False counts all, as diffusers and "
+               "ComfyUI do.", group=STEP_CACHE)
     decode_timestep: float | tuple[float, ...] = arg(
         0.0, "the VAE's decode timestep (timestep-conditioned VAEs, 0.9.1+); one value or one per video.",
         _per_step(minimum=0), group=DECODE)
@@ -325,6 +331,56 @@ class MultiScaleRequest(GenerationRequest, ConditionFields):
         self.second_pass.check()
 
 
+def _segments(name: str, value: Any) -> None:
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(s, dict) and isinstance(s.get("text", ""), str) and all(
+                isinstance(s.get(k, 0), int) and s.get(k, 0) >= 0 for k in ("start_window", "end_window"))
+            for s in value):
+        raise ValueError(f"{name} must be a non-empty list of {{'start_window': int, 'end_window': int, 'text': str}} "
+                         f"dicts (windows counted from 0), got {value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class LongVideoRequest(TextToVideoRequest):
+    """Long videos in temporal windows (diffusers' ``LTXI2VLongMultiPromptPipeline.__call__``): one video, a prompt per
+    window, each window conditioned on the previous one's tail. Sizes in frames are pixel frames; they are divided by
+    the VAE's temporal ratio (8) as diffusers does."""
+
+    prompt_segments: tuple | None = arg(None, "per-window prompts: [{'start_window': 0, 'end_window': 1, 'text': "
+                                              "...}, ...] instead of prompt's '|'-separated parts.", _segments)
+    sigmas: tuple[float, ...] | None = arg(
+        None, "each window's sigma schedule, ComfyUI style (terminal 0 included); replaces timesteps and "
+              "num_inference_steps.", _per_step(minimum=0, maximum=1))
+    cond_image: Any = arg(None, "the first frame's image (an array, PIL image or path), encoded to its mode.")
+    cond_strength: float = arg(0.5, "how strongly frame 0 keeps cond_image (1 = kept as it is).",
+                               _number(minimum=0, maximum=1))
+    temporal_tile_size: int = arg(80, "window length in frames: a multiple of the VAE's temporal ratio (8k) or "
+                                      "8k + 1.", _int(minimum=1))
+    temporal_overlap: int = arg(24, "frames each window shares with the previous one: a multiple of the temporal "
+                                    "ratio, smaller than the window.", _int(minimum=0))
+    temporal_overlap_cond_strength: float = arg(0.5, "how strongly a window keeps the previous window's tail.",
+                                                _number(minimum=0, maximum=1))
+    adain_factor: float = arg(0.25, "AdaIN of each later window towards the first window's channel statistics "
+                                    "(0 = none).", _number(minimum=0, maximum=1))
+    guidance_latents: Any = arg(None, "reference latents [1, F, H, W, C] (channels-last, normalised) appended to "
+                                      "each window.")
+    guiding_strength: float = arg(1.0, "how strongly windows keep guidance_latents.", _number(minimum=0, maximum=1))
+    negative_index_latents: Any = arg(None, "one latent frame [1, 1, H, W, C] placed one frame before each window "
+                                            "(default: cond_image's latents).")
+    negative_index_strength: float = arg(1.0, "how strongly windows keep it.", _number(minimum=0, maximum=1))
+    skip_steps_sigma_threshold: float | None = arg(1.0, "steps whose sigma is above this are skipped (None: none).",
+                                                   _number(minimum=0))
+
+    def _check_together(self) -> None:
+        super()._check_together()
+        if self.batch_size != 1:
+            raise ValueError("the long-video pipeline makes one video: give one prompt (windows split at '|') and "
+                             "num_videos_per_prompt=1.")
+        if self.temporal_overlap >= self.temporal_tile_size:
+            raise ValueError(f"temporal_overlap={self.temporal_overlap} must be smaller than temporal_tile_size="
+                             f"{self.temporal_tile_size}.")
+
+
 # ------------------------------------------------------------------------------------------ the generated interface
 
 def call_signature(request_type: type[Request], positional: Sequence[str], from_defaults: Sequence[str] = ()):
@@ -351,7 +407,7 @@ def arguments_doc(request_type: type[Request], from_defaults: Sequence[str] = ()
 
 # The kinds in the order the README lists them, each with the fields it declares itself.
 KINDS = ("SamplingRequest", "GenerationRequest", "TextToVideoRequest", "ImageToVideoRequest", "ConditionFields",
-         "ConditionRequest", "MultiScaleRequest")
+         "ConditionRequest", "MultiScaleRequest", "LongVideoRequest")
 
 
 def arguments_markdown() -> str:

@@ -21,6 +21,9 @@ MAX_STEPS = 1_000_000  # the schedule and the per-step strengths are arrays of t
 MAX_GUIDANCE = 100.0  # CFG and STG scales; the releases use up to 8
 MAX_SEED = 2**32 - 1  # JAX's keys take 32 bits of a seed: 2**32 would be seed 0 again
 MAX_SEQUENCE_LENGTH = 1024  # prompt tokens; the pipelines default to 128 or 256
+# Step caching (``ltx_jax.sampling.step_cache``): each kind and the threshold it takes when none is given (diffusers'
+# First Block Cache example; ComfyUI-TeaCache's recommendation for LTX-Video, "~1.7x").
+STEP_CACHE_THRESHOLDS = {"first_block": 0.05, "teacache": 0.06}
 
 
 def _got(value: Any) -> str:
@@ -107,6 +110,20 @@ def check_video_size(height: int, width: int, num_frames: int, *, spatial_multip
     if latent_frames % temporal_patch:
         raise ValueError(f"num_frames={num_frames} gives {latent_frames} latent frames, not a multiple of the "
                          f"transformer's temporal patch size {temporal_patch}.")
+
+
+def check_temporal_windows(tile: int, overlap: int, temporal_ratio: int, *, prefix: str = "") -> None:
+    """A long video's windows (``temporal_tile_size``, ``temporal_overlap``, in frames) against the VAE's temporal
+    ratio r: a window of rk or rk + 1 frames, an overlap a multiple of r smaller than it. ``prefix``: "--" names the
+    command line's flags."""
+    r = temporal_ratio
+    if tile < r or tile % r not in (0, 1):
+        near = max(r, tile // r * r)
+        raise ValueError(f"{prefix}temporal_tile_size must be latent-aligned, {r}k or {r}k + 1 frames (e.g. {near} or "
+                         f"{near + 1}), got {tile}.")
+    if overlap < 0 or overlap % r or overlap >= tile:
+        raise ValueError(f"{prefix}temporal_overlap must be a multiple of {r} frames smaller than the window ({tile}), "
+                         f"e.g. {min(3 * r, tile // r * r - r)}; got {overlap}.")
 
 
 def check_schedule(num_inference_steps: int | None, timesteps: Sequence[float] | None) -> None:

@@ -23,11 +23,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom to top; a module may import only from its own layer or the ones below.
 LAYERS = [
     ("ltx_jax.configs", "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.sharding", "ltx_jax.programs",
-     "ltx_jax.files", "ltx_jax.interrupts", "ltx_jax.command_line", "ltx_jax.validation", "ltx_jax.requests",
-     "ltx_jax.lazy", "ltx_jax.compilation_cache", "ltx_jax.scheduler_ancestral"),
+     "ltx_jax.files", "ltx_jax.ffmpeg", "ltx_jax.interrupts", "ltx_jax.command_line", "ltx_jax.validation",
+     "ltx_jax.requests", "ltx_jax.lazy", "ltx_jax.compilation_cache", "ltx_jax.scheduler_ancestral"),
     ("ltx_jax.models",),
     ("weight_conversion",),
-    ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video"),
+    ("ltx_jax.text_encoding", "ltx_jax.sampling", "ltx_jax.video", "ltx_jax.video_writer"),
     ("ltx_jax.pipelines", "ltx_jax.tiny_random"),
     ("ltx_jax.training",),
     ("ltx_jax.__main__", "ltx_jax.generate_flags", "ltx_jax.check", "ltx_jax.compare"),

@@ -9,9 +9,11 @@ from ltx_jax.pipelines.condition import LTXConditionPipeline
 from ltx_jax.pipelines.conditioning import LTXVideoCondition
 from ltx_jax.pipelines.image_to_video import LTXImageToVideoPipeline
 from ltx_jax.pipelines.latent_upsample import LTXLatentUpsamplePipeline
+from ltx_jax.pipelines.long_video import LTXI2VLongMultiPromptPipeline
 from ltx_jax.pipelines.multi_scale import LTXMultiScalePipeline
 from ltx_jax.pipelines.text_to_video import LTXPipeline
 
-__all__ = ["AUTO_TILING_PIXELS", "LTXConditionPipeline", "LTXImageToVideoPipeline", "LTXLatentUpsamplePipeline",
+__all__ = ["AUTO_TILING_PIXELS", "LTXConditionPipeline", "LTXI2VLongMultiPromptPipeline", "LTXImageToVideoPipeline",
+           "LTXLatentUpsamplePipeline",
            "LTXMultiScalePipeline", "LTXPipeline", "LTXVideoCondition", "NonFiniteError", "PipelineBase",
            "StageTimings", "enable_compilation_cache", "write_model_index"]

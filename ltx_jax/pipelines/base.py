@@ -34,6 +34,7 @@ from ltx_jax.models.vae import VAETiling
 from ltx_jax import validation
 from ltx_jax.pipelines.calls import RequestCalls
 from ltx_jax.pipelines.contracts import CallKeys, PreparedLatents
+from ltx_jax.pipelines.decode_stream import StreamedDecode
 from ltx_jax.pipelines.hub import resolve_path
 from ltx_jax.pipelines.lora import LoraMixin
 from ltx_jax.compilation_cache import enable_compilation_cache, persistent_cache_on
@@ -42,14 +43,16 @@ from ltx_jax.pipelines.tiling_policy import auto_tiling
 from ltx_jax.pipelines.vae_programs import jitted_decode, jitted_encode, jitted_resize
 from ltx_jax.programs import dry_running, is_placeholder
 from ltx_jax.releases import LTX_SCHEDULER, Release, detect_release, get_release
+from ltx_jax.sampling import step_cache
 from ltx_jax.sharding import ShardingPlan
 from ltx_jax.text_encoding import PromptEncoder, check_tokenizer_folder, encode_prompt, load_tokenizer
 from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
 
 logger = logging.getLogger("ltx_jax")
 
-class VAEStages:
-    """The VAE's stages, shared by every pipeline (``vae``, ``vae_params``, ``last_timings`` are the owner's)."""
+class VAEStages(StreamedDecode):
+    """The VAE's stages, shared by every pipeline (``vae``, ``vae_params``, ``last_timings`` are the owner's); a long
+    video's streamed decode into a file is ``StreamedDecode``'s (``decode_video_stream``, ``decode_to_file``)."""
 
     @property
     def sharding(self):
@@ -74,9 +77,10 @@ class VAEStages:
             stages = self.last_timings.stages
             stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
 
-    def encode_video(self, video, key: jax.Array) -> jax.Array:
+    def encode_video(self, video, key: jax.Array | None) -> jax.Array:
         """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]
-        float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from)."""
+        float32, the posterior sampled from ``key`` (what image-to-video, conditions and video-to-video start from),
+        or its mode with ``key=None`` (the long-video pipeline's, as diffusers')."""
         with self._stage("encoding"):
             return sampling.run(lambda: jitted_encode(self.vae, self.vae_params, video, key),
                                 stage="encoding")
@@ -390,7 +394,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                 per_token_timesteps: bool = False, sigmas_and_timesteps=None,
                 image_cond_noise_scale: float | None = None,
                 noise_key: jax.Array | None = None, cache: str | None = None,
-                cache_threshold: float = 0.05) -> jax.Array:
+                cache_threshold: float | None = None, cache_exclude_conditioning: bool = False,
+                conditioning_latents=None, ancestral=None) -> jax.Array:
         """The whole denoising loop, one compiled program: packed latents [B, N, C] -> denoised [B, N, C] float32.
 
         Args:
@@ -419,7 +424,17 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
             to their initial latents plus ``scale * N(0, 1) * (t / 1000)^2`` (diffusers' condition pipeline).
           cache, cache_threshold: step caching (``sampling.step_cache``): "first_block" runs only the first block on
             a step whose first-block residual moved by at most ``cache_threshold`` (relative), reusing the other
-            blocks' last residual; ``self.last_cached_steps`` then says which steps did.
+            blocks' last residual; "teacache" runs no block on a step whose first block's modulated input moved by
+            less than ``cache_threshold`` (rescaled, accumulated since the last step that ran them), reusing their
+            last residual; ``self.last_cached_steps`` then says which steps did. ``cache_threshold`` None: the
+            kind's default (``step_cache.DEFAULT_THRESHOLDS``).
+          cache_exclude_conditioning: the cache's distances count only the tokens whose conditioning mask is below
+            1.
+          conditioning_latents: [B, N, C] float32: the long-video rule (``Sampler.blend_conditioning``): each step
+            starts from and ends with ``latents * (1 - conditioning_mask) + conditioning_latents *
+            conditioning_mask``, the model seeing the latents at timestep ``t * (1 - conditioning_mask)``.
+          ancestral: an ``LTXEulerAncestralRFSchedulerConfig``: ancestral steps with its ``eta`` / ``s_noise``, the
+            noise drawn from ``noise_key`` (folded with the step index), instead of Euler steps.
         Scales, skipped blocks, CFG-star and the guidance schedule are traced inputs: changing them recompiles
         nothing unless the sequence of branch sets (which steps run CFG, which STG) changes.
         """
@@ -441,8 +456,13 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
             if any(s.guidance.cfg for s in segments) and negative_prompt_embeds is None:
                 raise ValueError("guidance_scale > 1 runs classifier-free guidance: pass negative_prompt_embeds and "
                                  "negative_prompt_attention_mask (or prompts, with a text encoder).")
+            if (conditioning_latents is not None and conditioning_mask is None) or (
+                    ancestral is not None and noise_key is None):
+                raise ValueError("conditioning_latents need a conditioning_mask, and ancestral steps a noise_key.")
             sampler = sampling.Sampler(self.transformer, grid, segments, per_token_timesteps=per_token_timesteps,
-                                       cache=cache)
+                                       cache=cache, cache_exclude_conditioning=cache_exclude_conditioning,
+                                       blend_conditioning=conditioning_latents is not None,
+                                       ancestral=ancestral is not None)
             as_dtype = lambda x: None if x is None else jnp.asarray(x).astype(self.transformer.dtype)  # noqa: E731
             as_mask = lambda x: None if x is None else jnp.asarray(x).astype(jnp.int32)  # noqa: E731
             with sampling.StepBar(steps, self.progress) as bar:
@@ -464,7 +484,12 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                         image_cond_noise_scale=None if image_cond_noise_scale is None else jnp.float32(
                             image_cond_noise_scale),
                         noise_key=noise_key,
-                        cache_threshold=None if cache is None else jnp.float32(cache_threshold))
+                        cache_threshold=None if cache is None else jnp.float32(
+                            step_cache.threshold_or_default(cache, cache_threshold)),
+                        conditioning_latents=None if conditioning_latents is None else jnp.asarray(
+                            conditioning_latents, jnp.float32),
+                        eta=None if ancestral is None else jnp.float32(ancestral.eta),
+                        s_noise=None if ancestral is None else jnp.float32(ancestral.s_noise))
                     variables = self._variables("transformer", self.transformer_params)
                     if persistent_cache_on() and not dry_running():  # programs the cache can keep
                         stepwise = dataclasses.replace(sampler, host_callbacks=False)

@@ -19,8 +19,10 @@ and says so in its ``SamplingResult``.
 Step caching (``Sampler.cache``, ``step_cache.py``): with ``cache="first_block"`` each forward runs the first block,
 and the other blocks only when its residual moved by more than ``SamplingInputs.cache_threshold`` (traced: changing
 it never recompiles) since the last forward that ran them; otherwise it reuses that forward's contribution of the
-other blocks. Each segment has its own cache state in the loop's carry (a segment with other branches starts empty),
-and the result says which steps reused it.
+other blocks. With ``cache="teacache"`` (ComfyUI's TeaCache) a forward runs no block while the rescaled change of the
+first block's modulated input, accumulated since the last forward that ran them, stays below the threshold, and
+reuses that forward's residual over all of them. Each segment has its own cache state in the loop's carry (a segment
+with other branches starts empty), and the result says which steps reused it.
 
 Two stepping rules, as diffusers' pipelines have them:
   * global (``LTXPipeline``, ``LTXImageToVideoPipeline``): timestep ``t * (1 - mask)`` per token, one Euler step
@@ -51,6 +53,7 @@ from ltx_jax.programs import Program, matmul_flops
 from ltx_jax.sampling import control, step_cache
 from ltx_jax.sampling.guidance import BRANCH_PROMPTS, Guidance
 from ltx_jax.sampling.latents import LatentGrid
+from ltx_jax.scheduler_ancestral import ancestral_step
 
 
 @flax.struct.dataclass
@@ -72,6 +75,9 @@ class SamplingInputs:
     image_cond_noise_scale: jax.Array | None = None  # [] float32, per-token rule: noise on mask-1 tokens each step
     noise_key: jax.Array | None = None  # PRNG key of that noise (folded with the step index)
     cache_threshold: jax.Array | None = None  # [] float32, with Sampler.cache: the relative change that reruns blocks
+    conditioning_latents: jax.Array | None = None  # [B, N, C] float32, Sampler.blend_conditioning: what mask blends to
+    eta: jax.Array | None = None  # [] float32, Sampler.ancestral: the step's stochasticity
+    s_noise: jax.Array | None = None  # [] float32, Sampler.ancestral: the scale of its noise (from noise_key)
 
 
 @flax.struct.dataclass
@@ -81,7 +87,7 @@ class SamplingResult:
     latents: jax.Array  # [B, N, C] float32, after the last step taken
     steps: jax.Array  # [] int32, steps taken (fewer than S when stopped or non-finite)
     nonfinite_step: jax.Array  # [] int32, the first step whose latents held NaN or Inf, or -1
-    cached_steps: jax.Array  # [S] bool, the steps whose forward reused the step cache (ran the first block only)
+    cached_steps: jax.Array  # [S] bool, the steps whose forward reused the step cache (first block only / no block)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +139,15 @@ class Sampler:
         one global step (``LTXPipeline``, ``LTXImageToVideoPipeline``).
       host_callbacks: call the host after each step (progress, stop requests); False runs without any callback
         (inside other programs, or to measure what the callback costs).
-      cache: step caching, one of ``step_cache.CACHE_KINDS`` ("first_block", with ``SamplingInputs.cache_threshold``)
-        or None.
+      cache: step caching, one of ``step_cache.CACHE_KINDS`` ("first_block", "teacache"; with
+        ``SamplingInputs.cache_threshold``) or None.
+      cache_exclude_conditioning: the step cache's distances count only the tokens whose
+        ``SamplingInputs.conditioning_mask`` is below 1 (False: every token, as diffusers and ComfyUI count them).
+      blend_conditioning: the long-video rule (diffusers' ``LTXI2VLongMultiPromptPipeline``): the model sees the
+        latents at timestep ``t * (1 - mask)``; the step starts from, and its result is, ``latents * (1 - mask) +
+        conditioning_latents * mask`` (a soft mask blends; mask 1 keeps the given latents). Global steps only.
+      ancestral: step with ``scheduler_ancestral.ancestral_step`` (``SamplingInputs.eta``, ``s_noise``, noise from
+        ``noise_key`` folded with the step index) instead of the Euler step.
     """
 
     transformer: LTXVideoTransformer3DModel
@@ -143,10 +156,16 @@ class Sampler:
     per_token_timesteps: bool = False
     host_callbacks: bool = True
     cache: str | None = None
+    cache_exclude_conditioning: bool = False
+    blend_conditioning: bool = False
+    ancestral: bool = False
 
     def __post_init__(self):
         if self.transformer is not None:
             step_cache.check_cache(self.cache, self.transformer.config.num_layers)
+        if self.per_token_timesteps and (self.blend_conditioning or self.ancestral):
+            raise ValueError("blend_conditioning and ancestral steps take the global stepping rule "
+                             "(per_token_timesteps=False).")
 
     def prepare(self, params, inputs: SamplingInputs) -> dict[str, TransformerConstants]:
         """The transformer's step-invariant work, once per call for each prompt the branches use."""
@@ -169,8 +188,9 @@ class Sampler:
         return timestep if mask is None else timestep[:, None] * (1.0 - mask)
 
     def velocity(self, params, guidance: Guidance, constants: TransformerConstants, latents: jax.Array,
-                 timestep: jax.Array, i, inputs: SamplingInputs, cache: step_cache.FirstBlockCache | None = None
-                 ) -> tuple[jax.Array, step_cache.FirstBlockCache | None]:
+                 timestep: jax.Array, i, inputs: SamplingInputs,
+                 cache: step_cache.FirstBlockCache | step_cache.TeaCache | None = None
+                 ) -> tuple[jax.Array, step_cache.FirstBlockCache | step_cache.TeaCache | None]:
         """Guided flow velocity for latents [B, N, C] at this step's timestep, float32 [B, N, C]; and the segment's
         step cache after this forward (``cache``: before it; None without ``self.cache``)."""
         branches = guidance.branches
@@ -186,7 +206,10 @@ class Sampler:
         if self.cache is None:
             out = self.transformer.apply(as_variables(params), *args, method="predict")
         else:
-            out, cache = step_cache.cached_predict(self.transformer, params, *args, cache, inputs.cache_threshold)
+            weights = step_cache.free_token_weights(inputs.conditioning_mask, len(branches)) if (
+                self.cache_exclude_conditioning) else None
+            out, cache = step_cache.cached_predict(self.cache, self.transformer, params, *args, cache,
+                                                   inputs.cache_threshold, weights)
         outputs = dict(zip(branches, jnp.split(out.astype(jnp.float32), len(branches), axis=0)))
         return guidance.combine(outputs, {name: values[i] for name, values in inputs.guidance.items()}), cache
 
@@ -216,15 +239,30 @@ class Sampler:
                 return new, cache
             denoise = (t / 1000.0 - 1e-6) < (1.0 - mask)  # [B, N]
             return jnp.where(denoise[..., None], new, latents), cache
-        new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
+        if self.blend_conditioning:  # the model saw the latents as they were; the step starts from the blend
+            latents = self.blend(latents, inputs)
+        if self.ancestral:
+            new = ancestral_step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1], eta=inputs.eta,
+                                 s_noise=inputs.s_noise, key=jax.random.fold_in(inputs.noise_key, i))
+        else:
+            new = sched.step(velocity, latents, inputs.sigmas[i], inputs.sigmas[i + 1])
+        if self.blend_conditioning:
+            return self.blend(new, inputs), cache
         return (new if mask is None else jnp.where((mask >= 1.0)[..., None], latents, new)), cache
+
+    @staticmethod
+    def blend(latents: jax.Array, inputs: SamplingInputs) -> jax.Array:
+        """``latents * (1 - mask) + conditioning_latents * mask`` ([B, N, C] float32; diffusers' inpainting blend,
+        ComfyUI's ``KSamplerX0Inpaint``)."""
+        keep = inputs.conditioning_mask[..., None]
+        return latents * (1.0 - keep) + inputs.conditioning_latents * keep
 
     def initial_carry(self, initial: jax.Array) -> tuple:
         """The carry of ``advance`` before step 0, from the first latents [B, N, C] float32: (next step, latents, stop
         requested, first non-finite step or -1, each segment's step cache (None without ``self.cache``), the steps
         that reused it [S] bool)."""
-        caches = tuple(None if self.cache is None else step_cache.FirstBlockCache.empty(
-            len(s.guidance.branches) * initial.shape[0], initial.shape[1], self.transformer.config.inner_dim,
+        caches = tuple(None if self.cache is None else step_cache.empty_state(
+            self.cache, len(s.guidance.branches), initial.shape[0], initial.shape[1], self.transformer.config.inner_dim,
             self.transformer.dtype) for s in self.segments)
         cached_steps = jnp.zeros((self.segments[-1].stop,), jnp.bool_)
         return jnp.int32(0), initial, jnp.bool_(False), jnp.int32(-1), caches, cached_steps
