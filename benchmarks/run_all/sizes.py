@@ -134,8 +134,8 @@ CPU_SIZES = Sizes(
     pipe_transformer=("tiny", {}), pipe_vae=("tiny", {}), pipe_t5=("tiny", {}),
     pipe_preset="ltx-video-0.9.8-2b-distilled", pipe_video=(64, 96, 17), pipe_warmup=0, pipe_repeats=2,
     ms_upsampler=("tiny", {}), ms_preset="ltx-video-0.9.8-2b-distilled", ms_video=(64, 96, 17), ms_repeats=2,
-    cache_transformer=_SMALL_TRANSFORMER, cache_layers=8, cache_video=(64, 96, 17), cache_steps=40,
-    cache_thresholds="first_block:0.05,first_block:0.45,teacache:0.06,teacache:0.4", cache_repeats=1,
+    cache_transformer=_SMALL_TRANSFORMER, cache_layers=8, cache_video=(64, 96, 17), cache_steps=20,
+    cache_thresholds="first_block:0.45,teacache:0.4", cache_repeats=1,
     compile_runs=("cold", "warm"),  # a CPU has no autotuning; "off" (as cold, never written) is left to GPU runs
     sharding_models="tiny", sharding_layers=2, sharding_meshes="fsdp=8;data=2,fsdp=2,context=2", sharding_repeats=2,
     pvc_transformer=("tiny", dict(num_attention_heads=2, attention_head_dim=64, cross_attention_dim=128)),
