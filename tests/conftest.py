@@ -35,6 +35,20 @@ def pytest_configure(config):
         config._ltx_jax_cache_dir = os.environ["LTX_JAX_CACHE_DIR"]
 
 
+# Files that take minutes (children of their own: the 8-device sharding cases, the CPU run_all), handed out first:
+# pytest-xdist's --dist loadfile gives files to the workers in collection order, so the short files fill in around
+# these instead of one worker running them alone at the end.
+SLOW_FILES_FIRST = ("test_sharding.py", "test_run_all.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = os.path.basename(str(item.fspath))
+        return SLOW_FILES_FIRST.index(name) if name in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: the other files, and each file's tests, keep their order
+
+
 def pytest_unconfigure(config):
     folder = getattr(config, "_ltx_jax_cache_dir", None)
     if folder is not None:
