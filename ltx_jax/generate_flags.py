@@ -319,9 +319,13 @@ def _check_long_video(facts: dict | None) -> dict | None:
                              "flag).")
     if FLAGS.condition:
         raise UsageError("--condition does not combine with a long video; its first frame is --image.")
+    # deferred: the requests module loads only once the flags are read (it imports no jax)
+    from ltx_jax.requests import LongVideoRequest
+
     ratio = facts["temporal"] if facts is not None else 8
-    tile = given.get("temporal_tile_size", 80)
-    overlap = given.get("temporal_overlap", 24)
+    defaults = LongVideoRequest()  # the pipeline's defaults: one source for the window and the overlap
+    tile = given.get("temporal_tile_size", defaults.temporal_tile_size)
+    overlap = given.get("temporal_overlap", defaults.temporal_overlap)
     validation.check_temporal_windows(tile, overlap, ratio, prefix="--")
     for name in LONG_VIDEO_FLAGS[2:]:
         if name in given:

@@ -76,9 +76,8 @@ class LTXI2VLongMultiPromptPipeline(PipelineBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        fields = {k: v for k, v in vars(self.scheduler_config).items() if k != "num_train_timesteps"}
-        self.ancestral_scheduler: LTXEulerAncestralRFSchedulerConfig | None = LTXEulerAncestralRFSchedulerConfig(
-            num_train_timesteps=self.scheduler_config.num_train_timesteps, **fields)
+        self.ancestral_scheduler: LTXEulerAncestralRFSchedulerConfig | None = (
+            LTXEulerAncestralRFSchedulerConfig.from_dict(self.scheduler_config.to_dict()))
 
     @property
     def sampling_defaults(self) -> SamplingRequest:
@@ -187,20 +186,18 @@ class LTXI2VLongMultiPromptPipeline(PipelineBase):
         negative = None if negative is None else np.asarray(negative, np.float32)
         reference = None if request.guidance_latents is None else np.asarray(request.guidance_latents, np.float32)
         cfg = uses_guidance(request)
+        given = None if request.prompt_embeds is None else self.prompt_embeddings(request, cfg)  # every window's
         encoded: dict[str, tuple] = {}
         video = first = None
         for index, (start, end) in enumerate(windows):
-            if request.prompt_embeds is not None:
-                embeds = self.prompt_embeddings(request, cfg)
-            else:
-                text = win.prompt_for_window(texts, index) if texts else ""
-                if text not in encoded:
-                    encoded[text] = self.encode_prompt(text, request.negative_prompt, cfg,
-                                                       max_sequence_length=request.max_sequence_length)
-                embeds = encoded[text]
+            text = win.prompt_for_window(texts, index) if texts else ""
+            if given is None and text not in encoded:
+                encoded[text] = self.encode_prompt(text, request.negative_prompt, cfg,
+                                                   max_sequence_length=request.max_sequence_length)
+            embeds = given if given is not None else encoded[text]
             window = win.WindowInputs(base[:, start:end].copy(), np.ones(end - start, np.float32))
             if index > 0 and overlap_lat > 0:
-                window.append(np.asarray(video[:, -min(overlap_lat, video.shape[1]):]), overlap_lat,
+                window.append(video[:, -min(overlap_lat, video.shape[1]):], overlap_lat,
                               request.temporal_overlap_cond_strength)
                 window.overlap_len = overlap_lat
             if reference is not None:
@@ -214,7 +211,7 @@ class LTXI2VLongMultiPromptPipeline(PipelineBase):
                 window.free[0] = 1.0 - request.cond_strength
             tokens = window.latents.shape[1] * grid.height * grid.width
             logger.info("window %d of %d: latent frames %d-%d, prompt %r", index + 1, len(windows), start, end - 1,
-                        win.prompt_for_window(texts, index) if texts else None)
+                        text)
             out = self.denoise_window(request, window, embeds, window_keys(keys, start),
                                       self.window_schedule(request, tokens), request.frame_rate)
             video = win.fuse_window(video, out, first, overlap_lat=overlap_lat, adain_factor=request.adain_factor)
