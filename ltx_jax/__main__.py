@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 
-from ltx_jax import interrupts
+from ltx_jax import distributed, interrupts
 
 if __name__ == "__main__":  # python -m ltx_jax: from here a signal is a stop request the run reads (interrupts)
     interrupts.install()
@@ -38,7 +38,8 @@ USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random --prompt ".
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if distributed.is_main():  # several processes: the others stay quiet (ltx_jax.launch shows them if they fail)
+        print(message, file=sys.stderr, flush=True)
 
 
 def help_text() -> str:
@@ -51,12 +52,11 @@ def help_text() -> str:
 
 def generate(args: dict) -> int:
     # deferred: jax loads only after the flags are checked
-    import jax
-
     from ltx_jax.compilation_cache import enable_compilation_cache
     from ltx_jax.pipelines import LTXPipeline
 
     dtype = _default_dtype()
+    progress = FLAGS.progress and distributed.is_main()
     weights = "".join(f", {name} {value}" for name, value in (("weights", args["weights"]), ("compute", FLAGS.compute),
                                                               ("text encoder weights", FLAGS.text_encoder_weights))
                       if value)
@@ -75,7 +75,7 @@ def generate(args: dict) -> int:
         _say("tiny-random: small random weights, as an installation check; the output is noise, not a video of the "
              "prompt.")
         make = tiny_random_multi_scale_pipeline if FLAGS.upsampler else tiny_random_pipeline
-        pipe = make(dtype=dtype, progress=FLAGS.progress, weights=args["weights"],
+        pipe = make(dtype=dtype, progress=progress, weights=args["weights"],
                     text_encoder_weights=FLAGS.text_encoder_weights, compute=FLAGS.compute)
         if args["loras"]:
             _apply_loras(pipe, args["loras"])
@@ -87,10 +87,10 @@ def generate(args: dict) -> int:
 
         pipe = LTXMultiScalePipeline.from_pretrained(
             FLAGS.model, dtype=dtype, latent_upsampler_path=FLAGS.upsampler, text_encoder_path=FLAGS.text_encoder,
-            preset=FLAGS.preset, progress=FLAGS.progress, **loading)
+            preset=FLAGS.preset, progress=progress, **loading)
     else:
         pipe = LTXPipeline.from_pretrained(FLAGS.model, dtype=dtype, text_encoder_path=FLAGS.text_encoder,
-                                           preset=FLAGS.preset, progress=FLAGS.progress, **loading)
+                                           preset=FLAGS.preset, progress=progress, **loading)
     interrupts.check("loading")
     multi = f" in two passes ({pipe.release.name}'s multi-scale recipe)" if FLAGS.upsampler else ""
     _say(f"generating {args['num_frames']} frames of {args['width']}x{args['height']}{multi}")
@@ -98,8 +98,7 @@ def generate(args: dict) -> int:
     if args.get("long") is not None:
         return _generate_long(pipe, args)
     frames = _generate(pipe, args, _call_arguments(args, FLAGS.prompt))
-    if jax.process_index() != 0:  # several hosts: every process has the same frames; process 0 writes them
-        print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
+    if not distributed.is_main():  # several processes: every one has the same frames; process 0 writes them
         return 0
     _say(f"writing {FLAGS.output}")
     with interrupts.raising("writing"):  # the write removes its partial file when a signal stops it
@@ -120,18 +119,14 @@ def generate(args: dict) -> int:
 def _generate_long(pipe, args: dict) -> int:
     """A long video (``LTXI2VLongMultiPromptPipeline``): the windows' latents, then decoded window by window straight
     into the file (memory flat in the video's length); a stop between windows leaves no file."""
-    # deferred: jax loads only after the flags are checked
-    import jax
-
     request = pipe.request(cond_image=args.get("image"), **args["long"],
                            **{**_call_arguments(args, FLAGS.prompt), "output_type": "latent"})
     latents = pipe.generate(request)
-    if jax.process_index() != 0:  # several hosts: every process has the same latents; process 0 writes them
-        print(f"process {jax.process_index()}: done (process 0 writes {FLAGS.output})")
-        return 0
     _say(f"writing {FLAGS.output} (decoded window by window, {latents.shape[1]} latent frames)")
     written = pipe.decode_long_to_file(latents, FLAGS.output, fps=FLAGS.fps, overwrite=FLAGS.overwrite,
                                        **pipe._decode_settings(request))
+    if not distributed.is_main():  # several processes: each decoded its share; process 0 wrote the file
+        return 0
     if interrupts.requested() is not None:  # a stop after the last window: the file goes too
         for path in written:
             os.remove(path)
@@ -299,6 +294,10 @@ def _command(argv: list[str]) -> int:
 
     absl_logging.set_verbosity(absl_logging.WARNING)  # keeps backend-probing chatter (e.g. "no TPU") off the console
     try:
+        if rest[1] == "generate" and distributed.initialize():  # several processes (ltx_jax.launch, or a cluster)
+            import jax  # deferred: jax loads only after the flags are checked
+
+            _say(f"process group: {jax.process_count()} processes, {jax.device_count()} devices")
         command = check if rest[1] == "check" else generate
         args = resolve_arguments(rest[1])
         interrupts.check()
@@ -309,11 +308,29 @@ def _command(argv: list[str]) -> int:
 
         if FLAGS.debug:
             traceback.print_exc()
+        lost = _lost_process(e)
+        if lost:
+            _say(f"error: {lost}")
+            return 1
         user_error = isinstance(e, ValueError) and not isinstance(e, NonFiniteError)
         if not user_error and not isinstance(e, (OSError, NonFiniteError)):
             raise  # a bug of ours: the whole traceback
         _say(f"error: {e}" + (f"\n{USAGE}" if isinstance(e, UsageError) else ""))
         return 2 if user_error else 1
+
+
+def _lost_process(error: Exception) -> str | None:
+    """The one line for a collective that failed because another process of the run ended (several processes), or
+    None for any other error."""
+    if "jax" not in sys.modules:
+        return None
+    import jax  # deferred: jax loads only after the flags are checked (and is loaded here already)
+
+    if jax.process_count() == 1 or not isinstance(error, jax.errors.JaxRuntimeError):
+        return None
+    first = " ".join(str(error).split())[:160]
+    return (f"another process of this run ended or was lost (a collective failed: {first}); this one stops too, "
+            "nothing was written.")
 
 
 def run() -> None:

@@ -123,8 +123,25 @@ def remove_leftovers(folder: str | os.PathLike) -> list[str]:
     return [os.path.join(folder, n) for n in names]
 
 
+_temporaries: set[str] = set()  # every temporary this process made and has not yet published or removed
+
+
+def _temporary(path: str) -> str:
+    """Records ``path`` (a temporary just made) for ``remove_temporaries``; returns it."""
+    _temporaries.add(path)
+    return path
+
+
+def remove_temporaries() -> None:
+    """Removes every temporary of this process's unfinished writes: the last act of a process that must exit at once
+    (``ltx_jax.distributed``'s watchdog, when the launcher stops it because another process was lost)."""
+    for path in list(_temporaries):
+        _remove(path)
+
+
 def _remove(path: str) -> None:
     """Removes a file or a folder tree, if there."""
+    _temporaries.discard(path)
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
@@ -158,6 +175,7 @@ def _link_or_fail(tmp: str, path: str) -> None:
             raise _exists_error(path) from None
         try:
             os.replace(tmp, path)
+            _temporaries.discard(tmp)
         except BaseException:
             _remove(path)
             raise
@@ -196,6 +214,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False, suffix: str
     try:
         fd, tmp = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=folder,
                                    suffix=os.path.splitext(path)[1] if suffix is None else suffix)
+        _temporary(tmp)
     except OSError as e:
         raise write_error(path, e) from e
     os.close(fd)
@@ -204,6 +223,7 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False, suffix: str
         os.chmod(tmp, file_mode())  # mkstemp makes 0600 files
         if overwrite:
             os.replace(tmp, path)
+            _temporaries.discard(tmp)
         else:
             _link_or_fail(tmp, path)
 
@@ -222,7 +242,7 @@ def atomic_files(paths: Sequence[str | os.PathLike], *, overwrite: bool = False,
         raise ValueError(f"atomic_files: the files must share one folder, got {sorted(folders)}.")
     folder = _folder_of(paths[0])
     try:
-        staging = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder)
+        staging = _temporary(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder))
     except OSError as e:
         raise write_error(paths[0], e) from e
     temporaries = [os.path.join(staging, os.path.basename(p)) for p in paths]
@@ -286,31 +306,40 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     if not overwrite and os.path.lexists(path):
         raise _exists_error(path, meanwhile=False)
     try:
-        tmp = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder)
+        tmp = _temporary(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder))
     except OSError as e:
         raise write_error(path, e) from e
     with _removed_on_failure(tmp, path):
         yield tmp
-        os.chmod(tmp, dir_mode())  # mkdtemp makes 0700 folders
-        if not overwrite:
-            if os.path.lexists(path) and not os.path.isdir(path):
-                raise _exists_error(path)  # rename would replace a file (or a link) with a folder
-            try:
-                os.rename(tmp, path)
-            except OSError as e:
-                if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
-                    raise _exists_error(path) from None
-                raise
-        elif not os.path.lexists(path):
+        publish_dir(tmp, path, overwrite=overwrite)
+
+
+def publish_dir(tmp: str, path: str, *, overwrite: bool) -> None:
+    """``atomic_dir``'s last act: the complete folder ``tmp`` (beside ``path``) becomes ``path`` (see there)."""
+    folder = os.path.dirname(path)
+    os.chmod(tmp, dir_mode())  # mkdtemp makes 0700 folders
+    if not overwrite:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise _exists_error(path)  # rename would replace a file (or a link) with a folder
+        try:
             os.rename(tmp, path)
-        else:
-            aside = tempfile.mkdtemp(prefix=ASIDE_PREFIX, dir=folder)
-            old = os.path.join(aside, "old")
-            os.rename(path, old)
-            try:
-                os.rename(tmp, path)
-            except BaseException:
-                os.rename(old, path)
-                _remove(aside)
-                raise
+            _temporaries.discard(tmp)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise _exists_error(path) from None
+            raise
+    elif not os.path.lexists(path):
+        os.rename(tmp, path)
+        _temporaries.discard(tmp)
+    else:
+        aside = tempfile.mkdtemp(prefix=ASIDE_PREFIX, dir=folder)
+        old = os.path.join(aside, "old")
+        os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+            _temporaries.discard(tmp)
+        except BaseException:
+            os.rename(old, path)
             _remove(aside)
+            raise
+        _remove(aside)

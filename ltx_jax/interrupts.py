@@ -24,6 +24,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _requested: int | None = None  # the first signal received, until the run that installed the handlers ends
 _armed = False  # inside raising(): the next signal raises at once
 _original: dict[int, object] = {}  # the handlers install() replaced
+_agreement = None  # several processes (ltx_jax.distributed): this process's request -> the one all agree on
 
 
 class Interrupted(KeyboardInterrupt):
@@ -42,6 +43,29 @@ def describe(signum: int) -> str:
 def requested() -> int | None:
     """The signal that asked the run to stop, or None (always None where no handler was installed)."""
     return _requested
+
+
+def set_agreement(agree) -> None:
+    """``agree(request) -> request``: how ``agreed`` combines this process's request with the others' (set by
+    ``ltx_jax.distributed`` when the process joins a group; None for one process)."""
+    global _agreement
+    _agreement = agree
+
+
+def agreed(stop: bool = False) -> int | None:
+    """The stop request every process of the run agrees on: any process's (the first signal it received), or None.
+    ``stop``: this process asks to stop without a signal (reported as SIGINT). With several processes every one must
+    call it at the same points in the same order (the training loop's steps, the denoising steps), and a request of
+    another process becomes this one's (``requested()``), so every stage after it stops here too; with one process it
+    is ``requested()`` (or SIGINT for ``stop``)."""
+    global _requested
+    mine = _requested or (signal.SIGINT if stop else None)
+    if _agreement is None:
+        return mine
+    everyone = _agreement(mine)
+    if everyone is not None and _requested is None and _original:  # handlers installed: the run reads it
+        _requested = everyone
+    return everyone
 
 
 def check(stage: str | None = None) -> None:

@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 
 from ltx_jax.ffmpeg import Mp4Encoder, probe
-from ltx_jax.files import PARTIAL_PREFIX, atomic_file, atomic_files, check_creatable, one_line, write_error
+from ltx_jax.files import PARTIAL_PREFIX, _temporary, atomic_file, atomic_files, check_creatable, one_line, write_error
 
 VIDEO_EXTENSIONS = (".mp4", ".gif", ".png")
 _CONVERT_FRAMES = 16  # float frames are made uint8 this many at a time: a float video is never copied whole
@@ -208,7 +208,7 @@ def open_video_writer(path: str | os.PathLike, fps: float = 25.0, *, overwrite: 
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        stage = tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder)
+        stage = _temporary(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=folder))
     except OSError as e:
         raise write_error(path, e) from e
     writer = VideoWriter(path, fps, stage)

@@ -27,6 +27,20 @@ from weight_conversion import quantize
 from weight_conversion.safetensors_io import CheckpointError
 
 Path = tuple[str, ...]
+
+
+class _HostReads:
+    """Bytes of checkpoint tensors this process has read into host memory (whole tensors, or slices of them when
+    several processes share a param): how a test sees that no process reads the whole file."""
+
+    def __init__(self):
+        self.bytes = 0
+
+    def add(self, nbytes: int) -> None:
+        self.bytes += int(nbytes)
+
+
+HOST_READS = _HostReads()
 # ``kernel_delta(target, layer, shape)``: an additive float32 change [in, out] to one layer's kernel (layer None for
 # an unscanned param) in Flax layout, or None; added before the kernel is cast or quantized (how LoRA is fused).
 KernelDelta = Callable[[Path, "int | None", tuple[int, ...]], "np.ndarray | None"]
@@ -39,6 +53,7 @@ class Transform:
     name: str
     apply: Callable[[np.ndarray], np.ndarray]
     torch_shape: Callable[[tuple[int, ...]], tuple[int, ...]]
+    view: Callable[[np.ndarray], np.ndarray] | None = None  # ``apply`` as a view (no copy), where one exists
 
 
 def _transposed(x: np.ndarray, rows: int = 256) -> np.ndarray:
@@ -50,14 +65,15 @@ def _transposed(x: np.ndarray, rows: int = 256) -> np.ndarray:
     return out
 
 
-IDENTITY = Transform("identity", lambda x: x, lambda s: tuple(s))
+IDENTITY = Transform("identity", lambda x: x, lambda s: tuple(s), lambda x: x)
 # torch Linear weight [out, in] -> Flax Dense kernel [in, out].
-LINEAR = Transform("linear-transpose", _transposed, lambda s: tuple(reversed(s)))
+LINEAR = Transform("linear-transpose", _transposed, lambda s: tuple(reversed(s)), lambda x: x.T)
 # torch ConvNd weight [out, in, *k] -> Flax Conv kernel [*k, in, out].
 CONV = Transform(
     "conv-transpose",
     lambda x: np.transpose(x, (*range(2, x.ndim), 1, 0)),
     lambda s: (s[-1], s[-2], *s[:-2]),
+    lambda x: np.transpose(x, (*range(2, x.ndim), 1, 0)),
 )
 
 
@@ -231,7 +247,12 @@ def convert(
         else:
             kernel = place.start(dtype)
             for i, key in layers:
-                kernel = place.put(kernel, reader.value(rule, i, key, dtype), i)
+                view = reader.view(rule, key) if place.sliced else None
+                if view is not None:  # several processes: each reads only its shards' part of the tensor
+                    kernel = place.put_view(kernel, view, dtype, i)
+                    reader.done(key)
+                else:
+                    kernel = place.put(kernel, reader.value(rule, i, key, dtype), i)
         flat_params[rule.target] = place.finish(kernel)
         del kernel
     return unflatten(flat_params)
@@ -243,6 +264,25 @@ class _Placement:
 
     def __init__(self, sharding, shape: tuple[int, ...], stacked: bool):
         self.sharding, self.shape, self.stacked = sharding, shape, stacked
+        # shards on devices of other processes: each process reads only the parts its own devices hold
+        self.sliced = sharding is not None and not sharding.is_fully_addressable
+
+    def put_view(self, buffer, view: np.ndarray, dtype, layer: int | None):
+        """``put`` of a view of the file: each of this process's devices gets its slice, read and cast alone."""
+        sharding = _layer_sharding(self.sharding) if self.stacked else self.sharding
+        read: dict = {}
+
+        def part(index):
+            where = tuple((s.start, s.stop, s.step) for s in index)
+            if where not in read:  # devices holding the same slice read it once
+                read[where] = np.asarray(view[index], dtype=dtype)
+                HOST_READS.add(view[index].nbytes)
+            return read[where]
+
+        value = jax.make_array_from_callback(tuple(view.shape), sharding, part)
+        if not self.stacked:
+            return value
+        return _write_layer(buffer, value, layer)
 
     def start(self, dtype):
         if not self.stacked:
@@ -283,8 +323,21 @@ class _Reader:
         self.source, self.scale_of, self.kernel_delta, self.what = source, scale_of, kernel_delta, what
         self._release = getattr(source, "release", None)
 
+    def view(self, rule: Rule, key: str) -> np.ndarray | None:
+        """One layer of a float param as a view of the file in Flax layout (nothing read yet), or None where it
+        needs the whole tensor first (a stored scale, a kernel delta, a source that is not a file view)."""
+        if key in self.scale_of or rule.transform.view is None or (
+                self.kernel_delta is not None and rule.target[-1] == "kernel"):
+            return None
+        stored = self.source[key]
+        return rule.transform.view(stored) if isinstance(stored, np.ndarray) else None
+
+    def done(self, key: str) -> None:
+        self._done(key)
+
     def _stored(self, key: str) -> tuple[np.ndarray, np.ndarray | None]:
         stored = self.source[key]
+        HOST_READS.add(stored.nbytes)
         scale_key = self.scale_of.get(key)
         return stored, quantize.stored_scale(stored, None if scale_key is None else self.source[scale_key], key)
 

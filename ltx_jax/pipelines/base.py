@@ -491,7 +491,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
                         eta=None if ancestral is None else jnp.float32(ancestral.eta),
                         s_noise=None if ancestral is None else jnp.float32(ancestral.s_noise))
                     variables = self._variables("transformer", self.transformer_params)
-                    if persistent_cache_on() and not dry_running():  # programs the cache can keep
+                    # programs the cache can keep; with several processes, a host that can agree on a stop
+                    if (persistent_cache_on() or jax.process_count() > 1) and not dry_running():
                         stepwise = dataclasses.replace(sampler, host_callbacks=False)
                         work = lambda: sampling.sample_stepwise(stepwise, variables, latents, inputs,  # noqa: E731
                                                                 control)

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ltx_jax import interrupts, sampling, validation
+from ltx_jax import distributed, interrupts, sampling, validation
 from ltx_jax import scheduler as sched
 from ltx_jax.pipelines import conditioning
 from ltx_jax.pipelines.base import PipelineBase
@@ -264,9 +264,15 @@ class LTXI2VLongMultiPromptPipeline(PipelineBase):
         ``decode``: ``decode_long_stream``'s settings. Returns the paths written."""
         began = time.perf_counter()
         chunks, total = self.decode_long_stream(latents, **decode)
+        if not distributed.is_main():  # several processes: every one runs the windows' programs, process 0 writes
+            for _ in chunks:
+                interrupts.agreed()  # a stop of any process stops every one after the same window
+                interrupts.check("writing")
+            return []
         with open_video_writer(path, fps, overwrite=overwrite, num_frames=total) as writer:
             for chunk in chunks:
                 writer.write(chunk)
+                interrupts.agreed()
                 interrupts.check("writing")
         self.last_timings.total = (self.last_timings.total or 0.0) + time.perf_counter() - began
         return writer.paths

@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
+from ltx_jax import interrupts
 from ltx_jax import scheduler as sched
 from ltx_jax.models import as_variables
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel, TransformerConstants
@@ -373,6 +374,7 @@ def sample_stepwise(sampler: Sampler, params, latents: jax.Array, inputs: Sampli
         carry = jitted_advance(sampler, params, prepared, carry, initial, inputs, np.int32(i + 1))
         if int(carry[3]) >= 0:  # waits for the step: non-finite latents end the run there
             break
-        if run_control is not None and run_control.poll(i):
+        # several processes: they stop at the same step, whichever asked (ltx_jax.interrupts.agreed)
+        if run_control is not None and interrupts.agreed(run_control.poll(i)) is not None:
             break
     return _result(carry)
