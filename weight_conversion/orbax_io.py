@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ltx_jax.files import atomic_dir
+from ltx_jax import distributed
 from weight_conversion.mapping import flatten
 from weight_conversion.safetensors_io import CheckpointError
 
@@ -70,10 +70,12 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
     if os.path.lexists(path) and not overwrite:
         raise ValueError(f"{path} already exists; choose a new destination, or overwrite it (--overwrite, "
                          "overwrite=True).")
-    with atomic_dir(path, overwrite=overwrite) as partial:
+    with distributed.atomic_dir(path, overwrite=overwrite) as partial:  # several processes: one shared folder
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(os.path.join(partial, "params"), params)
         checkpointer.wait_until_finished()
+        if not distributed.is_main():
+            return
         with open(os.path.join(partial, MARKER), "w") as f:
             json.dump({"format": "ltx_jax", "component": component, "config": config, "dtype": jnp.dtype(dtype).name,
                        "weights": weights}, f, indent=2)

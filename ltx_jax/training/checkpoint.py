@@ -13,7 +13,8 @@ import shutil
 
 import jax
 
-from ltx_jax.files import atomic_dir, remove_leftovers
+from ltx_jax import distributed
+from ltx_jax.files import remove_leftovers
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
 
@@ -33,22 +34,26 @@ def latest_checkpoint(output: str) -> str | None:
 
 
 def save_checkpoint(output: str, state, config, keep: int = 2) -> str:
-    """Writes ``state`` (a ``TrainState``) at its step; keeps the newest ``keep`` checkpoints. Returns the path."""
+    """Writes ``state`` (a ``TrainState``) at its step; keeps the newest ``keep`` checkpoints. Returns the path. With
+    several processes every one calls it: each writes its shards (Orbax's multi-host save), process 0 the rest."""
     import orbax.checkpoint as ocp  # deferred: orbax takes a second to import; only a save or restore needs it
 
     step = int(jax.device_get(state.step))
     folder = checkpoint_dir(output)
     final = os.path.join(folder, f"step_{step}")
-    remove_leftovers(folder)  # the temporary folder of a save that was killed (one run writes to an output)
-    with atomic_dir(final, overwrite=True) as partial:
+    if distributed.is_main():
+        remove_leftovers(folder)  # the temporary folder of a save that was killed (one run writes to an output)
+    with distributed.atomic_dir(final, overwrite=True) as partial:
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(os.path.join(partial, "state"), state)
         checkpointer.wait_until_finished()
-        with open(os.path.join(partial, "run.json"), "w") as f:
-            json.dump({"step": step, "config": dataclasses.asdict(config)}, f, indent=2)
-    done = sorted((int(m.group(1)), n) for n in os.listdir(folder) if (m := STEP_DIR.match(n)))
-    for _, name in done[:-keep]:
-        shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+        if distributed.is_main():
+            with open(os.path.join(partial, "run.json"), "w") as f:
+                json.dump({"step": step, "config": dataclasses.asdict(config)}, f, indent=2)
+    if distributed.is_main():
+        done = sorted((int(m.group(1)), n) for n in os.listdir(folder) if (m := STEP_DIR.match(n)))
+        for _, name in done[:-keep]:
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
     return final
 
 

@@ -15,6 +15,7 @@ half written.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -25,7 +26,7 @@ import time
 from absl import flags
 from tqdm import tqdm
 
-from ltx_jax import interrupts
+from ltx_jax import distributed, interrupts
 from ltx_jax import validation as v
 from ltx_jax.command_line import gnu_booleans
 from ltx_jax.video import write_video
@@ -71,6 +72,9 @@ flags.DEFINE_string("validation_size", "768x512x49", "train: WxHxF of the valida
 flags.DEFINE_integer("validation_steps", 30, "train: denoising steps of the validation video.", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Seed of the data order and of the noise.", flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAGS)
+flags.DEFINE_bool("compilation_cache", True, "train: use JAX's persistent compilation cache ($LTX_JAX_CACHE_DIR, "
+                  "else ~/.cache/ltx_jax/jax_compilation_cache): a resumed run skips compiling its step.",
+                  flag_values=FLAGS)
 
 
 class UsageError(ValueError):
@@ -117,6 +121,9 @@ def preprocess_command() -> int:
 
     _require("data", "model", "output")
     _check_numbers()
+    if distributed.requested():
+        raise UsageError("preprocess runs in one process (it writes a file per clip): start it without "
+                         "ltx_jax.launch; train can then run over several.")
     buckets = parse_buckets(FLAGS.buckets)
     clips, _ = find_clips(FLAGS.data)  # a wrong folder fails before the model loads
     if not clips:
@@ -150,6 +157,15 @@ def train_command() -> int:
 
     _require("data", "model", "output")
     _check_numbers()
+    if distributed.initialize() and FLAGS.validation_prompt:  # several processes (ltx_jax.launch, or a cluster)
+        raise UsageError("--validation_prompt renders on one process; with several, render the exported adapter or "
+                         "transformer afterwards.")
+    main = distributed.is_main()  # the others stay quiet and write only their shards of the checkpoints
+    if FLAGS.compilation_cache:  # a process-wide JAX setting: this command's choice (--nocompilation_cache)
+        # deferred: jax loads only after the flags are checked
+        from ltx_jax.compilation_cache import enable_compilation_cache
+
+        enable_compilation_cache()
     dtype = _dtype()
     loader = Loader(FLAGS.data, FLAGS.batch_size, seed=FLAGS.seed)  # no data: fails before the model loads
     # RoPE's scale follows the VAE that encoded the data (the releases' where the samples do not show it)
@@ -171,27 +187,32 @@ def train_command() -> int:
     state = trainer.init_state()
     if resume:
         state = restore_checkpoint(resume, state)
-        print(f"resumed from {resume}")
+        if main:
+            print(f"resumed from {resume}")
     micro_total = config.steps * config.gradient_accumulation_steps
     start = int(jax.device_get(state.step))
     validation = _Validation(trainer, dtype) if FLAGS.validation_prompt else None
     if validation and config.mode == "full" and FLAGS.mesh:
         raise UsageError("--validation_prompt with --mode full and --mesh: render the saved transformer instead.")
     interrupts.check("loading")  # before the first step nothing is written
-    bar = tqdm(total=micro_total, initial=start, disable=not FLAGS.progress, unit="step", desc="training")
+    bar = tqdm(total=micro_total, initial=start, disable=not (FLAGS.progress and main), unit="step", desc="training")
+    log = _MetricsLog(FLAGS.output) if main else None
     began, step, previous, stopped = time.perf_counter(), start, None, None
     try:
         batches = loader.batches(start)
         # A signal only records a request (interrupts), read here between steps: ``state`` is always the one the
         # last step returned, never the one it was given (donated, so deleted).
-        while step < micro_total and (stopped := interrupts.requested()) is None:  # the step count on the host
+        # the step count on the host; several processes stop at the same step, whichever was asked
+        while step < micro_total and (stopped := interrupts.agreed()) is None:
             state, metrics = trainer.step(state, next(batches))
             step += 1
             bar.update(1)
             if previous is not None:  # the step before's loss: this one stays queued behind it while we read
-                bar.set_postfix(loss=f"{float(previous['loss']):.4f}",
+                bar.set_postfix(loss=f"{float(previous[1]['loss']):.4f}",
                                 steps_per_s=f"{(step - start) / (time.perf_counter() - began):.2f}")
-            previous = metrics
+                if log:
+                    log.write(*previous)
+            previous = step, metrics
             if step % (FLAGS.checkpoint_every * config.gradient_accumulation_steps) == 0:
                 save_checkpoint(FLAGS.output, state, config)
             if validation and step % (FLAGS.validation_every * config.gradient_accumulation_steps) == 0:
@@ -200,14 +221,19 @@ def train_command() -> int:
         stopped = getattr(e, "signum", signal.SIGINT)
     finally:
         bar.close()
+        if log and previous is not None:
+            log.write(*previous)
         path = save_checkpoint(FLAGS.output, state, config)  # nothing trained is lost, interrupted or not
     step = int(jax.device_get(state.step))
     stopped = stopped or interrupts.requested()  # also a signal during the last step or the save
     if stopped is not None:  # the checkpoint is what counts now; the same command resumes (and exports)
-        print(f"{interrupts.describe(stopped)}: stopped at step {step}; checkpoint {path} (run the same command to "
-              "resume)", file=sys.stderr)
+        if main:
+            print(f"{interrupts.describe(stopped)}: stopped at step {step}; checkpoint {path} (run the same command "
+                  "to resume)", file=sys.stderr)
         return 128 + stopped
     if config.mode == "lora":
+        if not main:  # the adapter is replicated: process 0 writes it
+            return 0
         for fmt in ("diffusers", "comfyui"):
             name = "pytorch_lora_weights.safetensors" if fmt == "diffusers" else "lora_comfyui.safetensors"
             export_lora(state.trainable, trainer.lora_fixed, os.path.join(FLAGS.output, "lora", name), format=fmt,
@@ -215,11 +241,27 @@ def train_command() -> int:
         print(f"step {step}: checkpoint {path}; LoRA in {os.path.join(FLAGS.output, 'lora')}")
     else:
         target = os.path.join(FLAGS.output, "transformer")
-        if os.path.exists(target):
+        if os.path.exists(target) and main:
             shutil.rmtree(target)
+        distributed.barrier("old transformer removed")
         save_transformer_orbax(module.clone(dtype="float32", param_dtype="float32"), state.trainable, target)
-        print(f"step {step}: checkpoint {path}; transformer in {target}")
+        if main:
+            print(f"step {step}: checkpoint {path}; transformer in {target}")
     return 0
+
+
+class _MetricsLog:
+    """``output/metrics.jsonl``: a line per step ({"step", "loss", "grad_norm"}), appended as the run goes (a resumed
+    run goes on from its checkpoint's step)."""
+
+    def __init__(self, output: str):
+        os.makedirs(output, exist_ok=True)
+        self.path = os.path.join(output, "metrics.jsonl")
+
+    def write(self, step: int, metrics: dict) -> None:
+        record = {"step": step, **{k: float(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 # What a checkpoint's weights and optimizer state are shaped by: a resumed run must agree on these.

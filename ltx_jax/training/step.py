@@ -19,7 +19,9 @@ from typing import Any, Sequence
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import NamedSharding
 
 from ltx_jax.models import count_params
 from ltx_jax.sampling.latents import rope_interpolation_scale
@@ -166,7 +168,15 @@ class Trainer:
     def init_state(self) -> TrainState:
         """A fresh state (its own copy of the initial weights: the step donates, so the trainer's stay usable)."""
         trainable = jax.tree_util.tree_map(jnp.copy, self.initial)
-        return TrainState(jnp.int32(0), trainable, self.optimizer.init(trainable), self.seed_key)
+        state = TrainState(jnp.int32(0), trainable, self.optimizer.init(trainable), self.seed_key)
+        plan = self.model.sharding
+        if plan is None:
+            return state
+        # The step, the key and the optimizer's counters live on one device until now: replicated over the mesh, a
+        # checkpoint restores them there too (and every process of a multi-process run holds them).
+        return jax.tree_util.tree_map(
+            lambda x: x if isinstance(x.sharding, NamedSharding) else jax.device_put(np.asarray(x), plan.replicated()),
+            state)
 
     def loss(self, trainable, batch: Batch, key: jax.Array, frozen=None, lora_fixed=None) -> jax.Array:
         """The objective of one batch with the randomness of ``key`` (``frozen`` / ``lora_fixed``: the trainer's,
