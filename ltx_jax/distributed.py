@@ -95,8 +95,8 @@ def initialize() -> bool:
                                    "start the processes with python -m ltx_jax.launch, or set all three.")
         if not 0 <= index < count:
             raise DistributedError(f"{ENV_PROCESS_ID}={index} is not within 0 .. {ENV_NUM_PROCESSES}-1 = {count - 1}.")
-    if jax.config.jax_platforms in (None, "", "cpu") or "cpu" == os.environ.get("JAX_PLATFORMS", ""):
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices of several processes
+    # CPU devices of several processes talk through gloo (GPUs through NCCL, whatever this says)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     where = address or "the cluster's coordinator"
     # JAX aborts the process (a fatal error and a stack trace) when the group does not form within its join timeout;
     # this timer says why in one line a little before that, and exits.

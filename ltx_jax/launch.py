@@ -64,9 +64,13 @@ def free_port() -> int:
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    if "--" not in argv and any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip())
+        raise SystemExit(0)
     if "--" not in argv:
-        raise SystemExit("error: give the command after --, e.g. python -m ltx_jax.launch --processes 2 -- generate "
-                         "--model tiny-random --prompt x --mesh data=2,fsdp=2")
+        print("error: give the command after --, e.g. python -m ltx_jax.launch --processes 2 --cpu_devices 2 -- "
+              "generate --model tiny-random --prompt x --mesh data=2,fsdp=2", file=sys.stderr)
+        raise SystemExit(2)
     split = argv.index("--")
     parser = argparse.ArgumentParser(prog="python -m ltx_jax.launch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, required=True, help="processes to start (>= 1)")

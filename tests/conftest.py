@@ -35,10 +35,11 @@ def pytest_configure(config):
         config._ltx_jax_cache_dir = os.environ["LTX_JAX_CACHE_DIR"]
 
 
-# Files that take minutes (children of their own: the 8-device sharding cases, the CPU run_all), handed out first:
+# Files that take minutes (children of their own: the 8-device sharding cases, the CPU run_all, the multi-process
+# runs), handed out first:
 # pytest-xdist's --dist loadfile gives files to the workers in collection order, so the short files fill in around
 # these instead of one worker running them alone at the end.
-SLOW_FILES_FIRST = ("test_sharding.py", "test_run_all.py")
+SLOW_FILES_FIRST = ("test_sharding.py", "test_run_all.py", "test_multiprocess.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
