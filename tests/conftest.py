@@ -35,11 +35,13 @@ def pytest_configure(config):
         config._ltx_jax_cache_dir = os.environ["LTX_JAX_CACHE_DIR"]
 
 
-# Files that take minutes (children of their own: the 8-device sharding cases, the CPU run_all, the multi-process
-# runs), handed out first:
-# pytest-xdist's --dist loadfile gives files to the workers in collection order, so the short files fill in around
-# these instead of one worker running them alone at the end.
-SLOW_FILES_FIRST = ("test_sharding.py", "test_run_all.py", "test_multiprocess.py")
+# The files by their time on the CI machine, longest first (pytest-xdist's --dist loadfile gives files to the
+# workers in collection order): the long ones start at once and the short ones fill in around them, instead of one
+# worker running a long file alone at the end. The first three are children of their own (the 8-device sharding
+# cases, the CPU run_all, the multi-process runs), taking minutes.
+SLOW_FILES_FIRST = ("test_sharding.py", "test_run_all.py", "test_multiprocess.py", "test_cli.py", "test_outputs.py",
+                    "test_vae.py", "test_multi_scale.py", "test_training.py", "test_stg.py", "test_dry_run.py",
+                    "test_long_video_cli.py", "test_structure.py", "test_step_cache.py", "test_original_reference.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
