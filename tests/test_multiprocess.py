@@ -219,3 +219,12 @@ def test_a_wrong_coordinator_or_process_count_is_one_line(tmp_path):
                     "not all 2 processes arrived: check that every process was started with the same process count")
         assert lines[0].startswith("error: process ") and expected in lines[0], lines
     assert os.listdir(tmp_path) == []
+
+
+def test_the_same_error_in_every_process_is_said_once(tmp_path):
+    """A bad flag fails every process the same way: process 0's line, once, and its exit code."""
+    code, out, err = _finish(_launch(["generate", "--model", "tiny-random", "--prompt", "x", "--height", "7",
+                                      "--output", str(tmp_path / "never.mp4")]), timeout=60)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "height" in errors[0], err[-3000:]
+    assert "launch:" not in err and "process 1:" not in err and os.listdir(tmp_path) == []
