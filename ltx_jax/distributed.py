@@ -208,8 +208,7 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     tmp = os.path.join(os.path.dirname(path), f"{files.PARTIAL_PREFIX}{os.path.basename(path)}.shared")
     if is_main():
         if not overwrite and os.path.lexists(path):
-            raise files.OutputExists(f"{path} already exists; nothing was replaced; choose another output, or "
-                                     "overwrite it")
+            raise files._exists_error(path, meanwhile=False)
         files._remove(tmp)  # what a killed run left
         os.makedirs(tmp)
     files._temporary(tmp)

@@ -46,7 +46,7 @@ flags.DEFINE_enum("text_encoder_weights", None, ["int8", "fp8"], "The same for T
                   "in bf16, 4.9 GB in int8).", flag_values=FLAGS)
 flags.DEFINE_string("mesh", None, "Run over several devices: AXIS=SIZE,... with axes data (videos, guidance "
                     "branches), fsdp (parameters), context (video tokens), tensor (heads), e.g. data=2,context=4; the "
-                    "sizes multiply to the device count (every host's, after jax.distributed.initialize()).",
+                    "sizes multiply to the device count (every process's: python -m ltx_jax.launch).",
                     flag_values=FLAGS)
 flags.DEFINE_enum("resize_mode", "stretch", ["stretch", "crop"], "How images and clips are fitted to the size: "
                   "stretch (diffusers) or center-crop to the aspect ratio, then resize (Lightricks' inference "

@@ -68,13 +68,9 @@ def _transposed(x: np.ndarray, rows: int = 256) -> np.ndarray:
 IDENTITY = Transform("identity", lambda x: x, lambda s: tuple(s), lambda x: x)
 # torch Linear weight [out, in] -> Flax Dense kernel [in, out].
 LINEAR = Transform("linear-transpose", _transposed, lambda s: tuple(reversed(s)), lambda x: x.T)
-# torch ConvNd weight [out, in, *k] -> Flax Conv kernel [*k, in, out].
-CONV = Transform(
-    "conv-transpose",
-    lambda x: np.transpose(x, (*range(2, x.ndim), 1, 0)),
-    lambda s: (s[-1], s[-2], *s[:-2]),
-    lambda x: np.transpose(x, (*range(2, x.ndim), 1, 0)),
-)
+# torch ConvNd weight [out, in, *k] -> Flax Conv kernel [*k, in, out] (a view: the same function is both).
+_conv_layout = lambda x: np.transpose(x, (*range(2, x.ndim), 1, 0))  # noqa: E731
+CONV = Transform("conv-transpose", _conv_layout, lambda s: (s[-1], s[-2], *s[:-2]), _conv_layout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,8 +271,9 @@ class _Placement:
         def part(index):
             where = tuple((s.start, s.stop, s.step) for s in index)
             if where not in read:  # devices holding the same slice read it once
-                read[where] = np.asarray(view[index], dtype=dtype)
-                HOST_READS.add(view[index].nbytes)
+                part_view = view[index]
+                read[where] = np.asarray(part_view, dtype=dtype)
+                HOST_READS.add(part_view.nbytes)
             return read[where]
 
         value = jax.make_array_from_callback(tuple(view.shape), sharding, part)
@@ -332,9 +329,6 @@ class _Reader:
         stored = self.source[key]
         return rule.transform.view(stored) if isinstance(stored, np.ndarray) else None
 
-    def done(self, key: str) -> None:
-        self._done(key)
-
     def _stored(self, key: str) -> tuple[np.ndarray, np.ndarray | None]:
         stored = self.source[key]
         HOST_READS.add(stored.nbytes)
@@ -350,7 +344,7 @@ class _Reader:
                              f"{tuple(delta.shape)}; the kernel is {tuple(shape)}.")
         return delta
 
-    def _done(self, key: str) -> None:
+    def done(self, key: str) -> None:
         if self._release is not None:
             self._release(key)
             if key in self.scale_of:
@@ -366,7 +360,7 @@ class _Reader:
         if np.may_share_memory(value, stored):  # a view of the file: copied before its pages are released
             value = np.array(value, dtype=dtype, order="C")
         value = np.asarray(value, dtype=dtype, order="C")
-        self._done(key)
+        self.done(key)
         return value
 
     def quantized(self, rule: Rule, layer: int | None, key: str, weights: str) -> tuple[np.ndarray, np.ndarray]:
@@ -381,5 +375,5 @@ class _Reader:
         else:
             value = rule.transform.apply(quantize.dequantize_stored(stored, scale)).astype(np.float32, copy=False)
             q, s = quantize.quantize_kernel(value if delta is None else value + delta, weights)
-        self._done(key)
+        self.done(key)
         return q, s

@@ -28,6 +28,7 @@ library's (``tiling``) rather than a fixed 4 x 4 grid.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -264,18 +265,17 @@ class LTXI2VLongMultiPromptPipeline(PipelineBase):
         ``decode``: ``decode_long_stream``'s settings. Returns the paths written."""
         began = time.perf_counter()
         chunks, total = self.decode_long_stream(latents, **decode)
-        if not distributed.is_main():  # several processes: every one runs the windows' programs, process 0 writes
-            for _ in chunks:
+        # several processes: every one runs the windows' programs, process 0 writes
+        writing = open_video_writer(path, fps, overwrite=overwrite, num_frames=total) if distributed.is_main() else (
+            contextlib.nullcontext())
+        with writing as writer:
+            for chunk in chunks:
+                if writer is not None:
+                    writer.write(chunk)
                 interrupts.agreed()  # a stop of any process stops every one after the same window
                 interrupts.check("writing")
-            return []
-        with open_video_writer(path, fps, overwrite=overwrite, num_frames=total) as writer:
-            for chunk in chunks:
-                writer.write(chunk)
-                interrupts.agreed()
-                interrupts.check("writing")
         self.last_timings.total = (self.last_timings.total or 0.0) + time.perf_counter() - began
-        return writer.paths
+        return [] if writer is None else writer.paths
 
     def _decode_settings(self, request: LongVideoRequest) -> dict:
         """``decode_long_stream``'s settings from a request."""
