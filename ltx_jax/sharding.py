@@ -25,8 +25,9 @@ attention pads its tokens itself).
     axes = param_axes(module)                 # {"proj_in": {"kernel": ("mlp", "embed"), ...}, ...}, like the params
     params = plan.place(params, axes)         # or plan.place(params, module); plan.param_shardings(shapes, axes)
 
-Several hosts: call ``jax.distributed.initialize()`` first in every process; ``jax.devices()`` is then every host's
-devices and the mesh spans them (README, "Several GPUs, several hosts").
+Several processes: call ``ltx_jax.distributed.initialize()`` (``jax.distributed.initialize`` with the environment
+``ltx_jax.launch`` or a cluster sets) first in every process; ``jax.devices()`` is then every process's devices and
+the mesh spans them (README, "Several processes").
 """
 
 from __future__ import annotations

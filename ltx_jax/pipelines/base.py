@@ -207,8 +207,8 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
           mesh: run sharded over several devices: a spec such as ``"data=2,context=4"`` (axes ``data``, ``fsdp``,
             ``context``, ``tensor``; sizes multiplying to the device count), a ``jax.sharding.Mesh`` or an
             ``ltx_jax.sharding.ShardingPlan`` (``ltx_jax.sharding``). The transformer and T5 load straight onto
-            their shards, the VAE is replicated, and the frames are those of one device. Several hosts:
-            ``jax.distributed.initialize()`` first, in every process.
+            their shards, the VAE is replicated, and the frames are those of one device. Several processes:
+            ``ltx_jax.distributed.initialize()`` first, in every process (``ltx_jax.launch``).
         """
         chosen = get_release(preset) if preset else None  # a wrong name fails before anything is loaded
         check_weights(weights)
