@@ -1,4 +1,5 @@
-"""Everything ltx_jax knows about the released LTX-Video checkpoints, one ``Release`` record each.
+"""Everything ltx_jax knows about the released LTX-Video checkpoints, one ``Release`` record each (LTX-2's records,
+``LTX2_RELEASES``, live in ``ltx_jax.releases_ltx2`` and are importable from here).
 
     >>> release = RELEASES["ltx-video-0.9.8-2b-distilled"]
     >>> release.transformer, release.vae, release.scheduler, release.defaults.timesteps, release.files
@@ -25,6 +26,9 @@ import warnings
 from typing import Any, Mapping
 
 from ltx_jax.configs import LatentUpsamplerConfig, T5Config, TransformerConfig, VAEConfig
+from ltx_jax.releases_ltx2 import (LTX2_LATENT_UPSAMPLER_PRESETS, LTX2_RELEASES,  # noqa: F401 (LTX-2's records here too)
+                                   LTX2_TRANSFORMER_PRESETS, LTX2Release, detect_ltx2_release, get_ltx2_release,
+                                   ltx2_release_problems)
 from ltx_jax.requests import SamplingRequest
 from ltx_jax.scheduler import FlowMatchSchedulerConfig
 
