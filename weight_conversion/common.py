@@ -111,3 +111,26 @@ def fuse_after_restore(path: str, component: str, module, params, lora, torch_ke
             "(pipe.load_lora_weights)."
         )
     return fuse(params, deltas)
+
+
+class RenamedSource:
+    """A view of a TensorSource under other key names (diffusers' names of a single file's native keys):
+    ``keys`` maps each name to the source's key."""
+
+    def __init__(self, source: TensorSource, keys: dict[str, str]):
+        self._source, self._keys = source, keys
+
+    def __getitem__(self, key):
+        return self._source[self._keys[key]]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def shape(self, key):
+        return self._source.shape(self._keys[key])
+
+    def release(self, key):
+        self._source.release(self._keys[key])

@@ -9,12 +9,15 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 
 from ltx_jax.configs import TransformerConfig
+from ltx_jax.configs_ltx2 import LTX2TransformerConfig
 from ltx_jax.models import abstract_params, layers
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from weight_conversion import orbax_io
-from weight_conversion.common import (component_folder, first_layers, folder_config, fuse_after_restore, placement,
-                                      read_config, read_single_file_config, restore_orbax)
+from weight_conversion.common import (RenamedSource, component_folder, first_layers, folder_config, fuse_after_restore,
+                                      placement, read_config, read_single_file_config, restore_orbax)
+from weight_conversion.family import LTX2, checkpoint_family
 from weight_conversion.lora import loading_delta
+from weight_conversion.ltx2_transformer import load_ltx2_transformer
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.quantize import FP8_E4M3
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
@@ -154,7 +157,7 @@ def load_transformer(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
     *,
-    config: TransformerConfig | None = None,
+    config: TransformerConfig | LTX2TransformerConfig | None = None,
     weights: str | None = None,
     compute: str | None = None,
     lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
@@ -162,8 +165,9 @@ def load_transformer(
     kernel_delta: KernelDelta | None = None,
     num_layers: int | None = None,
     **module_kwargs,
-) -> tuple[LTXVideoTransformer3DModel, dict]:
-    """Loads the LTX-Video transformer.
+) -> tuple[Any, dict]:
+    """Loads the LTX-Video transformer, or LTX-2's (``LTX2VideoTransformer3DModel``, through
+    ``load_ltx2_transformer`` with the same arguments) when the checkpoint's config says so (``checkpoint_family``).
 
     Args:
       path: a diffusers ``transformer/`` folder (``config.json`` + safetensors, sharded or not) or a pipeline root
@@ -196,6 +200,10 @@ def load_transformer(
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, ...)``.
     """
+    if isinstance(config, LTX2TransformerConfig) or (config is None and checkpoint_family(path) == LTX2):
+        return load_ltx2_transformer(path, dtype, config=config, weights=weights, lora=lora, sharding=sharding,
+                                     kernel_delta=kernel_delta, num_layers=num_layers, compute=compute,
+                                     **module_kwargs)
     layers.check_weights(weights)
     if compute == "fp8" and weights is None and stored_transformer_weights(path) == "fp8":
         weights = "fp8"  # an fp8 checkpoint's kernels, as stored
@@ -230,33 +238,11 @@ def load_transformer(
     module = _make_module(config, dtype, weights=weights, sharding=sharding, **module_kwargs)
     abstract = abstract_params(module)
     kernel_delta = loading_delta(lora, "transformer", abstract, torch_key, _scanned(config), also=kernel_delta)
-    renamed = _Renamed(source, keys)
+    renamed = RenamedSource(source, keys)
     params = convert(renamed, transformer_rules(config, abstract), abstract, dtype, what="transformer",
                      source_shape=renamed.shape, ignore=later_blocks, kernel_delta=kernel_delta,
                      placement=placement(sharding, module, abstract))
     return module, params
-
-
-class _Renamed:
-    """A view of a TensorSource under new key names (diffusers names for native files)."""
-
-    def __init__(self, source: TensorSource, keys: dict[str, str]):
-        self._source, self._keys = source, keys
-
-    def __getitem__(self, key):
-        return self._source[self._keys[key]]
-
-    def __iter__(self):
-        return iter(self._keys)
-
-    def __contains__(self, key):
-        return key in self._keys
-
-    def shape(self, key):
-        return self._source.shape(self._keys[key])
-
-    def release(self, key):
-        self._source.release(self._keys[key])
 
 
 def _scanned(config: TransformerConfig) -> dict[str, int]:

@@ -60,18 +60,20 @@ class TransformerConstants:
 
 
 class AdaLayerNormSingle(nn.Module):
-    """Timestep -> (6D block modulation, D embedding) (diffusers' ``AdaLayerNormSingle``).
+    """Timestep -> (kD block modulation, D embedding) (diffusers' ``AdaLayerNormSingle``; LTX-2's
+    ``LTX2AdaLayerNormSingle`` with k = ``num_mod_params``).
 
     Args:
       timestep: [M] on the 0-1000 scale.
     Returns:
-      temb [M, 6D] and embedded_timestep [M, D], in ``dtype``.
+      temb [M, kD] (k = 6 by default) and embedded_timestep [M, D], in ``dtype``.
     """
 
     features: int
     dtype: Dtype
     param_dtype: Dtype
     precision: Any = None
+    num_mod_params: int = 6
 
     @nn.compact
     def __call__(self, timestep: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -80,7 +82,8 @@ class AdaLayerNormSingle(nn.Module):
             self.features, (("mlp", "embed"), ("mlp", "embed")), self.dtype, self.param_dtype, self.precision,
             name="timestep_embedder",
         )(t_features)
-        temb = layers.dense(self, 6 * self.features, ("mlp", "embed"), name="linear")(nn.silu(embedded))  # [M, 6D]
+        temb = layers.dense(self, self.num_mod_params * self.features, ("mlp", "embed"), name="linear")(
+            nn.silu(embedded))  # [M, kD]
         return temb, embedded
 
 
@@ -163,7 +166,8 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Linear(D -> 4D) -> GELU -> Linear(4D -> D) (diffusers' ``FeedForward`` with ``GELU``)."""
+    """Linear(D -> 4D) -> GELU -> Linear(4D -> D) (diffusers' ``FeedForward`` with ``GELU``; ``use_bias=False`` is
+    LTX-2's ``ff_bias=False``)."""
 
     features: int
     approximate: bool
@@ -172,12 +176,13 @@ class FeedForward(nn.Module):
     precision: Any = None
     weights: str | None = None
     compute: str | None = None
+    use_bias: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = layers.dense(self, 4 * self.features, ("embed", "mlp"), name="net_0_proj")(x)  # [B, N, 4D]
-        return layers.dense(self, self.features, ("mlp", "embed"), name="net_2")(
-            jax.nn.gelu(h, approximate=self.approximate))
+        h = layers.dense(self, 4 * self.features, ("embed", "mlp"), name="net_0_proj", use_bias=self.use_bias)(x)
+        return layers.dense(self, self.features, ("mlp", "embed"), name="net_2", use_bias=self.use_bias)(
+            jax.nn.gelu(h, approximate=self.approximate))  # [B, N, D]
 
 
 class TransformerBlock(nn.Module):

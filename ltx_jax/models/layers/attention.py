@@ -36,8 +36,9 @@ def attention(
     *,
     key_mask: jax.Array | None,
     implementation: AttentionImplementation,
+    bias: jax.Array | None = None,
 ) -> jax.Array:
-    """Multi-head attention with an optional key padding mask.
+    """Multi-head attention with an optional key padding mask and an optional additive score bias.
 
     Args:
       query: [B, N, H, K]; key, value: [B, S, H, K].
@@ -45,6 +46,8 @@ def attention(
         A row with no valid key attends to all keys: diffusers adds a -10000 bias to every masked
         score, which shifts such a row uniformly and leaves its softmax unmasked.
       implementation: "xla" or "cudnn".
+      bias: None or an additive bias broadcastable to [B, H, N, S] (diffusers' float attention masks, e.g. LTX-2's
+        video self-attention mask as ``(1 - m) * -10000``), added to the scaled scores.
     Returns:
       [B, N, H, K].
 
@@ -55,18 +58,20 @@ def attention(
       * "xla": the mask goes in as a broadcastable [B, 1, 1, S] boolean, which is exact for any mask
         pattern; XLA fuses the select into the softmax.
     """
+    if bias is not None:
+        bias = bias.astype(query.dtype)
     if key_mask is None:
-        return jax.nn.dot_product_attention(query, key, value, implementation=implementation)
+        return jax.nn.dot_product_attention(query, key, value, bias=bias, implementation=implementation)
     key_mask = key_mask.astype(bool)
     any_valid = jnp.any(key_mask, axis=-1, keepdims=True)  # [B, 1]
     key_mask = jnp.logical_or(key_mask, jnp.logical_not(any_valid))
     if implementation == "cudnn":
         lengths = jnp.sum(key_mask, axis=-1).astype(jnp.int32)  # [B]
         return jax.nn.dot_product_attention(
-            query, key, value, key_value_seq_lengths=lengths, implementation="cudnn"
+            query, key, value, bias=bias, key_value_seq_lengths=lengths, implementation="cudnn"
         )
     mask = key_mask[:, None, None, :]  # [B, 1, 1, S]
-    return jax.nn.dot_product_attention(query, key, value, mask=mask, implementation=implementation)
+    return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask, implementation=implementation)
 
 
 def context_parallel_attention(query: jax.Array, key: jax.Array, value: jax.Array, *, plan,
