@@ -19,11 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax.configs import VAEConfig
+from ltx_jax.configs_ltx2 import LTX2VideoVAEConfig
 from ltx_jax.models import abstract_params
 from ltx_jax.models.vae import AutoencoderKLLTXVideo, decoder_specs, encoder_specs
 from weight_conversion import orbax_io
 from weight_conversion.common import (component_folder, folder_config, read_config, read_single_file_config,
                                       restore_orbax)
+from weight_conversion.family import LTX2, checkpoint_family
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, Path, Rule, Transform, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -407,10 +409,11 @@ def load_vae(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
     *,
-    config: VAEConfig | None = None,
+    config: VAEConfig | LTX2VideoVAEConfig | None = None,
     **module_kwargs,
-) -> tuple[AutoencoderKLLTXVideo, dict]:
-    """Loads the LTX-Video VAE.
+) -> tuple[Any, dict]:
+    """Loads the LTX-Video VAE, or LTX-2's video VAE (``AutoencoderKLLTX2Video``, through ``load_ltx2_vae``) when the
+    checkpoint's config says so (``checkpoint_family``).
 
     Args:
       path: a diffusers ``vae/`` folder (``config.json`` + safetensors) or a pipeline root holding one; a Lightricks
@@ -422,6 +425,10 @@ def load_vae(
     Returns:
       ``(module, params)``; run with ``module.apply({"params": params}, latents, timestep, method="decode")``.
     """
+    if isinstance(config, LTX2VideoVAEConfig) or (config is None and checkpoint_family(path, "vae") == LTX2):
+        # cycle: the LTX-2 loader builds on this module's tables
+        from weight_conversion.ltx2_vae import load_ltx2_vae
+        return load_ltx2_vae(path, dtype, config=config, **module_kwargs)
     path = component_folder(os.fspath(path), "vae")
     dtype = jnp.dtype(dtype)
     if orbax_io.is_orbax_dir(path):

@@ -112,18 +112,22 @@ def decoder_specs(cfg: VAEConfig) -> tuple[int, list[UpSpec], int]:
 
 
 class Encoder3d(nn.Module):
-    """diffusers' ``LTXVideoEncoder3d``: video [B, F, H, W, C_in] -> [B, F', H', W', L+1] (means + one log-variance)."""
+    """diffusers' ``LTXVideoEncoder3d``: video [B, F, H, W, C_in] -> [B, F', H', W', L+1] (means + one log-variance).
+
+    ``spatial_padding_mode``: every convolution's height / width padding (LTX-2's encoders; "zeros" for LTX-Video).
+    """
 
     config: VAEConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
 
     @nn.compact
     def __call__(self, video: jax.Array) -> jax.Array:
         cfg = self.config
         kw = dict(is_causal=cfg.encoder_causal, dtype=self.dtype, param_dtype=self.param_dtype,
-                  precision=self.precision)
+                  precision=self.precision, spatial_padding_mode=self.spatial_padding_mode)
         x = blocks.patchify(video, cfg.patch_size, cfg.patch_size_t)  # [B, F, H/p, W/p, C_in*p*p]
         x = CausalConv3d(cfg.block_out_channels[0], name="conv_in", **kw)(x)
         specs, width = encoder_specs(cfg)
@@ -144,13 +148,16 @@ class Decoder3d(nn.Module):
     (released ratios).
 
     ``timestep`` is [B] float32 on the pipelines' 0-1 scale (multiplied here by ``timestep_scale_multiplier``);
-    ``noise_key`` None injects no noise.
+    ``noise_key`` None injects no noise. LTX-2's decoders add ``spatial_padding_mode`` (every convolution's height /
+    width padding) and ``upsample_strides`` (one (t, h, w) per up block, latent side first; None: all (2, 2, 2)).
     """
 
     config: VAEConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
+    upsample_strides: tuple[tuple[int, int, int], ...] | None = None
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
@@ -161,7 +168,7 @@ class Decoder3d(nn.Module):
                  noise_key: jax.Array | None = None) -> jax.Array:
         cfg = self.config
         kw = dict(is_causal=cfg.decoder_causal, dtype=self.dtype, param_dtype=self.param_dtype,
-                  precision=self.precision)
+                  precision=self.precision, spatial_padding_mode=self.spatial_padding_mode)
         mid_width, specs, width = decoder_specs(cfg)
         x = CausalConv3d(mid_width, name="conv_in", **kw)(z)
 
@@ -184,6 +191,7 @@ class Decoder3d(nn.Module):
                 spatio_temporal_scale=s.scale, inject_noise=s.inject_noise,
                 timestep_conditioning=cfg.timestep_conditioning,
                 upsample_residual=s.residual, upscale_factor=s.factor, noise_index=index, name=f"up_blocks_{s.index}",
+                upsample_stride=(2, 2, 2) if self.upsample_strides is None else tuple(self.upsample_strides[s.index]),
                 **kw,
             )
             x = up(x, t, noise_key)

@@ -83,6 +83,9 @@ def injection_noise(key: jax.Array, index: int, height: int, width: int) -> jax.
 
 # --------------------------------------------------------------------------------------------------- layers
 
+#: torch ``padding_mode`` -> ``jnp.pad`` mode, for the padding modes other than "zeros".
+PADDING_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
 #: The logical axes of the time embedders' two kernels ([256, 4C], [4C, 4C]).
 TIME_EMBEDDER_AXES = (("replicated", "channels"), ("channels", "channels"))
 
@@ -96,7 +99,9 @@ def conv_initializers(window_dims: int) -> dict:
 
 class CausalConv3d(nn.Module):
     """diffusers' ``LTXVideoCausalConv3d``: frames padded by repeating the first frame (causal) or the first and
-    last frames (non-causal), height and width zero padded, then a 3D convolution (param ``conv``).
+    last frames (non-causal), height and width padded by ``spatial_padding_mode`` (torch's ``padding_mode``:
+    "zeros", "reflect", "replicate" or "circular"; LTX-2's ``LTX2VideoCausalConv3d``), then a 3D convolution
+    (param ``conv``).
 
     Input [B, F, H, W, C_in]; output [B, F', H', W', features] in ``dtype``.
     """
@@ -108,6 +113,7 @@ class CausalConv3d(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -121,11 +127,19 @@ class CausalConv3d(nn.Module):
             if back:
                 parts.append(jnp.repeat(x[:, -1:], back, axis=1))
             x = jnp.concatenate(parts, axis=1)
+        spatial = ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2))
+        if self.spatial_padding_mode != "zeros" and (kh > 1 or kw > 1):
+            mode = PADDING_MODES.get(self.spatial_padding_mode)
+            if mode is None:
+                raise ValueError(f"spatial_padding_mode={self.spatial_padding_mode!r}; use 'zeros' or one of "
+                                 f"{sorted(PADDING_MODES)}.")
+            x = jnp.pad(x, ((0, 0), *spatial, (0, 0)), mode=mode)
+            spatial = ((0, 0), (0, 0), (0, 0))
         return nn.Conv(
             self.features,
             self.kernel_size,
             strides=self.stride,
-            padding=((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)),
+            padding=spatial,
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             precision=self.precision,
@@ -154,13 +168,14 @@ class ResnetBlock3d(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
 
     @nn.compact
     def __call__(self, x: jax.Array, temb: jax.Array | None = None, noise_key: jax.Array | None = None) -> jax.Array:
         """x [B, F, H, W, C_in]; temb [B, 4*C_in] (timestep-conditioned blocks); returns [B, F, H, W, C_out]."""
         conv = functools.partial(
             CausalConv3d, is_causal=self.is_causal, dtype=self.dtype, param_dtype=self.param_dtype,
-            precision=self.precision
+            precision=self.precision, spatial_padding_mode=self.spatial_padding_mode
         )
         c_in, c_out = self.in_channels, self.out_channels
         batch = x.shape[0]
@@ -213,6 +228,7 @@ class SpaceToDepthDownsampler(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -230,6 +246,7 @@ class SpaceToDepthDownsampler(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             precision=self.precision,
+            spatial_padding_mode=self.spatial_padding_mode,
             name="conv",
         )(x)
         return space_to_depth(h, self.stride) + residual.astype(h.dtype)
@@ -247,6 +264,7 @@ class DepthToSpaceUpsampler(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -259,6 +277,7 @@ class DepthToSpaceUpsampler(nn.Module):
             dtype=self.dtype,
             param_dtype=self.param_dtype,
             precision=self.precision,
+            spatial_padding_mode=self.spatial_padding_mode,
             name="conv",
         )(x)
         h = depth_to_space(h, self.stride)[:, st - 1 :]
@@ -280,9 +299,11 @@ class _BlockBase(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     precision: Any = None
+    spatial_padding_mode: str = "zeros"
 
     def _kw(self):
-        return dict(is_causal=self.is_causal, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision)
+        return dict(is_causal=self.is_causal, dtype=self.dtype, param_dtype=self.param_dtype, precision=self.precision,
+                    spatial_padding_mode=self.spatial_padding_mode)
 
     def _resnet(self, c_in, c_out, name, **kw):
         return ResnetBlock3d(c_in, c_out, self.eps, name=name, **self._kw(), **kw)
@@ -351,7 +372,8 @@ class MidBlock3d(_BlockBase):
 
 class UpBlock3d(_BlockBase):
     """diffusers' ``LTXVideoUpBlock3d``: optional ``conv_in`` resnet (width change), optional time embedder,
-    optional depth-to-space upsampler, then ``num_layers`` resnets."""
+    optional depth-to-space upsampler (``upsample_stride``: (2, 2, 2); LTX-2's ``upsample_type`` "temporal" is
+    (2, 1, 1), "spatial" (1, 2, 2)), then ``num_layers`` resnets."""
 
     in_channels: int = 0
     out_channels: int = 0
@@ -362,6 +384,7 @@ class UpBlock3d(_BlockBase):
     upsample_residual: bool = False
     upscale_factor: int = 1
     noise_index: int = 0
+    upsample_stride: Stride = (2, 2, 2)
 
     @nn.compact
     def __call__(self, x, timestep=None, noise_key=None):
@@ -379,6 +402,7 @@ class UpBlock3d(_BlockBase):
         if self.spatio_temporal_scale:
             x = DepthToSpaceUpsampler(
                 c_out * self.upscale_factor,
+                stride=tuple(self.upsample_stride),
                 residual=self.upsample_residual,
                 upscale_factor=self.upscale_factor,
                 name="upsamplers_0",
