@@ -17,6 +17,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from ltx_jax.configs import LatentUpsamplerConfig
+from ltx_jax.configs_ltx2 import LTX2LatentUpsamplerConfig
 from ltx_jax.models import abstract_params
 from ltx_jax.models.latent_upsampler import LatentUpsampler
 from weight_conversion import orbax_io
@@ -108,10 +109,11 @@ def load_latent_upsampler(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
     *,
-    config: LatentUpsamplerConfig | None = None,
+    config: LatentUpsamplerConfig | LTX2LatentUpsamplerConfig | None = None,
     **module_kwargs,
-) -> tuple[LatentUpsampler, dict]:
-    """Loads the latent upsampler.
+) -> tuple[Any, dict]:
+    """Loads a latent upsampler: LTX-Video's, or LTX-2's (``LTX2LatentUpsampler``: spatial x2 / x1.5, temporal x2)
+    when the checkpoint's config says so (``load_ltx2_latent_upsampler``).
 
     Args:
       path: a diffusers ``latent_upsampler/`` folder (``config.json`` + ``diffusion_pytorch_model.safetensors``) or
@@ -129,6 +131,10 @@ def load_latent_upsampler(
     dtype = jnp.dtype(dtype)
     if not os.path.exists(path):
         raise CheckpointError(f"Latent upsampler checkpoint {path} does not exist.")
+    # cycle: the LTX-2 loader builds on this module's rules
+    from weight_conversion.ltx2_latent_upsampler import is_ltx2_latent_upsampler, load_ltx2_latent_upsampler
+    if isinstance(config, LTX2LatentUpsamplerConfig) or (config is None and is_ltx2_latent_upsampler(path)):
+        return load_ltx2_latent_upsampler(path, dtype, config=config, **module_kwargs)
     if orbax_io.is_orbax_dir(path):
         return restore_orbax(path, COMPONENT, LatentUpsamplerConfig, config,
                              lambda c: _make_module(c, dtype, **module_kwargs))

@@ -16,7 +16,7 @@ the logical axes of ``vae_blocks``: widths "channels", kernel windows "replicate
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -79,7 +79,65 @@ class ResBlock(_ConvMixin, nn.Module):
         return nn.silu(h + x.astype(jnp.float32)).astype(self.dtype)
 
 
-class LatentUpsampler(_ConvMixin, nn.Module):
+class _UpsamplerTrunk(_ConvMixin):
+    """What LTX-Video's and LTX-2's upsamplers share: ``initial_conv`` -> ``initial_norm`` -> SiLU -> ``res_blocks``
+    -> an upsampling step -> ``post_upsample_res_blocks`` -> ``final_conv``. The host module has ``config`` (with
+    ``in_channels``, ``mid_channels``, ``num_blocks_per_stage``, ``dims``, ``spatial_upsample``,
+    ``temporal_upsample``), ``dtype``, ``param_dtype`` and ``precision``."""
+
+    def _res_blocks(self, x: jax.Array, prefix: str) -> jax.Array:
+        cfg = self.config
+        for i in range(cfg.num_blocks_per_stage):
+            x = ResBlock(cfg.mid_channels, cfg.dims, self.dtype, self.param_dtype, self.precision,
+                         name=f"{prefix}_{i}")(x)
+        return x
+
+    def _check_latents(self, latents: jax.Array) -> None:
+        cfg = self.config
+        if latents.ndim != 5:
+            raise ValueError(f"latents of shape {latents.shape} have rank {latents.ndim}; the upsampler takes "
+                             f"[B, F, H, W, C] (rank 5, channels last).")
+        if latents.shape[-1] != cfg.in_channels:
+            raise ValueError(f"latents of shape {latents.shape} have {latents.shape[-1]} channels; the upsampler "
+                             f"takes {cfg.in_channels}.")
+
+    def _pixel_shuffle_upsample(self, x: jax.Array, b: int, f: int) -> jax.Array:
+        """The conv + pixel shuffle step (param ``upsampler_0``, torch's ``upsampler.0``): x [N, H, W, M] (dims 2,
+        N = B*F) or [B, F, H, W, M] (dims 3) -> the same layout with 2H, 2W when ``spatial_upsample`` and 2F - 1
+        frames when ``temporal_upsample``."""
+        cfg = self.config
+        mid = cfg.mid_channels
+        if cfg.temporal_upsample:  # dims 3 only: one 3-D conv, then drop the first frame
+            stride = (2, 2, 2) if cfg.spatial_upsample else (2, 1, 1)
+            x = self.conv(mid * stride[0] * stride[1] * stride[2], 3, "upsampler_0")(x)  # [B, F, H, W, M*st*sh*sw]
+            return depth_to_space(x, stride)[:, 1:]  # [B, 2F - 1, H', W', M]
+        per_frame = cfg.dims == 2  # otherwise a 2-D conv per frame of the 3-D activations
+        frames = x if per_frame else x.reshape(b * f, *x.shape[2:])  # [N, H, W, M]
+        frames = self.conv(4 * mid, 2, "upsampler_0")(frames)  # [N, H, W, 4M]
+        frames = depth_to_space(frames[:, None], (1, 2, 2))[:, 0]  # [N, 2H, 2W, M]
+        return frames if per_frame else frames.reshape(b, f, *frames.shape[1:])
+
+    def _trunk(self, latents: jax.Array, upsample: Callable[[jax.Array, int, int], jax.Array]) -> jax.Array:
+        """latents [B, F, H, W, C_in] -> [B, F', H', W', C_in] in ``dtype``; ``upsample(x, B, F)`` is the middle step
+        on [N, H, W, M] (dims 2, frames folded into the batch) or [B, F, H, W, M] (dims 3)."""
+        self._check_latents(latents)
+        cfg = self.config
+        b, f, h, w, c = latents.shape
+        per_frame = cfg.dims == 2
+        x = latents.reshape(b * f, h, w, c) if per_frame else latents  # [N, H, W, C] or [B, F, H, W, C]
+
+        x = self.conv(cfg.mid_channels, cfg.dims, "initial_conv")(x)
+        x = nn.silu(GroupNorm(param_dtype=self.param_dtype, name="initial_norm")(x)).astype(self.dtype)
+        x = self._res_blocks(x, "res_blocks")
+        x = upsample(x, b, f)
+        x = self._res_blocks(x, "post_upsample_res_blocks")
+        x = self.conv(cfg.in_channels, cfg.dims, "final_conv")(x)
+        if per_frame:
+            x = x.reshape(b, f, *x.shape[1:])  # [B, F, H', W', C_in]
+        return x
+
+
+class LatentUpsampler(_UpsamplerTrunk, nn.Module):
     """Upsamples raw (un-normalised) VAE latents by 2 in height and width and/or to 2F - 1 frames.
 
     Attributes:
@@ -98,42 +156,8 @@ class LatentUpsampler(_ConvMixin, nn.Module):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
         return (jnp.zeros((1, 2, 2, 2, self.config.in_channels), self.dtype),), {}
 
-    def _res_blocks(self, x: jax.Array, prefix: str) -> jax.Array:
-        cfg = self.config
-        for i in range(cfg.num_blocks_per_stage):
-            x = ResBlock(cfg.mid_channels, cfg.dims, self.dtype, self.param_dtype, self.precision,
-                         name=f"{prefix}_{i}")(x)
-        return x
-
     @nn.compact
     def __call__(self, latents: jax.Array) -> jax.Array:
         """latents [B, F, H, W, C_in] (raw VAE latents, any float dtype) -> [B, F', H', W', C_in] in ``dtype``, with
         H' = 2H and W' = 2W when ``spatial_upsample``, F' = 2F - 1 when ``temporal_upsample`` (F' = F otherwise)."""
-        cfg = self.config
-        b, f, h, w, c = latents.shape
-        if c != cfg.in_channels:
-            raise ValueError(f"latents of shape {latents.shape} have {c} channels; the upsampler takes "
-                             f"{cfg.in_channels}.")
-        mid = cfg.mid_channels
-        per_frame = cfg.dims == 2
-        x = latents.reshape(b * f, h, w, c) if per_frame else latents  # [N, H, W, C] or [B, F, H, W, C]
-
-        x = self.conv(mid, cfg.dims, "initial_conv")(x)
-        x = nn.silu(GroupNorm(param_dtype=self.param_dtype, name="initial_norm")(x)).astype(self.dtype)
-        x = self._res_blocks(x, "res_blocks")
-
-        if cfg.temporal_upsample:  # dims 3 (the config refuses dims 2): one 3-D conv, then drop the first frame
-            stride = (2, 2, 2) if cfg.spatial_upsample else (2, 1, 1)
-            x = self.conv(mid * stride[0] * stride[1] * stride[2], 3, "upsampler_0")(x)  # [B, F, H, W, M*st*sh*sw]
-            x = depth_to_space(x, stride)[:, 1:]  # [B, 2F - 1, H', W', M]
-        else:  # a 2-D conv per frame
-            frames = x if per_frame else x.reshape(b * f, h, w, mid)  # [N, H, W, M]
-            frames = self.conv(4 * mid, 2, "upsampler_0")(frames)  # [N, H, W, 4M]
-            frames = depth_to_space(frames[:, None], (1, 2, 2))[:, 0]  # [N, 2H, 2W, M]
-            x = frames if per_frame else frames.reshape(b, f, 2 * h, 2 * w, mid)
-
-        x = self._res_blocks(x, "post_upsample_res_blocks")
-        x = self.conv(cfg.in_channels, cfg.dims, "final_conv")(x)
-        if per_frame:
-            x = x.reshape(b, f, *x.shape[1:])  # [B, F, 2H, 2W, C_in]
-        return x
+        return self._trunk(latents, self._pixel_shuffle_upsample)
