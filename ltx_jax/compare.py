@@ -339,6 +339,7 @@ def compare_transformer(ckpt: Checkpoint, rng: np.random.Generator) -> list[Comp
     """Ours, then the reference (one model in memory at a time), on the same inputs."""
     import torch  # deferred: torch is optional (the reference side)
 
+    weight_conversion.refuse_ltx2(ckpt.path, "compare")
     config = weight_conversion.read_transformer_config(ckpt.path)
     blocks = min(COMPARED_BLOCKS, config.num_layers)
     frames, height, width = TRANSFORMER_GRID

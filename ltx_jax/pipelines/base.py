@@ -46,7 +46,7 @@ from ltx_jax.releases import LTX_SCHEDULER, Release, detect_release, get_release
 from ltx_jax.sampling import step_cache
 from ltx_jax.sharding import ShardingPlan
 from ltx_jax.text_encoding import PromptEncoder, check_tokenizer_folder, encode_prompt, load_tokenizer
-from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config
+from weight_conversion import load_text_encoder, load_transformer, load_vae, read_single_file_config, refuse_ltx2
 
 logger = logging.getLogger("ltx_jax")
 
@@ -218,6 +218,7 @@ class PipelineBase(RequestCalls, LoraMixin, VAEStages):
         if compilation_cache:
             enable_compilation_cache(cache_dir)
         path = resolve_path(os.fspath(path))
+        refuse_ltx2(path, cls.__name__)
         dtype = jnp.dtype(dtype)
         single_file = os.path.isfile(path)
         root = os.path.dirname(path) if single_file else path
