@@ -29,6 +29,7 @@ from ltx_jax.configs_ltx2 import LTX2AudioVAEConfig, LTX2VocoderConfig, LTX2Voco
 from ltx_jax.models import abstract_params, count_params
 from ltx_jax.models.ltx2.audio_vae import AutoencoderKLLTX2Audio, pack_audio_latents, unpack_audio_latents
 from ltx_jax.models.ltx2.vocoder import BUFFER_LEAVES, LTX2Vocoder, LTX2VocoderWithBWE
+from weight_conversion.__main__ import main as convert_main
 from weight_conversion.ltx2_audio import (load_audio_vae, load_vocoder, native_single_file_tensors,
                                           save_vocoder_orbax)
 from weight_conversion.mapping import flatten
@@ -227,13 +228,21 @@ def test_native_single_file(checkpoints):
     assert err <= TOL
 
 
-def test_vocoder_orbax_round_trip(checkpoints):
+def test_orbax_round_trips(checkpoints):
+    """save_vocoder_orbax, and ``python -m weight_conversion convert --component audio_vae`` (the LTX-2 single file's
+    audio VAE, read by its config): both load back the same params."""
     module, params = load_vocoder(checkpoints["ltx23"])
     target = checkpoints["root"] / "orbax_vocoder"
     save_vocoder_orbax(module, params, target)
     restored, restored_params = load_vocoder(target)
     assert restored == module
     _assert_same_params(restored_params, params)
+    converted = checkpoints["root"] / "orbax_audio_vae"
+    assert convert_main(["convert", checkpoints["single_file"], os.fspath(converted), "--component", "audio_vae"]) == 0
+    vae, vae_params = load_audio_vae(checkpoints["single_file"])
+    restored, restored_params = load_audio_vae(converted)
+    assert restored == vae
+    _assert_same_params(restored_params, vae_params)
 
 
 def test_errors(checkpoints):

@@ -8,9 +8,11 @@ torch models and checkpoints are built once per module.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -191,9 +193,12 @@ def _native_key(key: str) -> str:
     return "model.diffusion_model." + ".".join(names)
 
 
-def test_lightricks_single_file(ltx23, tmp_path):
-    cfg = ltx23["torch"].config
-    tensors = {_native_key(k): v.contiguous() for k, v in ltx23["torch"].state_dict().items()}
+def _write_native_file(model, path: str, tensors: dict | None = None) -> str:
+    """The model as a Lightricks single file: native names, a connector and a VAE tensor to skip, ltx-core's config
+    in the metadata."""
+    cfg = model.config
+    if tensors is None:
+        tensors = {_native_key(k): v.contiguous() for k, v in model.state_dict().items()}
     tensors["model.diffusion_model.video_embeddings_connector.learnable_registers"] = torch.zeros(2, 3)  # connector
     tensors["vae.per_channel_statistics.mean-of-means"] = torch.zeros(3)  # another component
     native = {k: cfg[k] for k in ("num_attention_heads", "attention_head_dim", "in_channels", "out_channels",
@@ -205,8 +210,13 @@ def test_lightricks_single_file(ltx23, tmp_path):
                   audio_positional_embedding_max_pos=[20], av_ca_timestep_scale_multiplier=1000, rope_type="split",
                   frequencies_precision="float64", apply_gated_attention=True, cross_attention_adaln=True,
                   caption_proj_before_connector=True, qk_norm="rms_norm", norm_elementwise_affine=False)
-    path = os.path.join(tmp_path, "ltx-2.3-tiny.safetensors")
     save_file(tensors, path, metadata={"config": json.dumps({"transformer": native, "vae": {}})})
+    return native
+
+
+def test_lightricks_single_file(ltx23, tmp_path):
+    path = os.path.join(tmp_path, "ltx-2.3-tiny.safetensors")
+    native = _write_native_file(ltx23["torch"], path)
     assert config_from_native(native) == ltx23["module"].config
     module, params = load_transformer(path)  # the family from the metadata
     assert module == ltx23["module"]
@@ -216,6 +226,41 @@ def test_lightricks_single_file(ltx23, tmp_path):
     ours = run_jax(module, params, x, **static)
     ref = run_torch(ltx23["torch"], x, **dict(static, spatio_temporal_guidance_blocks=[1]))
     check("Lightricks single file", ours, ref)
+
+
+_BLOCK_LINEAR = re.compile(r"transformer_blocks\.\d+\.\w*(attn\w*|ff)\..*weight$")
+FP8_MAX = float(torch.finfo(torch.float8_e4m3fn).max)
+
+
+def test_fp8_single_file(ltx23, tmp_path):
+    """An fp8 file (the blocks' Linear weights in float8_e4m3fn: half as stored, as Lightricks' ``*-fp8`` files, half
+    with a per-channel ``weight_scale``) loads dequantised with weights=None (diffusers on torch's upcast of the same
+    file: the same outputs) and as stored with weights="fp8"."""
+    meant = {}
+    tensors = {}
+    for i, (key, w) in enumerate(sorted(ltx23["torch"].state_dict().items())):
+        native = _native_key(key)
+        if _BLOCK_LINEAR.search(key) and w.ndim == 2:
+            scale = w.abs().amax(1) / FP8_MAX if i % 2 else torch.ones(w.shape[0])
+            q = (w / scale[:, None]).to(torch.float8_e4m3fn)
+            if i % 2:
+                tensors[native[: -len("weight")] + "weight_scale"] = scale.clone()
+            tensors[native], meant[key] = q, q.float() * scale[:, None]
+        else:
+            tensors[native] = w.contiguous()
+    path = os.path.join(tmp_path, "ltx-2.3-tiny-fp8.safetensors")
+    _write_native_file(ltx23["torch"], path, tensors)
+    upcast = copy.deepcopy(ltx23["torch"])
+    upcast.load_state_dict(meant, strict=False)
+    module, params = load_transformer(path)
+    assert module == ltx23["module"]
+    x, static = _ltx23_case()
+    ours = run_jax(module, params, x, **static)
+    check("fp8 single file, dequantised", ours,
+          run_torch(upcast, x, **dict(static, spatio_temporal_guidance_blocks=[1])))
+    _, fp8_params = load_transformer(path, weights="fp8")
+    kernel = fp8_params["transformer_blocks"]["attn1"]["to_q"]["kernel"]
+    assert kernel.dtype == jnp.float8_e4m3fn, kernel.dtype
 
 
 # ------------------------------------------------------------------------------------------------------ RoPE

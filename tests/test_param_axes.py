@@ -14,11 +14,15 @@ import pytest
 
 from ltx_jax.models import abstract_params, init_params, param_axes
 from ltx_jax.models.latent_upsampler import LatentUpsampler
+from ltx_jax.models.ltx2 import (AutoencoderKLLTX2Audio, AutoencoderKLLTX2Video, LTX2LatentUpsampler, LTX2Vocoder,
+                                 LTX2VocoderWithBWE, LTX2VideoTransformer3DModel)
 from ltx_jax.models.layers import lora_axes
 from ltx_jax.models.t5 import T5EncoderModel
 from ltx_jax.models.transformer import LTXVideoTransformer3DModel
 from ltx_jax.models.vae import AutoencoderKLLTXVideo, Decoder3d
 from ltx_jax.releases import LATENT_UPSAMPLER_PRESETS, RELEASES, T5_PRESETS, TRANSFORMER_PRESETS
+from ltx_jax.releases_ltx2 import (LTX2_AUDIO_VAE_PRESETS, LTX2_LATENT_UPSAMPLER_PRESETS, LTX2_TRANSFORMER_PRESETS,
+                                   LTX2_VIDEO_VAE_PRESETS, LTX2_VOCODER_PRESETS)
 from ltx_jax.sharding import DEFAULT_RULES, ShardingPlan, flat_axes, make_mesh
 from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_UPSAMPLER, TINY_VAE
 from weight_conversion.lora import LoraAdapter, LoraModule, lora_collection, lora_targets
@@ -55,6 +59,17 @@ MODULES = {
     **{f"vae of {name}": AutoencoderKLLTXVideo(cfg, **BF16) for name, cfg in _vae_configs().items()},
     "upsampler tiny": LatentUpsampler(TINY_UPSAMPLER),
     **{f"upsampler {name}": LatentUpsampler(cfg, **BF16) for name, cfg in LATENT_UPSAMPLER_PRESETS.items()},
+    # LTX-2 at the releases' real configs
+    **{f"ltx2 transformer {name}": LTX2VideoTransformer3DModel(cfg, **BF16)
+       for name, cfg in LTX2_TRANSFORMER_PRESETS.items()},
+    "ltx2 transformer ltx-2-19b fp8": LTX2VideoTransformer3DModel(LTX2_TRANSFORMER_PRESETS["ltx-2-19b"], weights="fp8",
+                                                                  **BF16),
+    **{f"ltx2 video vae {name}": AutoencoderKLLTX2Video(cfg, **BF16) for name, cfg in LTX2_VIDEO_VAE_PRESETS.items()},
+    **{f"ltx2 audio vae {name}": AutoencoderKLLTX2Audio(cfg, **BF16) for name, cfg in LTX2_AUDIO_VAE_PRESETS.items()},
+    "ltx2 vocoder ltx-2": LTX2Vocoder(LTX2_VOCODER_PRESETS["ltx-2"], **BF16),
+    "ltx2 vocoder ltx-2.3": LTX2VocoderWithBWE(LTX2_VOCODER_PRESETS["ltx-2.3"], **BF16),
+    **{f"ltx2 upsampler {name}": LTX2LatentUpsampler(cfg, **BF16)
+       for cfg, name in {cfg: name for name, cfg in LTX2_LATENT_UPSAMPLER_PRESETS.items()}.items()},
 }
 
 

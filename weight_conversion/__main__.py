@@ -28,10 +28,10 @@ import jax.numpy as jnp
 
 from ltx_jax.configs import T5Config
 from ltx_jax.files import check_creatable, check_free_space
-from weight_conversion import latent_upsampler, t5, transformer, vae
+from weight_conversion import latent_upsampler, ltx2_audio, t5, transformer, vae
 from weight_conversion.common import folder_config, read_config
 
-COMPONENTS = ("transformer", "vae", "text_encoder", "latent_upsampler")
+COMPONENTS = ("transformer", "vae", "text_encoder", "latent_upsampler", "audio_vae", "vocoder")
 QUANTIZABLE = ("transformer", "text_encoder")
 
 
@@ -44,6 +44,9 @@ def _functions(component: str):
         "vae": (vae.read_vae_config, vae.load_vae, vae.save_vae_orbax),
         "latent_upsampler": (latent_upsampler.read_latent_upsampler_config, latent_upsampler.load_latent_upsampler,
                              latent_upsampler.save_latent_upsampler_orbax),
+        # LTX-2's (its transformer, video VAE and upsamplers go through the entries above, by their config)
+        "audio_vae": (ltx2_audio.read_audio_vae_config, ltx2_audio.load_audio_vae, ltx2_audio.save_audio_vae_orbax),
+        "vocoder": (ltx2_audio.read_vocoder_config, ltx2_audio.load_vocoder, ltx2_audio.save_vocoder_orbax),
     }[component]
 
 

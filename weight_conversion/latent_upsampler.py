@@ -97,11 +97,15 @@ def _make_module(config: LatentUpsamplerConfig, dtype: Any, **module_kwargs) -> 
     return LatentUpsampler(config, dtype=dtype, param_dtype=dtype, **module_kwargs)
 
 
-def read_latent_upsampler_config(path: str | os.PathLike) -> LatentUpsamplerConfig:
+def read_latent_upsampler_config(path: str | os.PathLike) -> LatentUpsamplerConfig | LTX2LatentUpsamplerConfig:
     """The config of a latent upsampler checkpoint (any layout ``load_latent_upsampler`` reads) without reading its
     weights: ``config.json``, a single file's metadata or tensor shapes (its header only), or the Orbax marker."""
     if not os.path.exists(path):
         raise CheckpointError(f"Latent upsampler checkpoint {path} does not exist.")
+    # cycle: the LTX-2 loader builds on this module's rules
+    from weight_conversion.ltx2_latent_upsampler import is_ltx2_latent_upsampler, read_ltx2_latent_upsampler_config
+    if is_ltx2_latent_upsampler(path):
+        return read_ltx2_latent_upsampler_config(path)
     return read_config(path, COMPONENT, LatentUpsamplerConfig, "diffusers latent_upsampler", _single_file_config)
 
 

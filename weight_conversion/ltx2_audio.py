@@ -312,6 +312,36 @@ def _check_path(path: str, what: str) -> None:
         raise CheckpointError(f"{what} checkpoint {path} does not exist.")
 
 
+def read_audio_vae_config(path: str | os.PathLike) -> LTX2AudioVAEConfig:
+    """The audio VAE's config without reading its weights: the Orbax marker, ``config.json``, or a single file's
+    metadata (else its tensor shapes: the header only)."""
+    path = component_folder(os.fspath(path), AUDIO_VAE)
+    _check_path(path, "Audio VAE")
+    if orbax_io.is_orbax_dir(path):
+        return LTX2AudioVAEConfig.from_dict(orbax_io.read_marker(path)["config"])
+    if os.path.isdir(path):
+        return folder_config(path, LTX2AudioVAEConfig, "diffusers audio_vae")
+    file = open_safetensors(path)
+    view, _ = _audio_vae_view(file, path)
+    return _single_file_config(file, AUDIO_VAE, audio_vae_config_from_native, infer_audio_vae_config,
+                               lambda: _shapes(view))
+
+
+def read_vocoder_config(path: str | os.PathLike) -> LTX2VocoderConfig | LTX2VocoderWithBWEConfig:
+    """The vocoder's config (its class from ``_class_name``) without reading its weights: the Orbax marker,
+    ``config.json``, or a single file's metadata and tensor shapes (the header only)."""
+    path = component_folder(os.fspath(path), VOCODER)
+    _check_path(path, "Vocoder")
+    if orbax_io.is_orbax_dir(path):
+        return _vocoder_config_from_dict(orbax_io.read_marker(path)["config"], path)
+    if os.path.isdir(path):
+        return _vocoder_folder_config(path)
+    file = open_safetensors(path)
+    view = _vocoder_view(file, path)
+    return _stage_widths(_single_file_config(file, VOCODER, vocoder_config_from_native, infer_vocoder_config,
+                                             lambda: _shapes(view)), _shapes(view))
+
+
 def load_audio_vae(
     path: str | os.PathLike,
     dtype: Any = jnp.float32,
@@ -343,16 +373,12 @@ def load_audio_vae(
     if orbax_io.is_orbax_dir(path):
         return restore_orbax(path, AUDIO_VAE, LTX2AudioVAEConfig, config, make)
     ignore: list[str] = []
+    config = config or read_audio_vae_config(path)
     if os.path.isdir(path):
-        config = config or folder_config(path, LTX2AudioVAEConfig, "diffusers audio_vae")
         source = open_safetensors(path)
-        shape = source.shape
     else:
-        file = open_safetensors(path)
-        source, ignore = _audio_vae_view(file, path)
-        config = config or _single_file_config(file, AUDIO_VAE, audio_vae_config_from_native, infer_audio_vae_config,
-                                               lambda: _shapes(source))
-        shape = source.shape
+        source, ignore = _audio_vae_view(open_safetensors(path), path)
+    shape = source.shape
     module = make(config)
     abstract = abstract_params(module)
     params = convert(source, audio_vae_rules(abstract), abstract, dtype, what="audio VAE", source_shape=shape,
@@ -384,19 +410,11 @@ def load_vocoder(
     path = component_folder(os.fspath(path), VOCODER)
     dtype = jnp.dtype(dtype)
     _check_path(path, "Vocoder")
+    config = config or read_vocoder_config(path)
     if orbax_io.is_orbax_dir(path):
-        config = config or _vocoder_config_from_dict(orbax_io.read_marker(path)["config"], path)
         return restore_orbax(path, VOCODER, type(config), config,
                              lambda c: make_vocoder(c, dtype, **module_kwargs))
-    if os.path.isdir(path):
-        config = config or _vocoder_folder_config(path)
-        source = open_safetensors(path)
-    else:
-        file = open_safetensors(path)
-        source = _vocoder_view(file, path)
-        config = config or _stage_widths(_single_file_config(file, VOCODER, vocoder_config_from_native,
-                                                             infer_vocoder_config, lambda: _shapes(source)),
-                                         _shapes(source))
+    source = open_safetensors(path) if os.path.isdir(path) else _vocoder_view(open_safetensors(path), path)
     module = make_vocoder(config, dtype, **module_kwargs)
     abstract = abstract_params(module)
     params = convert(source, vocoder_rules(abstract), abstract, dtype, what="vocoder", source_shape=source.shape)

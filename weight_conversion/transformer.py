@@ -17,7 +17,7 @@ from weight_conversion.common import (RenamedSource, component_folder, first_lay
                                       placement, read_config, read_single_file_config, restore_orbax)
 from weight_conversion.family import LTX2, checkpoint_family
 from weight_conversion.lora import loading_delta
-from weight_conversion.ltx2_transformer import load_ltx2_transformer
+from weight_conversion.ltx2_transformer import load_ltx2_transformer, read_ltx2_transformer_config
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.quantize import FP8_E4M3
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
@@ -132,9 +132,12 @@ def _single_file_config(source: TensorSource, keys: dict[str, str]) -> Transform
         raise CheckpointError(f"{source.files[0].path}: the transformer's config: {e}") from None
 
 
-def read_transformer_config(path: str | os.PathLike) -> TransformerConfig:
+def read_transformer_config(path: str | os.PathLike) -> TransformerConfig | LTX2TransformerConfig:
     """The config of a transformer checkpoint (any layout ``load_transformer`` reads) without reading its weights:
-    ``config.json``, a single file's metadata or tensor shapes (its header only), or the Orbax marker."""
+    ``config.json``, a single file's metadata or tensor shapes (its header only), or the Orbax marker; an
+    ``LTX2TransformerConfig`` for an LTX-2 checkpoint."""
+    if checkpoint_family(path) == LTX2:
+        return read_ltx2_transformer_config(path)
     return read_config(path, "transformer", TransformerConfig, "diffusers transformer",
                        lambda source, _: _single_file_config(source, _single_file_keys(source)))
 

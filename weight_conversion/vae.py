@@ -398,9 +398,13 @@ def _native_keys(source: TensorSource, path: str) -> list[str]:
     return native_keys
 
 
-def read_vae_config(path: str | os.PathLike) -> VAEConfig:
+def read_vae_config(path: str | os.PathLike) -> VAEConfig | LTX2VideoVAEConfig:
     """The config of a VAE checkpoint (any layout ``load_vae`` reads) without reading its weights: ``config.json``,
-    a single file's metadata or tensor shapes (its header only), or the Orbax marker."""
+    a single file's metadata or tensor shapes (its header only), or the Orbax marker; an ``LTX2VideoVAEConfig`` for
+    an LTX-2 checkpoint."""
+    if checkpoint_family(path, "vae") == LTX2:
+        from weight_conversion.ltx2_vae import read_ltx2_vae_config  # cycle: the LTX-2 loader builds on this module
+        return read_ltx2_vae_config(path)
     return read_config(path, "vae", VAEConfig, "diffusers vae",
                        lambda source, file: _single_file_config(source, _native_keys(source, file)))
 

@@ -33,7 +33,8 @@ from ltx_jax.compilation_cache import enable_compilation_cache
 from ltx_jax.pipelines.reporting import NonFiniteError, StageTimings
 from ltx_jax.pipelines.vae_programs import tone_map_latents
 from ltx_jax.programs import Program, is_placeholder
-from weight_conversion import load_latent_upsampler, load_vae
+from ltx_jax.configs_ltx2 import LTX2LatentUpsamplerConfig
+from weight_conversion import load_latent_upsampler, load_vae, refuse_ltx2
 
 logger = logging.getLogger("ltx_jax")
 
@@ -77,6 +78,9 @@ def check_upsampler(upsampler, vae, *, spatial_only: bool = False) -> None:
     if upsampler is None:
         raise ValueError("no latent upsampler: load one with from_pretrained(..., latent_upsampler_path=...) or "
                          "weight_conversion.load_latent_upsampler.")
+    if isinstance(upsampler.config, LTX2LatentUpsamplerConfig):
+        raise ValueError("the latent upsampler is LTX-2's; LTX-Video's pipelines take LTX-Video's upscalers "
+                         "(ltxv-spatial-upscaler-*.safetensors).")
     cfg, channels = upsampler.config, vae.config.latent_channels
     if cfg.in_channels != channels:
         raise ValueError(f"the latent upsampler takes {cfg.in_channels}-channel latents but the VAE makes {channels}; "
@@ -110,6 +114,7 @@ class LTXLatentUpsamplePipeline(VAEStages):
         ``latent_upsampler/``, or any checkpoint ``load_vae`` reads: a model folder, a Lightricks single file, Orbax)
         and the upsampler from ``latent_upsampler_path`` (default: ``path``'s ``latent_upsampler/``)."""
         path = resolve_path(os.fspath(path))
+        refuse_ltx2(path, cls.__name__)
         upsampler_path = resolve_upsampler_path(path, latent_upsampler_path)
         if compilation_cache:
             enable_compilation_cache(cache_dir)

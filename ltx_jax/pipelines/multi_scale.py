@@ -45,7 +45,7 @@ from ltx_jax.programs import is_placeholder, label
 from ltx_jax.releases import LTX_SCHEDULER, ORIGINAL_SCHEDULER, MultiScaleDefaults, detect_release, get_release
 from ltx_jax.requests import DECODE, GUIDANCE, SCHEDULE, STEP_CACHE, MultiScaleRequest, SamplingRequest
 from weight_conversion import (load_latent_upsampler, read_latent_upsampler_config, read_single_file_config,
-                               read_transformer_config, read_vae_config)
+                               read_transformer_config, read_vae_config, refuse_ltx2)
 
 # What a pass dict may set: a SamplingRequest's schedule and guidance; the decode settings and tone mapping belong to
 # the second pass.
@@ -101,6 +101,7 @@ class LTXMultiScalePipeline(LTXConditionPipeline):
         ``path``'s ``latent_upsampler/``, else the release's upscaler file beside a single file. The upsampler's
         config is read (and checked against the VAE) before the large components load."""
         path = resolve_path(os.fspath(path))
+        refuse_ltx2(path, cls.__name__)
         vae_config = read_vae_config(path)
         if kwargs.get("preset"):
             release = get_release(kwargs["preset"])
