@@ -4,6 +4,8 @@
     python -m benchmarks.bench_transformer --compare-torch      # + diffusers (torch SDPA) on the same shapes and card
     python -m benchmarks.bench_transformer --shapes 2x8x8,3x8x16  # CPU-sized shapes (fp32 is the CPU default)
     python -m benchmarks.bench_transformer --fp8                # + fp8 matmuls (compute="fp8") against the dtype
+    python -m benchmarks.bench_transformer --family ltx2 --compare-torch  # LTX-2's audio-video transformer (its own
+                                                                # flags: benchmarks/bench_ltx2_transformer.py)
 
 (from the repository root)
 
@@ -28,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import bench_ltx2_transformer
 from benchmarks.timing import sample_times, write_json
 from ltx_jax import TRANSFORMER_PRESETS, LTXVideoTransformer3DModel, TransformerConfig
 from ltx_jax.models import abstract_params, count_params
@@ -192,9 +195,20 @@ class TorchSide:
         return out
 
 
+FAMILIES = ("ltx-video", "ltx2")
+
+
 def main(argv=None) -> int:
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--family", default="ltx-video", choices=FAMILIES)
+    family, rest = pre.parse_known_args(argv)
+    if family.family == "ltx2":
+        return bench_ltx2_transformer.main(rest)
     on_gpu = jax.default_backend() == "gpu"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default="ltx-video", choices=FAMILIES,
+                        help="ltx-video (this benchmark) or ltx2 (LTX-2's audio-video transformer: "
+                             "benchmarks/bench_ltx2_transformer.py, with its own flags)")
     parser.add_argument("--preset", default="ltx-video-2b", choices=sorted(TRANSFORMER_PRESETS))
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--shapes", default="9x32x32,9x64x64,17x64x64" if on_gpu else "2x8x8,3x8x16",

@@ -20,6 +20,8 @@ Sections, run in this order, each a function of one ``Sizes`` (every size and dt
                           float32) on the accelerator against float32 on the CPU backend with the same params (PSNR)
   transformer             forward pass at each latent shape, against diffusers (same weights), analytic FLOPs;
                           compile time with 4 and 28 layers (blocks are scanned)
+  ltx2_transformer        (optional) LTX-2's audio-video transformer, 19B width cut to 4 layers, 768x512x121 video
+                          tokens + the matching 126 audio tokens + 1024 text tokens, against diffusers; analytic FLOPs
   text_encoder            T5 (XXL on GPU) encode, masked and unmasked, against transformers on the same card
   scheduler               Euler step and per-token step, against diffusers' FlowMatchEulerDiscreteScheduler
   vae                     0.9.5 VAE decode tiled and untiled against diffusers (same weights), per-case peak memory

@@ -37,6 +37,13 @@ class Sizes:
     text_tokens: int
     attention_shape: tuple[int, int, int]
     attention_text_lengths: tuple[int, ...]  # valid tokens per batch row (right padded), as real prompts give
+    # ltx2_transformer (LTX-2's audio-video transformer against diffusers): the config as (source, overrides) with
+    # source a preset of ltx_jax.releases_ltx2, its layers, the video latent grid (frames, height, width; the audio
+    # tokens of the same clip follow from the config, benchmarks/bench_ltx2_transformer.py), text tokens
+    ltx2_transformer: tuple[str, dict]
+    ltx2_layers: int
+    ltx2_shape: tuple[int, int, int]
+    ltx2_text_tokens: int
     # VAE
     vae: tuple[str, dict]
     vae_latent: tuple[int, int, int]  # latent frames, height, width
@@ -119,6 +126,11 @@ CPU_SIZES = Sizes(
     transformer=_SMALL_TRANSFORMER, transformer_layers=4, transformer_shapes=((2, 8, 8), (3, 8, 16)),
     transformer_compile_layers=(4, 28), text_tokens=32,
     attention_shape=(2, 8, 8), attention_text_lengths=(9, 27),
+    # LTX-2 19B's architecture at a small width (video 4 x 32, audio 4 x 16), 2 layers: 32 video + 9 audio tokens
+    ltx2_transformer=("ltx-2-19b", dict(num_attention_heads=4, attention_head_dim=32, cross_attention_dim=128,
+                                        audio_num_attention_heads=4, audio_attention_head_dim=16,
+                                        audio_cross_attention_dim=64, caption_channels=64)),
+    ltx2_layers=2, ltx2_shape=(2, 4, 4), ltx2_text_tokens=16,
     vae=("ltx-video-0.9.5", dict(decoder_block_out_channels=(16, 32, 64), decoder_layers_per_block=(1, 1, 1, 1),
                                  block_out_channels=(16, 32, 64, 64, 64), layers_per_block=(1, 1, 1, 1, 1))),
     vae_latent=(3, 4, 4),
@@ -142,6 +154,7 @@ CPU_SIZES = Sizes(
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
+                   ltx2_transformer=10,
                    text_encoder=15, scheduler=10, vae=30, pipeline=30, step_cache=15, multi_scale=25, sharding=20,
                    sharding_one_device=20,  # on a CPU the meshes are host devices: the section always runs
                    transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5,
@@ -157,6 +170,9 @@ GPU_SIZES = Sizes(
     transformer=("ltx-video-2b", {}), transformer_layers=4,
     transformer_shapes=((9, 32, 32), (9, 64, 64), (17, 64, 64)), transformer_compile_layers=(4, 28), text_tokens=128,
     attention_shape=(9, 32, 32), attention_text_lengths=(23, 97),
+    # LTX-2 19B's width, 4 layers, 768x512x121 (16x16x24 latents: 6144 video tokens, 126 audio tokens), prompts
+    # padded to 1024 tokens as LTX2Pipeline pads them
+    ltx2_transformer=("ltx-2-19b", {}), ltx2_layers=4, ltx2_shape=(16, 16, 24), ltx2_text_tokens=1024,
     vae=("ltx-video-0.9.5", {}), vae_latent=(16, 16, 24), vae_tiling={}, vae_warmup=1, vae_repeats=2,
     t5=("t5-v1_1-xxl", {}), t5_batch=2, t5_tokens=128,
     scheduler_shapes=((2, 4096, 128), (1, 256, 128)),
@@ -183,6 +199,8 @@ GPU_SIZES = Sizes(
         attention_cudnn_vs_xla=35,  # H200 2026-12-04: 33.5 s (run a)
         pipeline_vs_cpu_fp32=50,  # H200 2026-12-04: 49.0 s (run d; its float32 CPU reference alone is 11.7 s)
         transformer=80,  # H200 2026-12-04: 57.6 s without the compile-time case (run a), + transformer_compile
+        ltx2_transformer=90,  # not measured yet (first guess): diffusers' 4-layer 19B-wide model built in float32 on
+                              # the host (1.6e9 params), converted, one compile, 7 calls a side of ~17 TFLOP each
         text_encoder=55,  # not measured yet (first guess, unchanged)
         scheduler=12,  # not measured yet (first guess, unchanged)
         vae=240,  # H200 2026-12-04: 107.1 s without the diffusers comparison (run b); about 240 s with it (issue 20)
@@ -208,10 +226,11 @@ GPU_SIZES = Sizes(
         compile_decode_programs=45,  # tiled 24.9 s + whole 5.7 s compiles (run b), uniform tiles, tracing, lowering
     ),
     start_s=15.0,  # H200 2026-12-04: 14.6 s from the run's start to its first section (run a; 16.9 s in run b)
-    # Everything takes about 1910 s on one H200 (--list adds it up); without vae, step_cache and compile about 520 s,
-    # within the 560 s budget. Those cannot fit beside the others: --sections vae (about 240 s), --sections step_cache
-    # (about 300 s) and --sections compile --budget-s 850 run them alone.
-    optional=("vae", "step_cache", "compile"),
+    # Everything takes about 2000 s on one H200 (--list adds it up); without vae, step_cache, compile and
+    # ltx2_transformer about 520 s, within the 560 s budget. Those cannot fit beside the others: --sections vae (about
+    # 240 s), --sections step_cache (about 300 s), --sections ltx2_transformer (about 90 s) and --sections compile
+    # --budget-s 850 run them alone.
+    optional=("vae", "step_cache", "compile", "ltx2_transformer"),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
 
@@ -223,6 +242,16 @@ def transformer_config(spec: tuple[str, dict], layers: int | None = None):
     source, overrides = spec
     cfg = TINY_TRANSFORMER if source == "tiny" else TRANSFORMER_PRESETS[source]
     cfg = cfg.replace(**overrides)
+    return cfg.replace(num_layers=layers) if layers else cfg
+
+
+def ltx2_transformer_config(spec: tuple[str, dict], layers: int | None = None):
+    """An LTX-2 transformer config from (preset of ltx_jax.releases_ltx2, overrides), cut to ``layers``."""
+    # deferred: sizes.py loads ltx_jax only where a config is built
+    from ltx_jax.releases_ltx2 import LTX2_TRANSFORMER_PRESETS
+
+    source, overrides = spec
+    cfg = LTX2_TRANSFORMER_PRESETS[source].replace(**overrides)
     return cfg.replace(num_layers=layers) if layers else cfg
 
 
