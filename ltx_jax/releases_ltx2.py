@@ -82,6 +82,49 @@ LTX2_LATENT_UPSAMPLER_PRESETS: dict[str, LTX2LatentUpsamplerConfig] = {
     "ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors": _TEMPORAL_X2,
 }
 
+# ------------------------------------------------------------------------------------------------ defaults
+
+
+@dataclasses.dataclass(frozen=True)
+class LTX2ModalityGuidance:
+    """One modality's guidance strengths (Lightricks' ``MultiModalGuiderParams``; diffusers' ``guidance_scale``,
+    ``stg_scale``, ``guidance_rescale``, ``modality_scale``; the STG blocks serve both modalities' one forward)."""
+
+    guidance_scale: float = 1.0
+    stg_scale: float = 0.0
+    guidance_rescale: float = 0.0
+    modality_scale: float = 1.0
+    stg_blocks: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class LTX2Defaults:
+    """A release's generation defaults (Lightricks' ``ltx_pipelines.utils.constants``: ``LTX_2_PARAMS``,
+    ``LTX_2_3_PARAMS``, the distilled sigmas): the first stage's size, steps or sigmas, and each modality's guidance;
+    ``stage_2_sigmas`` is the refining pass after the x2 upscaler (at twice the size)."""
+
+    height: int = 512
+    width: int = 768
+    num_frames: int = 121
+    frame_rate: float = 24.0
+    num_inference_steps: int = 40
+    sigmas: tuple[float, ...] | None = None
+    stage_2_sigmas: tuple[float, ...] | None = None
+    video: LTX2ModalityGuidance = LTX2ModalityGuidance()
+    audio: LTX2ModalityGuidance = LTX2ModalityGuidance()
+
+
+#: The distilled models' schedules (8 steps, then 3 refining steps from 0.909375 after the x2 upscaler).
+LTX2_DISTILLED_SIGMAS = (1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0)
+LTX2_STAGE_2_DISTILLED_SIGMAS = (0.909375, 0.725, 0.421875, 0.0)
+_DEV_2 = LTX2Defaults(video=LTX2ModalityGuidance(3.0, 1.0, 0.7, 3.0, (29,)),
+                      audio=LTX2ModalityGuidance(7.0, 1.0, 0.7, 3.0, (29,)))
+_DEV_23 = dataclasses.replace(_DEV_2, num_inference_steps=30,
+                              video=dataclasses.replace(_DEV_2.video, stg_blocks=(28,)),
+                              audio=dataclasses.replace(_DEV_2.audio, stg_blocks=(28,)))
+_DISTILLED = LTX2Defaults(num_inference_steps=len(LTX2_DISTILLED_SIGMAS) - 1, sigmas=LTX2_DISTILLED_SIGMAS,
+                          stage_2_sigmas=LTX2_STAGE_2_DISTILLED_SIGMAS)
+
 # ------------------------------------------------------------------------------------------------- records
 
 
@@ -99,6 +142,7 @@ class LTX2Release:
       distilled_lora: the LoRA that turns the dev model into the distilled one (the two-stage recipes' second stage).
       latent_upsamplers: the upscaler files released with it (``LTX2_LATENT_UPSAMPLER_PRESETS``).
       recommended_size: (height, width, num_frames) of the model card's examples.
+      defaults: generation defaults (the distilled sigmas, or the dev steps and per-modality guidance).
     """
 
     name: str
@@ -114,6 +158,7 @@ class LTX2Release:
     distilled_lora: str | None = None
     latent_upsamplers: tuple[str, ...] = ()
     recommended_size: tuple[int, int, int] = (512, 768, 121)
+    defaults: LTX2Defaults = LTX2Defaults()
 
     @property
     def distilled(self) -> bool:
@@ -138,7 +183,8 @@ def _release(version: str, size: str, variant: str, files: tuple[str, ...], **kw
     transformer = LTX2_TRANSFORMER_PRESETS[f"ltx-{version.removesuffix('.0')}-{size}"]
     defaults = dict(video_vae=_VIDEO_VAE_2 if version == "2.0" else _VIDEO_VAE_23, audio_vae=_AUDIO_VAE,
                     vocoder=_VOCODER_2 if version == "2.0" else _VOCODER_23,
-                    text_encoder="gemma-4-12b" if version == "2.5" else "gemma-3-12b")
+                    text_encoder="gemma-4-12b" if version == "2.5" else "gemma-3-12b",
+                    defaults=_DISTILLED if variant == "distilled" else _DEV_2 if version == "2.0" else _DEV_23)
     return LTX2Release(f"ltx-{version.removesuffix('.0')}-{size}-{variant}", version, size, variant, transformer,
                        files=files, **{**defaults, **kwargs})
 
@@ -180,6 +226,15 @@ def ltx2_release_problems(release: LTX2Release) -> list[str]:
     if height % video.spatial_compression_ratio or width % video.spatial_compression_ratio or (
             (frames - 1) % video.temporal_compression_ratio):
         problems.append(f"recommended_size {width}x{height}x{frames} does not fit the VAE's ratios")
+    d = release.defaults
+    for name, sigmas in (("sigmas", d.sigmas), ("stage_2_sigmas", d.stage_2_sigmas)):
+        if sigmas is not None and (any(a <= b for a, b in zip(sigmas, sigmas[1:])) or not 0 <= sigmas[-1] < 1):
+            problems.append(f"defaults.{name} {sigmas} do not decrease to a final value in [0, 1)")
+    if d.sigmas is not None and len(d.sigmas) != d.num_inference_steps + 1:
+        problems.append(f"defaults: {len(d.sigmas)} sigmas for {d.num_inference_steps} steps (steps + 1 wanted)")
+    blocks = [b for g in (d.video, d.audio) for b in g.stg_blocks if not 0 <= b < t.num_layers]
+    if blocks:
+        problems.append(f"defaults name STG block(s) {blocks}; the transformer's blocks are 0 .. {t.num_layers - 1}")
     for name in release.latent_upsamplers:
         upsampler = LTX2_LATENT_UPSAMPLER_PRESETS.get(name)
         if upsampler is None:

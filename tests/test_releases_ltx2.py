@@ -3,6 +3,7 @@ every config round-tripping through config.json as diffusers writes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -52,3 +53,12 @@ def test_bad_values_are_refused_in_one_line():
         LTX2TransformerConfig(num_layers=0)
     with pytest.raises(ValueError, match="upsample_type entry 'bogus'"):
         LTX2VideoVAEConfig(upsample_type=("bogus",))
+
+
+def test_defaults_are_checked_against_the_record():
+    release = LTX2_RELEASES["ltx-2-19b-distilled"]
+    assert release.defaults.sigmas[0] == 1.0 and release.defaults.stage_2_sigmas[0] == 0.909375
+    bad = dataclasses.replace(release, defaults=dataclasses.replace(
+        release.defaults, sigmas=(1.0, 0.5, 0.7), video=dataclasses.replace(release.defaults.video, stg_blocks=(48,))))
+    problems = " ".join(ltx2_release_problems(bad))
+    assert "do not decrease" in problems and "3 sigmas for 8 steps" in problems and "block(s) [48]" in problems
