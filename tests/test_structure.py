@@ -22,8 +22,8 @@ from ltx_jax.tiny_random import TINY_T5, TINY_TRANSFORMER, TINY_UPSAMPLER, TINY_
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bottom to top; a module may import only from its own layer or the ones below.
 LAYERS = [
-    ("ltx_jax.configs", "ltx_jax.configs_ltx2", "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.releases_ltx2",
-     "ltx_jax.sharding", "ltx_jax.programs",
+    ("ltx_jax.configs", "ltx_jax.configs_ltx2", "ltx_jax.configs_ltx2_text", "ltx_jax.configs_gemma",
+     "ltx_jax.scheduler", "ltx_jax.releases", "ltx_jax.releases_ltx2", "ltx_jax.sharding", "ltx_jax.programs",
      "ltx_jax.files", "ltx_jax.ffmpeg", "ltx_jax.interrupts", "ltx_jax.command_line", "ltx_jax.validation",
      "ltx_jax.requests", "ltx_jax.lazy", "ltx_jax.compilation_cache", "ltx_jax.scheduler_ancestral"),
     ("ltx_jax.models",),

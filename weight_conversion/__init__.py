@@ -14,6 +14,8 @@ from weight_conversion.ltx2_audio import load_audio_vae, load_vocoder, save_audi
 from weight_conversion.ltx2_vae import load_ltx2_vae, read_ltx2_vae_config, save_ltx2_vae_orbax
 from weight_conversion.ltx2_transformer import (load_ltx2_transformer, read_ltx2_transformer_config,
                                               save_ltx2_transformer_orbax)
+from weight_conversion.ltx2_connectors import (load_duration_head, load_text_connectors, save_duration_head_orbax,
+                                             save_text_connectors_orbax)
 from weight_conversion.ltx2_latent_upsampler import (load_ltx2_latent_upsampler, read_ltx2_latent_upsampler_config,
                                                    save_ltx2_latent_upsampler_orbax)
 from weight_conversion.safetensors_io import CheckpointError, open_safetensors
@@ -26,6 +28,8 @@ __all__ = [
     "checkpoint_family",
     "component_folder",
     "load_audio_vae",
+    "load_duration_head",
+    "load_text_connectors",
     "load_ltx2_latent_upsampler",
     "load_ltx2_transformer",
     "load_ltx2_vae",
@@ -35,9 +39,11 @@ __all__ = [
     "read_ltx2_vae_config",
     "refuse_ltx2",
     "save_audio_vae_orbax",
+    "save_duration_head_orbax",
     "save_ltx2_latent_upsampler_orbax",
     "save_ltx2_transformer_orbax",
     "save_ltx2_vae_orbax",
+    "save_text_connectors_orbax",
     "save_vocoder_orbax",
     "load_latent_upsampler",
     "load_text_encoder",

@@ -22,7 +22,8 @@ LTX_VIDEO, LTX2 = "ltx-video", "ltx-2"
 
 #: diffusers' class names of the LTX-2 components (config.json's ``_class_name``).
 LTX2_CLASS_NAMES = frozenset({"LTX2VideoTransformer3DModel", "AutoencoderKLLTX2Video", "AutoencoderKLLTX2Audio",
-                              "LTX2Vocoder", "LTX2VocoderWithBWE", "LTX2LatentUpsamplerModel"})
+                              "LTX2Vocoder", "LTX2VocoderWithBWE", "LTX2LatentUpsamplerModel", "LTX2TextConnectors",
+                              "LTX2DurationHead"})
 #: Keys of a Lightricks single file that only LTX-2 has (the audio stream, the audio VAE, the vocoder, the text
 #: connectors), as prefixes.
 _LTX2_KEY_PREFIXES = ("model.diffusion_model.audio_", "audio_vae.", "vocoder.", "audio_patchify_proj.",

@@ -320,12 +320,9 @@ class LTXVideoTransformer3DModel(nn.Module):
 
     @property
     def resolved_attention_implementation(self) -> layers.AttentionImplementation:
-        impl = self.attention_implementation
-        if impl is None:
-            return layers.default_attention_implementation(self.dtype, self.config.attention_head_dim)
-        if impl not in ("xla", "cudnn"):
-            raise ValueError(f"attention_implementation={impl!r}; use 'xla', 'cudnn' or None (automatic).")
-        return impl
+        cfg = self.config
+        return layers.resolve_attention_implementation(self.attention_implementation, self.dtype,
+                                                       cfg.attention_head_dim)
 
     def setup(self):
         cfg = self.config

@@ -29,6 +29,17 @@ def default_attention_implementation(dtype: Dtype, head_dim: int) -> AttentionIm
     return "xla"
 
 
+def resolve_attention_implementation(requested: str | None, dtype: Dtype, *head_dims: int) -> AttentionImplementation:
+    """A module's attention backend: the one asked for ("xla" / "cudnn", checked), or with None cuDNN where every
+    one of the module's head sizes can take it (``default_attention_implementation``), else XLA."""
+    if requested is None:
+        defaults = {default_attention_implementation(dtype, d) for d in head_dims}
+        return "cudnn" if defaults == {"cudnn"} else "xla"
+    if requested not in ("xla", "cudnn"):
+        raise ValueError(f"attention_implementation={requested!r}; use 'xla', 'cudnn' or None (automatic).")
+    return requested
+
+
 def attention(
     query: jax.Array,
     key: jax.Array,

@@ -17,3 +17,8 @@ from ltx_jax.models.ltx2.audio_vae import AutoencoderKLLTX2Audio  # noqa: E402
 from ltx_jax.models.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE  # noqa: E402
 
 __all__ += ["AutoencoderKLLTX2Audio", "LTX2Vocoder", "LTX2VocoderWithBWE"]
+
+from ltx_jax.models.ltx2.connectors import LTX2TextConnectors  # noqa: E402
+from ltx_jax.models.ltx2.duration_head import LTX2DurationHead, snap_num_frames  # noqa: E402
+
+__all__ += ["LTX2DurationHead", "LTX2TextConnectors", "snap_num_frames"]

@@ -89,14 +89,9 @@ class LTX2VideoTransformer3DModel(nn.Module):
 
     @property
     def resolved_attention_implementation(self) -> layers.AttentionImplementation:
-        impl = self.attention_implementation
-        if impl is None:
-            dims = (self.config.attention_head_dim, self.config.audio_attention_head_dim)
-            both = {layers.default_attention_implementation(self.dtype, d) for d in dims}
-            return "cudnn" if both == {"cudnn"} else "xla"
-        if impl not in ("xla", "cudnn"):
-            raise ValueError(f"attention_implementation={impl!r}; use 'xla', 'cudnn' or None (automatic).")
-        return impl
+        cfg = self.config
+        return layers.resolve_attention_implementation(self.attention_implementation, self.dtype,
+                                                       cfg.attention_head_dim, cfg.audio_attention_head_dim)
 
     def setup(self):
         cfg = self.config
