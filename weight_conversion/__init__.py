@@ -8,6 +8,7 @@ Nothing is unpickled: only ``.safetensors`` files and Orbax directories are read
 
 from weight_conversion.common import component_folder, read_single_file_config
 from weight_conversion.family import checkpoint_family, refuse_ltx2
+from weight_conversion.gemma import load_gemma_text_encoder, save_gemma_text_encoder_orbax
 from weight_conversion.latent_upsampler import (load_latent_upsampler, read_latent_upsampler_config,
                                               save_latent_upsampler_orbax)
 from weight_conversion.ltx2_audio import load_audio_vae, load_vocoder, save_audio_vae_orbax, save_vocoder_orbax
@@ -29,6 +30,7 @@ __all__ = [
     "component_folder",
     "load_audio_vae",
     "load_duration_head",
+    "load_gemma_text_encoder",
     "load_text_connectors",
     "load_ltx2_latent_upsampler",
     "load_ltx2_transformer",
@@ -40,6 +42,7 @@ __all__ = [
     "refuse_ltx2",
     "save_audio_vae_orbax",
     "save_duration_head_orbax",
+    "save_gemma_text_encoder_orbax",
     "save_ltx2_latent_upsampler_orbax",
     "save_ltx2_transformer_orbax",
     "save_ltx2_vae_orbax",
