@@ -10,11 +10,11 @@ import os
 import numpy as np
 
 from ltx_jax.ffmpeg import ffmpeg_reason, probe, quiet_fork
-from ltx_jax.video_writer import (VIDEO_EXTENSIONS, VideoWriter, check_output, open_video_writer, output_paths,
-                                  to_uint8, write_video)
+from ltx_jax.video_writer import (VIDEO_EXTENSIONS, VideoWriter, check_audio, check_output, open_video_writer,
+                                  output_paths, to_uint8, write_video, write_wav)
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoWriter", "check_output", "open_video_writer", "output_paths", "read_frames",
-           "read_image", "read_video", "to_uint8", "write_video"]
+__all__ = ["VIDEO_EXTENSIONS", "VideoWriter", "check_audio", "check_output", "open_video_writer", "output_paths",
+           "read_frames", "read_image", "read_video", "to_uint8", "write_video", "write_wav"]
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:
