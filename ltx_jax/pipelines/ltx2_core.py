@@ -105,13 +105,19 @@ class LTX2Core:
         n = (grid.frames // t.patch_size_t) * (grid.height // t.patch_size) * (grid.width // t.patch_size)
         return (batch, n, t.in_channels), (batch, grid.audio_frames, t.audio_in_channels)
 
-    def schedule(self, num_tokens: int, num_inference_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """(sigmas [S + 1], timesteps [S]) float32, as ``LTX2Pipeline`` sets them (``sigmas = linspace(1, 1/S, S)``,
-        ``mu`` from the packed video token count; the audio shares them)."""
+    def schedule(self, num_tokens: int, num_inference_steps: int,
+                 sigmas: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(sigmas [S + 1], timesteps [S]) float32, as ``LTX2Pipeline`` sets them (``sigmas = linspace(1, 1/S, S)``
+        unless given, as diffusers' ``sigmas=``: S values, e.g. the distilled models' list; ``mu`` from the packed
+        video token count; the audio shares them)."""
         cfg = self.scheduler
         mu = sched.calculate_shift(num_tokens, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift,
                                    cfg.max_shift)
-        sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
+        if sigmas is None:
+            sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
+        elif len(sigmas) != num_inference_steps:
+            raise ValueError(f"{len(sigmas)} sigmas for num_inference_steps={num_inference_steps}; give one per step.")
+        sigmas = np.asarray(sigmas, np.float64)
         return sched.sigmas_and_timesteps(cfg, num_inference_steps, mu=mu, sigmas=sigmas)
 
     def __call__(
@@ -130,6 +136,7 @@ class LTX2Core:
         frame_rate: float = 24.0,
         motion_speed: float = 1.0,
         num_inference_steps: int = 30,
+        sigmas: Sequence[float] | None = None,
         guidance_scale: float = 3.0,
         stg_scale: float = 1.0,
         modality_scale: float = 3.0,
@@ -158,6 +165,7 @@ class LTX2Core:
           height, width, num_frames, frame_rate, motion_speed: the output video; they fix the latent grid and the
             audio length (``grid``).
           num_inference_steps: S (static).
+          sigmas: S custom sigmas (diffusers' ``sigmas=``; traced: new values compile nothing), else the default.
           guidance_scale, stg_scale, modality_scale, guidance_rescale: the video's scales; audio_*: the audio's,
             a falsy value taking the video's (diffusers' ``audio_x = audio_x or x``).
           spatio_temporal_guidance_blocks: the blocks STG perturbs (needed when a ``stg_scale > 0``).
@@ -201,7 +209,7 @@ class LTX2Core:
         text = {k: (np.asarray(e, np.float32), np.asarray(m, np.int32)) for k, (e, m) in text.items()}
         if any(e.shape[0] != batch or m.shape != e.shape[:2] for e, m in text.values()):
             raise ValueError(f"prompt embeddings must be [B={batch}, T, E] with masks [B, T].")
-        sigmas, timesteps = self.schedule(latents.shape[1], num_inference_steps)
+        sigmas, timesteps = self.schedule(latents.shape[1], num_inference_steps, sigmas)
 
         per_video = lambda v: np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (batch,))  # noqa: E731
         decode_t = per_video(decode_timestep)
