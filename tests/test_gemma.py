@@ -204,7 +204,7 @@ def test_layouts_and_refusals(folders, loaded, references, tmp_path):
         load_gemma_text_encoder(stock)
 
 
-@pytest.mark.parametrize("name", ["gemma3", "gemma4"])
+@pytest.mark.parametrize("name", ["gemma4"])  # the larger family; Gemma 3 shares every layer it uses
 def test_bf16_and_int8_loads(name, folders, references):
     """bf16 params and matmuls (the GPU setting), and int8 layer kernels quantized while loading, against the float32
     reference, measured as a ratio to transformers' own bf16 error (tiny random models are badly conditioned: bf16

@@ -130,20 +130,16 @@ def test_stg_perturbation_mask(ltx2):
     assert rel_err(ours[0][1:], plain[0][1:]) <= TOLERANCE
 
 
-def test_per_token_timesteps(ltx2):
+def test_per_token_timesteps_with_explicit_coords(ltx2):
+    """Per-token timesteps ([B, N] video, [B, M] audio) and explicit coordinates (the grid's, shifted) in one call."""
     rng = np.random.default_rng(2)
-    x = dict(_inputs(TINY_LTX2, 2), timestep=rng.uniform(0, 1000, (B, N)).astype(np.float32),
-             audio_timestep=rng.uniform(0, 1000, (B, AUDIO)).astype(np.float32))
-    check("per-token timesteps", run_jax(ltx2["module"], ltx2["params"], x, **GRID),
-          run_torch(ltx2["torch"], x, **GRID))
-
-
-def test_explicit_coords(ltx2):
-    rng = np.random.default_rng(3)
     video = rope.video_coords(B, FRAMES, HEIGHT, WIDTH) + rng.uniform(0, 3, (B, 3, N, 1)).astype(np.float32)
     audio = rope.audio_coords(B, AUDIO) + rng.uniform(0, 0.2, (B, 1, AUDIO, 1)).astype(np.float32)
-    x = dict(_inputs(TINY_LTX2, 3), video_coords=video, audio_coords=audio)
-    check("explicit coords", run_jax(ltx2["module"], ltx2["params"], x), run_torch(ltx2["torch"], x))
+    x = dict(_inputs(TINY_LTX2, 2), timestep=rng.uniform(0, 1000, (B, N)).astype(np.float32),
+             audio_timestep=rng.uniform(0, 1000, (B, AUDIO)).astype(np.float32), video_coords=video,
+             audio_coords=audio)
+    check("per-token timesteps, explicit coords", run_jax(ltx2["module"], ltx2["params"], x),
+          run_torch(ltx2["torch"], x))
 
 
 def test_isolate_modalities(ltx2):

@@ -60,10 +60,9 @@ MODULES = {
     "upsampler tiny": LatentUpsampler(TINY_UPSAMPLER),
     **{f"upsampler {name}": LatentUpsampler(cfg, **BF16) for name, cfg in LATENT_UPSAMPLER_PRESETS.items()},
     # LTX-2 at the releases' real configs
-    **{f"ltx2 transformer {name}": LTX2VideoTransformer3DModel(cfg, **BF16)
-       for name, cfg in LTX2_TRANSFORMER_PRESETS.items()},
-    "ltx2 transformer ltx-2-19b fp8": LTX2VideoTransformer3DModel(LTX2_TRANSFORMER_PRESETS["ltx-2-19b"], weights="fp8",
-                                                                  **BF16),
+    "ltx2 transformer ltx-2-19b": LTX2VideoTransformer3DModel(LTX2_TRANSFORMER_PRESETS["ltx-2-19b"], **BF16),
+    "ltx2 transformer ltx-2.5-22b fp8": LTX2VideoTransformer3DModel(LTX2_TRANSFORMER_PRESETS["ltx-2.5-22b"],
+                                                                    weights="fp8", **BF16),  # 2.3's layers and more
     **{f"ltx2 video vae {name}": AutoencoderKLLTX2Video(cfg, **BF16) for name, cfg in LTX2_VIDEO_VAE_PRESETS.items()},
     **{f"ltx2 audio vae {name}": AutoencoderKLLTX2Audio(cfg, **BF16) for name, cfg in LTX2_AUDIO_VAE_PRESETS.items()},
     "ltx2 vocoder ltx-2": LTX2Vocoder(LTX2_VOCODER_PRESETS["ltx-2"], **BF16),
