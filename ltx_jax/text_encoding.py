@@ -49,24 +49,26 @@ def load_tokenizer(path: str | os.PathLike):
         raise CheckpointError(f"Cannot load the tokenizer in {folder}: {str(e).strip().splitlines()[0]}") from e
 
 
-def check_tokenizer_folder(path: str | os.PathLike) -> str:
+def check_tokenizer_folder(path: str | os.PathLike, vocab_files: tuple[str, str] = ("tokenizer.json", "spiece.model")
+                           ) -> str:
     """The tokenizer folder of ``path`` (its ``tokenizer/``, or ``path`` itself), with the files transformers will
-    read checked: ``tokenizer.json`` or ``spiece.model`` (parsed with sentencepiece when it is the one used),
-    ``tokenizer_config.json`` and the other JSON files. A CheckpointError names a missing or unreadable file."""
+    read checked: one of ``vocab_files`` (T5: ``tokenizer.json`` or ``spiece.model``; Gemma: ``tokenizer.model`` or
+    ``tokenizer.json``; a sentencepiece model is parsed when it is the one used), ``tokenizer_config.json`` and the
+    other JSON files. A CheckpointError names a missing or unreadable file."""
     path = os.fspath(path)
     folder = os.path.join(path, "tokenizer")
     if not os.path.isdir(folder):
         if os.path.isdir(os.path.join(path, "text_encoder")) or os.path.isfile(os.path.join(path, "model_index.json")):
             raise CheckpointError(f"{path} has no tokenizer/ folder beside its text_encoder/; copy the release's "
-                                  "tokenizer/ (spiece.model, tokenizer_config.json) into it.")
+                                  f"tokenizer/ ({vocab_files[-1]}, tokenizer_config.json) into it.")
         folder = path
     if not os.path.isdir(folder):
         raise CheckpointError(f"Tokenizer folder {folder} does not exist; "
                               "pass a pipeline root or its tokenizer/ folder.")
     files = set(os.listdir(folder))
-    if not files & {"tokenizer.json", "spiece.model"}:
-        raise CheckpointError(f"Tokenizer folder {folder} has neither spiece.model nor tokenizer.json; copy the "
-                              "release's tokenizer/ folder.")
+    if not files & set(vocab_files):
+        raise CheckpointError(f"Tokenizer folder {folder} has neither {vocab_files[1]} nor {vocab_files[0]}; copy "
+                              "the release's tokenizer/ folder.")
     if not files & {"tokenizer_config.json", "config.json"}:
         raise CheckpointError(f"Tokenizer folder {folder} has no tokenizer_config.json; copy the release's tokenizer/ "
                               "folder.")
@@ -77,8 +79,8 @@ def check_tokenizer_folder(path: str | os.PathLike) -> str:
                 json.load(f)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{os.path.join(folder, name)} is unreadable ({e}); download it again.") from None
-    if "tokenizer.json" not in files:  # transformers builds the fast tokenizer from spiece.model with sentencepiece
-        _check_sentencepiece(os.path.join(folder, "spiece.model"))
+    if "tokenizer.json" not in files:  # transformers builds the fast tokenizer from the sentencepiece model
+        _check_sentencepiece(os.path.join(folder, next(f for f in vocab_files if f in files)))
     return folder
 
 

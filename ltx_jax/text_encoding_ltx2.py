@@ -31,7 +31,6 @@ the whole [negative; positive] batch, the repeats inside; only the tokenizer run
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Any, Sequence
@@ -44,6 +43,7 @@ from ltx_jax.models import as_variables
 from ltx_jax.models.gemma import GemmaTextEncoder, pack_hidden_states
 from ltx_jax.models.ltx2.connectors import LTX2TextConnectors
 from ltx_jax.programs import Program
+from ltx_jax.text_encoding import check_tokenizer_folder
 from weight_conversion.gemma import load_gemma_text_encoder
 from weight_conversion.ltx2_connectors import load_text_connectors
 from weight_conversion.safetensors_io import CheckpointError
@@ -56,44 +56,13 @@ QUOTED_WORDS = 6  # how much of the dropped text a truncation warning quotes
 # ------------------------------------------------------------------------------------------------- tokenizer
 
 
-def check_ltx2_tokenizer_folder(path: str | os.PathLike) -> str:
-    """The tokenizer folder of ``path`` (its ``tokenizer/``, or ``path`` itself) with its files checked:
-    ``tokenizer.json`` or ``tokenizer.model``, ``tokenizer_config.json``, the JSON files parseable. A CheckpointError
-    names what is missing or unreadable."""
-    path = os.fspath(path)
-    folder = os.path.join(path, "tokenizer")
-    if not os.path.isdir(folder):
-        if os.path.isdir(os.path.join(path, "text_encoder")) or os.path.isfile(os.path.join(path, "model_index.json")):
-            raise CheckpointError(f"{path} has no tokenizer/ folder beside its text_encoder/; copy the release's "
-                                  "tokenizer/ (tokenizer.json, tokenizer_config.json) into it.")
-        folder = path
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"Tokenizer folder {folder} does not exist; pass an LTX-2 pipeline root or its "
-                              "tokenizer/ folder.")
-    files = set(os.listdir(folder))
-    if not files & {"tokenizer.json", "tokenizer.model"}:
-        raise CheckpointError(f"Tokenizer folder {folder} has neither tokenizer.json nor tokenizer.model; copy the "
-                              "release's tokenizer/ folder.")
-    if "tokenizer_config.json" not in files:
-        raise CheckpointError(f"Tokenizer folder {folder} has no tokenizer_config.json; copy the release's tokenizer/ "
-                              "folder.")
-    for name in sorted(files & {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                "added_tokens.json"}):
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8") as f:
-                json.load(f)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{os.path.join(folder, name)} is unreadable ({e}); download it again.") from None
-    return folder
-
-
 def load_ltx2_tokenizer(path: str | os.PathLike):
     """The Gemma tokenizer of an LTX-2 pipeline root (``tokenizer/``) or of a tokenizer folder, set up as diffusers'
     ``_get_gemma_prompt_embeds`` sets it: ``padding_side = "left"``, ``pad_token = eos_token`` when it has none.
     Local files only (``AutoTokenizer.from_pretrained(..., local_files_only=True)``)."""
     from transformers import AutoTokenizer  # deferred: transformers loads only when a tokenizer is read
 
-    folder = check_ltx2_tokenizer_folder(path)
+    folder = check_tokenizer_folder(path, ("tokenizer.model", "tokenizer.json"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as e:
