@@ -146,6 +146,12 @@ def test_isolate_modalities(ltx2):
     x = _inputs(TINY_LTX2, 4)
     ours = run_jax(ltx2["module"], ltx2["params"], x, **GRID, isolate_modalities=True)
     check("isolate_modalities", ours, run_torch(ltx2["torch"], x, **GRID, isolate_modalities=True))
+    # per row, traced (the modality-guidance rows in the main batch): row 0 isolated, row 1 not
+    rows = run_jax(ltx2["module"], ltx2["params"], dict(x, modality_mask=np.array([0.0, 1.0], np.float32)), **GRID)
+    plain = run_jax(ltx2["module"], ltx2["params"], x, **GRID)
+    for stream in range(2):
+        np.testing.assert_array_equal(rows[stream][1:], plain[stream][1:])
+        assert rel_err(rows[stream][:1], ours[stream][:1]) <= TOLERANCE
 
 
 def _ltx23_inputs():

@@ -245,10 +245,15 @@ class LTX2TransformerBlock(nn.Module):
 
             attn = self.audio_to_video_attn(modulated(nh, vt, v_ss, 0), modulated(nah, at, a_ss, 0), q_rope=cross_rope,
                                             k_rope=audio_cross_rope, rope_heads=(heads, audio_heads))
+            keep = ctx.get("modality_mask")  # [B, 1, 1]: 0 isolates the row (modality guidance in the batch)
+            if keep is not None:
+                attn = attn * keep.astype(attn.dtype)
             h_new = h + (vt[4].astype(ctx["temb_ca_gate"].dtype) + ctx["temb_ca_gate"]) * attn
             attn = self.video_to_audio_attn(modulated(nah, at, a_ss, 2), modulated(nh, vt, v_ss, 2),
                                             q_rope=audio_cross_rope, k_rope=cross_rope,
                                             rope_heads=(audio_heads, heads))
+            if keep is not None:
+                attn = attn * keep.astype(attn.dtype)
             ah = ah + (at[4].astype(ctx["temb_ca_audio_gate"].dtype) + ctx["temb_ca_audio_gate"]) * attn
             h = h_new
 

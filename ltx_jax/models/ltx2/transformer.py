@@ -186,6 +186,7 @@ class LTX2VideoTransformer3DModel(nn.Module):
         use_cross_timestep: bool = False,
         video_self_attention_mask: jax.Array | None = None,
         video_keyframes_mask: jax.Array | None = None,
+        modality_mask: jax.Array | None = None,
     ) -> LTX2Output:
         """Predicts the video and audio velocities (diffusers' ``forward`` with ``return_dict=False``).
 
@@ -204,6 +205,9 @@ class LTX2VideoTransformer3DModel(nn.Module):
           audio_num_frames: the number of audio latent frames (static), unless ``audio_coords``.
           video_coords: [B, 3, N, 2] (or [B, 3, N]) explicit pixel-space bounds; audio_coords: [B, 1, M, 2] seconds.
           isolate_modalities: skip the audio <-> video attention in every block (modality guidance; static).
+          modality_mask: [B] per-row isolation, traced: 1 = the row attends across modalities, 0 = it is isolated
+            as ``isolate_modalities`` isolates every row (so the modality-guidance rows share one batched forward
+            with the others). None: every row attends (unless ``isolate_modalities``).
           spatio_temporal_guidance_blocks: block indices where self-attention is perturbed (STG; static); needs
             ``perturbed_attn`` in the config. perturbation_mask: [B] or [B, 1, 1], 0 = perturb the row (its
             self-attention outputs its values), 1 = not; None with STG blocks: every row perturbed.
@@ -223,7 +227,7 @@ class LTX2VideoTransformer3DModel(nn.Module):
                             spatio_temporal_guidance_blocks=spatio_temporal_guidance_blocks,
                             perturbation_mask=perturbation_mask, use_cross_timestep=use_cross_timestep,
                             video_self_attention_mask=video_self_attention_mask,
-                            video_keyframes_mask=video_keyframes_mask)
+                            video_keyframes_mask=video_keyframes_mask, modality_mask=modality_mask)
 
     def prepare(self, encoder_hidden_states: jax.Array, audio_encoder_hidden_states: jax.Array,
                 encoder_attention_mask: jax.Array | None = None,
@@ -274,7 +278,8 @@ class LTX2VideoTransformer3DModel(nn.Module):
                 spatio_temporal_guidance_blocks: Sequence[int] | None = None,
                 perturbation_mask: jax.Array | None = None, use_cross_timestep: bool = False,
                 video_self_attention_mask: jax.Array | None = None,
-                video_keyframes_mask: jax.Array | None = None) -> LTX2Output:
+                video_keyframes_mask: jax.Array | None = None,
+                modality_mask: jax.Array | None = None) -> LTX2Output:
         """The per-step part of a forward pass: latents, timesteps and ``prepare``'s constants (``__call__``'s
         other arguments) -> ``LTX2Output``."""
         cfg = self.config
@@ -323,7 +328,8 @@ class LTX2VideoTransformer3DModel(nn.Module):
             video_cross_rope=constants.video_cross_rope, audio_cross_rope=constants.audio_cross_rope,
             context=constants.context, audio_context=constants.audio_context, text_mask=constants.text_mask,
             audio_text_mask=constants.audio_text_mask,
-            video_bias=self._self_attention_bias(video_self_attention_mask, batch, n))
+            video_bias=self._self_attention_bias(video_self_attention_mask, batch, n),
+            modality_mask=self._row_mask(modality_mask, batch, "modality_mask"))
         perturbation = self._perturbation(spatio_temporal_guidance_blocks, perturbation_mask, batch)
         (x, ax), _ = self.transformer_blocks((x, ax), constants.text_kv, constants.audio_text_kv, perturbation, ctx,
                                              bool(isolate_modalities))
@@ -397,6 +403,15 @@ class LTX2VideoTransformer3DModel(nn.Module):
             raise ValueError(f"video_self_attention_mask has shape {tuple(mask.shape)}; expected [B, N, N] = "
                              f"[{batch}, {n}, {n}] with values in [0, 1].")
         return ((1 - jnp.asarray(mask).astype(self.dtype)) * -10000.0)[:, None]  # [B, 1, N, N]
+
+    def _row_mask(self, mask, batch, name):
+        """A traced per-row [B] weight as [B, 1, 1] in ``dtype`` (None stays None)."""
+        if mask is None:
+            return None
+        mask = jnp.asarray(mask, self.dtype).reshape(-1)
+        if mask.shape != (batch,):
+            raise ValueError(f"{name} has {mask.shape[0]} entries; expected one per batch row ({batch}).")
+        return mask[:, None, None]
 
     def _perturbation(self, blocks, mask, batch):
         """[L, B] STG weights (1 = attend) or None, from the static block list and the traced [B] mask."""
