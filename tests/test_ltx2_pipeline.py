@@ -57,11 +57,10 @@ def root(tmp_path_factory) -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def reference(root):
-    """diffusers' pipeline on the saved components."""
-    load = lambda cls, name: cls.from_pretrained(os.path.join(root, name))  # noqa: E731
-    pipe = TorchLTX2Pipeline(
+def diffusers_pipeline(root: str, cls=TorchLTX2Pipeline):
+    """One of diffusers' LTX-2 pipelines (``cls``) on the saved components."""
+    load = lambda kind, name: kind.from_pretrained(os.path.join(root, name))  # noqa: E731
+    pipe = cls(
         scheduler=load(FlowMatchEulerDiscreteScheduler, "scheduler"), vae=load(AutoencoderKLLTX2Video, "vae"),
         audio_vae=load(AutoencoderKLLTX2Audio, "audio_vae"), connectors=load(LTX2TextConnectors, "connectors"),
         transformer=load(TorchLTX2, "transformer"), vocoder=load(LTX2Vocoder, "vocoder"),
@@ -70,6 +69,11 @@ def reference(root):
         tokenizer=AutoTokenizer.from_pretrained(os.path.join(root, "tokenizer")))
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture(scope="module")
+def reference(root):
+    return diffusers_pipeline(root)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,7 @@ def test_bad_arguments_fail_in_one_line_before_any_work(pipe, monkeypatch):
                             (dict(num_inference_steps=0), "num_inference_steps must be an int"),
                             (dict(guidance_scale=-1.0), "guidance_scale must be >= 0"),
                             (dict(audio_stg_scale=-0.5), "audio_stg_scale must be >= 0"),
-                            (dict(output_type="pil"), "only 'np'"),
+                            (dict(output_type="pil"), "expected 'np'"),
                             (dict(stg_scale=1.0, spatio_temporal_guidance_blocks=None), "needs spatio_temporal"),
                             (dict(guidence_scale=3.0), "unknown argument"),
                             (dict(prompt=None), "exactly one of prompt and prompt_embeds")):

@@ -22,8 +22,10 @@ Anything passed to the call wins over either.
 
 Noise: without ``latents`` / ``audio_latents`` the initial noise comes from ``seed`` with JAX's PRNG (video noise
 drawn channels-last then packed, audio noise drawn packed; both standard normal, as diffusers' ``randn_tensor``), so
-a seed does not reproduce torch's noise. Given latents are diffusers' packed ones ([B, N, C pt p p] video, used
-as they are; [B, T', L M'] audio, normalised with the audio VAE's statistics), exactly as diffusers takes them.
+a seed does not reproduce torch's noise; ``noise`` / ``audio_noise`` pin it (a parity test's torch noise). Given
+latents are diffusers' ([B, N, C pt p p] packed video used as it is, or [B, C, F, H, W] denormalised as
+``output_type="latent"`` returns it; [B, T', L M'] or [B, L, T', M'] audio, normalised with the audio VAE's
+statistics), with noise mixed in at ``noise_scale`` (a second stage's re-noising), exactly as diffusers takes them.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ import numpy as np
 
 from ltx_jax import validation
 from ltx_jax.models import as_variables
-from ltx_jax.models.ltx2.audio_vae import denormalize_audio_latents
-from ltx_jax.pipelines.ltx2_core import LTX2Core
+from ltx_jax.models.ltx2.audio_vae import pack_audio_latents
+from ltx_jax.pipelines.ltx2_core import OUTPUT_TYPES, LTX2Core
 from ltx_jax.pipelines.ltx2_latents import pack_video_latents
 from ltx_jax.pipelines.reporting import StageTimings
 from ltx_jax.releases_ltx2 import LTX2Release, detect_ltx2_release
@@ -55,10 +57,12 @@ TEMPORAL_RATIO = 8  # LTX-2's video VAE: num_frames = 8 k + 1
 
 
 class LTX2PipelineOutput(NamedTuple):
-    """diffusers' ``LTX2PipelineOutput`` for ``output_type="np"``."""
+    """diffusers' ``LTX2PipelineOutput``: for ``output_type="np"`` frames [B, F, H, W, 3] float32 in [0, 1] and
+    audio [B, channels, samples] float32; for ``"latent"`` video latents [B, C, F, H, W] and audio latents
+    [B, L, T', M'] (denormalised, as diffusers returns them)."""
 
-    frames: np.ndarray  # [B, F, H, W, 3] float32 in [0, 1]
-    audio: np.ndarray  # [B, channels, samples] float32
+    frames: np.ndarray
+    audio: np.ndarray
 
 
 def _int(**bounds):
@@ -107,8 +111,9 @@ def _sigmas(name: str, value: Any) -> None:
 
 
 def _output_type(name: str, value: Any) -> None:
-    if value != "np":
-        raise ValueError(f"{name}={value!r}; only 'np' is supported (frames [B, F, H, W, 3] in [0, 1]).")
+    if value not in OUTPUT_TYPES:
+        raise ValueError(f"{name}={value!r}; expected 'np' (frames [B, F, H, W, 3] in [0, 1] and the waveform) or "
+                         "'latent' (the denormalised latents, diffusers' layouts).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,8 +147,15 @@ class LTX2Request(Request):
     spatio_temporal_guidance_blocks: Sequence[int] | None = arg((28,), "blocks STG perturbs.", _blocks)
     num_videos_per_prompt: int = arg(1, "videos per prompt.", _int(minimum=1))
     seed: int = arg(0, "JAX PRNG seed of the initial noise (does not reproduce torch's).", _int(minimum=0))
-    latents: Any = arg(None, "packed initial video latents [B, N, C] (diffusers' packing).")
-    audio_latents: Any = arg(None, "packed initial audio latents [B, T', L M'] (raw; normalised here).")
+    latents: Any = arg(None, "initial video latents: packed [B, N, C] (used as they are) or [B, C, F, H, W] "
+                             "(denormalised, as output_type='latent' returns them: normalised and packed here).")
+    audio_latents: Any = arg(None, "initial audio latents: packed [B, T', L M'] or [B, L, T', M'] (raw; normalised "
+                                   "here).")
+    noise_scale: float = arg(0.0, "noise mixed into given latents: noise_scale noise + (1 - noise_scale) latents "
+                                  "(a second stage's first sigma).", _number(minimum=0, maximum=1))
+    noise: Any = arg(None, "the standard normal noise of that mixing, packed [B, N, C] (else drawn from seed).")
+    audio_noise: Any = arg(None, "the audio's, packed [B, T', L M'] (and the start of fresh audio; else drawn from "
+                                 "seed).")
     prompt_embeds: Any = arg(None, "Gemma's packed hidden states [B, T, E] instead of prompt.")
     prompt_attention_mask: Any = arg(None, "[B, T] mask of prompt_embeds.")
     negative_prompt_embeds: Any = arg(None, "[B, T, E] negative embeddings (else negative_prompt is encoded).")
@@ -151,8 +163,14 @@ class LTX2Request(Request):
     decode_timestep: float | Sequence[float] = arg(0.0, "the VAE's decode timestep (timestep-conditioned VAEs).")
     decode_noise_scale: float | Sequence[float] | None = arg(None, "decode noise mix (None: decode_timestep).")
     use_cross_timestep: bool = arg(True, "LTX-2.3's cross-modal timestep (diffusers' default).")
-    output_type: str = arg("np", "only 'np'.", _output_type)
+    output_type: str = arg("np", "'np' (frames and waveform) or 'latent' (video [B, C, F, H, W] and audio "
+                                 "[B, L, T', M'] latents, denormalised).", _output_type)
     max_sequence_length: int = arg(DEFAULT_MAX_SEQUENCE_LENGTH, "prompt tokens (left-padded).", _int(minimum=1))
+
+    @property
+    def start_noise_scale(self) -> float:
+        """The noise level mixed into given latents (the condition pipeline infers it when None)."""
+        return float(self.noise_scale)
 
     @property
     def do_classifier_free_guidance(self) -> bool:
@@ -241,9 +259,10 @@ class LTX2Pipeline:
 
     def request(self, **kwargs) -> LTX2Request:
         """``pipe.defaults`` with ``kwargs`` replaced, checked (one ValueError line for a wrong argument)."""
-        unknown = sorted(set(kwargs) - set(LTX2Request.field_names()))
+        unknown = sorted(set(kwargs) - set(type(self.defaults).field_names()))
         if unknown:
-            raise ValueError(f"LTX2Pipeline got unknown argument(s) {', '.join(unknown)}; see LTX2Request's fields.")
+            raise ValueError(f"{type(self).__name__} got unknown argument(s) {', '.join(unknown)}; see "
+                             f"{type(self.defaults).__name__}'s fields.")
         return dataclasses.replace(self.defaults, **kwargs).check()
 
     def __call__(self, **kwargs) -> LTX2PipelineOutput:
@@ -251,7 +270,8 @@ class LTX2Pipeline:
         return self.generate(self.request(**kwargs))
 
     def generate(self, request: LTX2Request) -> LTX2PipelineOutput:
-        """Runs one checked request: prompts -> embeddings -> ``LTX2Core`` -> numpy frames and waveform."""
+        """Runs one checked request: prompts -> embeddings -> the start latents -> ``LTX2Core`` -> numpy frames
+        and waveform (or latents)."""
         r = request.check()
         self.last_timings = timings = StageTimings()
         start = time.perf_counter()
@@ -262,18 +282,15 @@ class LTX2Pipeline:
 
         mid = time.perf_counter()
         batch = pe.shape[0]
-        latents, audio_latents, decode_noise = self._noise(r, batch)
+        grid = self.core.grid(height=r.height, width=r.width, num_frames=r.num_frames, frame_rate=r.frame_rate,
+                              motion_speed=r.motion_speed)
+        keys = dict(zip(("video", "audio", "decode"), jax.random.split(jax.random.key(r.seed), 3)))
+        starts = {**self._video_start(r, batch, grid, keys["video"]), **self._audio_start(r, batch, grid,
+                                                                                           keys["audio"])}
+        shared = {name: getattr(r, name) for name in _CORE_FIELDS}
         out = self.core(self.params, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=npe,
-                        negative_prompt_attention_mask=npm, latents=latents, audio_latents=audio_latents,
-                        height=r.height, width=r.width, num_frames=r.num_frames, frame_rate=r.frame_rate,
-                        motion_speed=r.motion_speed, num_inference_steps=r.num_inference_steps, sigmas=r.sigmas,
-                        guidance_scale=r.guidance_scale, stg_scale=r.stg_scale, modality_scale=r.modality_scale,
-                        guidance_rescale=r.guidance_rescale, audio_guidance_scale=r.audio_guidance_scale,
-                        audio_stg_scale=r.audio_stg_scale, audio_modality_scale=r.audio_modality_scale,
-                        audio_guidance_rescale=r.audio_guidance_rescale,
-                        spatio_temporal_guidance_blocks=r.spatio_temporal_guidance_blocks,
-                        use_cross_timestep=r.use_cross_timestep, decode_timestep=r.decode_timestep,
-                        decode_noise_scale=r.decode_noise_scale, decode_noise=decode_noise)
+                        negative_prompt_attention_mask=npm, **starts, **shared,
+                        decode_noise=self._decode_noise(r, batch, grid, keys["decode"]))
         frames, audio = np.asarray(out.frames), np.asarray(out.audio)
         timings.stages["denoise_decode"] = time.perf_counter() - mid
         timings.total = time.perf_counter() - start
@@ -300,27 +317,71 @@ class LTX2Pipeline:
         pe, pm, npe, npm = (repeat(x) for x in (pe, pm, npe, npm))
         return pe, pm, (npe if cfg else None), (npm if cfg else None)
 
-    def _noise(self, r: LTX2Request, batch: int):
-        """(latents [B, N, C], audio_latents [B, T', D], decode_noise or None): given ones as given, the rest from
-        ``jax.random.key(seed)`` (video / audio / decode split)."""
-        grid = self.core.grid(height=r.height, width=r.width, num_frames=r.num_frames, frame_rate=r.frame_rate,
-                              motion_speed=r.motion_speed)
-        _, audio_shape = self.core.latent_shapes(grid, batch)  # the core checks both against the grid
-        kv, ka, kd = jax.random.split(jax.random.key(r.seed), 3)
-        latents = r.latents
-        if latents is None:
-            channels = self.core.vae.config.latent_channels
-            noise = jax.random.normal(kv, (batch, grid.frames, grid.height, grid.width, channels), jnp.float32)
-            t = self.core.transformer.config
-            latents = pack_video_latents(noise, t.patch_size, t.patch_size_t)
-        audio_latents = r.audio_latents
-        if audio_latents is None:  # diffusers does not normalise fresh audio noise: undo the core's normalisation
-            stats = as_variables(self.params["audio_vae"])["params"]
-            noise = jax.random.normal(ka, audio_shape, jnp.float32)
-            audio_latents = denormalize_audio_latents(noise, stats["latents_mean"], stats["latents_std"])
-        decode_noise = None
+    def packed_video_latents(self, latents) -> jax.Array:
+        """Given video latents as the core takes them: packed [B, N, C] as they are; [B, C, F, H, W] (diffusers'
+        ``output_type="latent"``, denormalised) normalised with the VAE's statistics and packed."""
+        latents = jnp.asarray(latents, jnp.float32)
+        if latents.ndim == 3:
+            return latents
+        if latents.ndim != 5:
+            raise ValueError(f"latents has shape {tuple(latents.shape)}; expected packed [B, N, C] or [B, C, F, H, W].")
+        z = self.core.vae.apply(as_variables(self.params["vae"]), jnp.moveaxis(latents, 1, -1),
+                                method="normalize_latents")
+        t = self.core.transformer.config
+        return pack_video_latents(z, t.patch_size, t.patch_size_t)
+
+    def _noise(self, given, key, shape):
+        """Given noise (checked against ``shape``) or standard normal noise from ``key``."""
+        if given is None:
+            return jax.random.normal(key, shape, jnp.float32)
+        given = jnp.asarray(given, jnp.float32)
+        if given.shape != tuple(shape):
+            raise ValueError(f"noise of shape {tuple(given.shape)}; expected {tuple(shape)} (packed).")
+        return given
+
+    def _fresh_video(self, given, batch: int, grid, key) -> jax.Array:
+        """Packed standard normal video latents: the ``given`` noise, else drawn channels-last from ``key`` and
+        packed (diffusers draws [B, C, F, H, W] and packs)."""
+        t = self.core.transformer.config
+        if given is not None:
+            return self._noise(given, key, self.core.latent_shapes(grid, batch)[0])
+        noise = jax.random.normal(key, (batch, grid.frames, grid.height, grid.width, t.in_channels), jnp.float32)
+        return pack_video_latents(noise, t.patch_size, t.patch_size_t)
+
+    def _video_start(self, r: LTX2Request, batch: int, grid, key) -> dict:
+        """The core's video start (diffusers' ``LTX2Pipeline.prepare_latents``): fresh noise, or the given latents
+        with noise mixed in at ``noise_scale``."""
+        if r.latents is None:
+            return dict(latents=self._fresh_video(r.noise, batch, grid, key))
+        latents = self.packed_video_latents(r.latents)
+        noise = self._noise(r.noise, key, latents.shape) if r.noise_scale > 0 else None
+        return dict(latents=latents, noise=noise, noise_scale=r.noise_scale)
+
+    def _audio_start(self, r: LTX2Request, batch: int, grid, key) -> dict:
+        """The core's audio start (diffusers' ``prepare_audio_latents``): fresh packed noise (not normalised), or
+        the given latents (packed; [B, L, T', M'] packed here) with noise mixed in at ``noise_scale``."""
+        shape = self.core.latent_shapes(grid, batch)[1]
+        if r.audio_latents is None:
+            return dict(audio_noise=self._noise(r.audio_noise, key, shape))
+        latents = jnp.asarray(r.audio_latents, jnp.float32)
+        if latents.ndim == 4:  # diffusers' [B, C, L, M] -> ours [B, T', M', L] -> packed
+            latents = pack_audio_latents(jnp.transpose(latents, (0, 2, 3, 1)))
+        scale = r.start_noise_scale
+        noise = self._noise(r.audio_noise, key, latents.shape) if scale > 0 else None
+        return dict(audio_latents=latents, audio_noise=noise, audio_noise_scale=scale)
+
+    def _decode_noise(self, r: LTX2Request, batch: int, grid, key):
+        """[B, F, H, W, C] decode noise for a timestep-conditioned VAE with a non-zero decode noise scale."""
         scale = r.decode_timestep if r.decode_noise_scale is None else r.decode_noise_scale
-        if self.core.vae.config.timestep_conditioning and np.any(np.asarray(scale) != 0):
-            shape = (batch, grid.frames, grid.height, grid.width, self.core.vae.config.latent_channels)
-            decode_noise = jax.random.normal(kd, shape, jnp.float32)
-        return latents, audio_latents, decode_noise
+        if r.output_type != "np" or not self.core.vae.config.timestep_conditioning or not np.any(np.asarray(scale)):
+            return None
+        shape = (batch, grid.frames, grid.height, grid.width, self.core.vae.config.latent_channels)
+        return jax.random.normal(key, shape, jnp.float32)
+
+
+#: The request fields the core takes as they are (the rest become embeddings and start latents first).
+_CORE_FIELDS = ("height", "width", "num_frames", "frame_rate", "motion_speed", "num_inference_steps", "sigmas",
+                "guidance_scale", "stg_scale", "modality_scale", "guidance_rescale", "audio_guidance_scale",
+                "audio_stg_scale", "audio_modality_scale", "audio_guidance_rescale",
+                "spatio_temporal_guidance_blocks", "use_cross_timestep", "decode_timestep", "decode_noise_scale",
+                "output_type")

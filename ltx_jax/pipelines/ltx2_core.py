@@ -1,5 +1,6 @@
-"""LTX-2's text-to-video-with-sound core: diffusers' ``LTX2Pipeline.__call__`` from prompt embeddings on, as one
-compiled program (connectors -> joint denoising loop -> video and audio decode).
+"""LTX-2's generation core: diffusers' LTX-2 pipelines (``LTX2Pipeline``, ``LTX2ImageToVideoPipeline``,
+``LTX2ConditionPipeline``) from prompt embeddings and prepared latents on, as one compiled program
+(``ltx2_program``: connectors -> joint denoising loop -> video and audio decode).
 
     core = LTX2Core(transformer, connectors, vae, audio_vae, vocoder, scheduler_config)   # modules: static
     params = dict(transformer=..., connectors=..., vae=..., audio_vae=..., vocoder=...)     # the loaders' trees
@@ -9,69 +10,78 @@ compiled program (connectors -> joint denoising loop -> video and audio decode).
     out.frames  # [B, F, H, W, 3] float32 in [0, 1] (diffusers' output_type="np")
     out.audio   # [B, channels, samples] float32 (diffusers' ``vocoder(mel)``)
 
-Axis letters: B batch (videos), G the main forward's branches, N video tokens, C latent channels, M audio tokens,
-Ca audio token width (L M'), T text tokens, E the Gemma stack's width (caption channels x hidden states).
+Axis letters: B batch (videos), N video tokens (N' = N + K with K appended keyframe tokens), C latent channels,
+M audio tokens, D audio token width (L M'), T text tokens, E the Gemma stack's width.
 
-What runs, in diffusers' order (``pipeline_ltx2.py``):
+What runs, in diffusers' order:
   1. the text connectors on ``[negative, positive]`` (``[positive]`` without CFG), padding on the left;
-  2. the schedule, on the host: ``sigmas = linspace(1, 1/N, N)`` shifted by ``mu = calculate_shift(N video tokens)``
-     (``ltx_jax.scheduler``); the audio uses the same schedule (diffusers deep-copies the scheduler);
-  3. the initial latents: video tokens as given (diffusers leaves packed latents unnormalised), audio tokens
-     normalised with the audio VAE's statistics (diffusers normalises packed audio latents); ``noise_scale`` 0;
-  4. the transformer's step-invariant half (``prepare``: RoPE tables, caption projections, text keys / values),
-     once per forward kind, then one ``lax.fori_loop`` over the steps. Each step runs ONE batched forward over
-     rows ``[uncond (CFG), cond, stg (STG)]`` (the STG rows perturbed through ``perturbation_mask``, the others not)
-     and, with modality guidance, a second forward of the cond rows with ``isolate_modalities`` (static in the
-     transformer, so it cannot share the batch). Each modality's branches combine in x0 space
-     (``LTX2Guidance.guided_velocity``, its own scales) and take an Euler step (``scheduler.step``) in float32;
-  5. decode: video tokens unpacked to [B, F, H, W, C], for a timestep-conditioned VAE mixed with ``decode_noise``
-     at ``decode_noise_scale`` (default: ``decode_timestep``, 0: nothing added) in normalised space, denormalised,
-     ``vae.decode(z, decode_timestep)``, then ``x / 2 + 0.5`` clipped to [0, 1]; audio tokens denormalised,
-     unpacked, ``audio_vae.decode``, ``vocoder``.
+  2. the schedule, on the host: ``sigmas = linspace(1, 1/S, S)`` (or the given ones) shifted by
+     ``mu = calculate_shift(N' video tokens)`` (``ltx_jax.scheduler``); the audio uses the same schedule;
+  3. the initial latents: video ``noise * s + latents * (1 - s)`` with ``s = noise_scale (1 - mask)`` per token
+     where ``noise`` is given (diffusers' ``_create_noised_state`` and the conditioning pipelines' mixing), else the
+     latents as given; audio latents normalised with the audio VAE's statistics then noised alike, or fresh audio
+     noise as it is;
+  4. the transformer's step-invariant half (``prepare``) once, then one ``lax.fori_loop`` over the steps: ONE
+     batched forward over every guidance branch (CFG, STG, modality; ``ltx2_program``), per-token video timesteps
+     ``t (1 - mask)`` with a conditioning, x0-space guidance per modality, the conditioning blend, Euler steps;
+  5. decode (``output_type="np"``): video tokens unpacked, a timestep-conditioned VAE's decode noise mixed in,
+     denormalised, decoded, ``x / 2 + 0.5`` clipped to [0, 1]; audio denormalised, unpacked, ``audio_vae.decode``,
+     ``vocoder``. ``output_type="latent"``: the denormalised latents as diffusers returns them.
 
-Static (part of the compiled program's key): the modules, the latent grid, the step count, which guidance branches
-run (``LTX2Guidance``: CFG where either modality's ``guidance_scale > 1``, STG where a ``stg_scale > 0``, modality
-isolation where a ``modality_scale > 1``, as diffusers decides), the STG blocks, ``use_cross_timestep`` and whether
-decode noise is mixed in. Traced: the text, latents, schedule, every scale and the decode timestep, so a second call
-that changes only those compiles nothing.
+Static (the compiled program's key, ``ltx2_program.Plan``): the modules, the latent grid, the step count, which
+guidance branches run (CFG where either modality's ``guidance_scale > 1``, STG where a ``stg_scale > 0``, modality
+isolation where a ``modality_scale > 1``, as diffusers decides), the STG blocks, ``use_cross_timestep``, whether
+there is noise / a conditioning / decode noise, the keyframe token count and the output type. Traced: the text,
+latents, noise, masks, schedule, every scale and the decode timestep, so a second call that changes only those
+compiles nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, NamedTuple, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ltx_jax import scheduler as sched
 from ltx_jax.models import as_variables
-from ltx_jax.models.ltx2.audio_vae import denormalize_audio_latents, normalize_audio_latents, unpack_audio_latents
-from ltx_jax.pipelines.ltx2_latents import LTX2Grid, ltx2_grid, unpack_video_latents
+from ltx_jax.pipelines import ltx2_program
+from ltx_jax.pipelines.ltx2_latents import LTX2Grid, ltx2_grid
 from ltx_jax.sampling.ltx2_guidance import LTX2Guidance
 
 COMPONENTS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
+OUTPUT_TYPES = ("np", "latent")
 
 
 class LTX2CoreOutput(NamedTuple):
-    """diffusers' ``LTX2PipelineOutput(frames, audio)`` for ``output_type="np"``."""
+    """diffusers' ``LTX2PipelineOutput(frames, audio)``: for ``output_type="np"`` frames [B, F, H, W, 3] float32 in
+    [0, 1] and audio [B, channels, samples]; for ``"latent"`` video latents [B, C, F, H, W] and audio latents
+    [B, L, T', M'], both denormalised (diffusers' layouts)."""
 
-    frames: jax.Array  # [B, F, H, W, 3] float32 in [0, 1]
-    audio: jax.Array  # [B, channels, samples] float32
+    frames: Any
+    audio: Any
 
 
 @dataclasses.dataclass(frozen=True)
-class _Plan:
-    """Everything static about one call (a jit static argument)."""
+class LTX2Conditioning:
+    """Per-token conditioning of the packed video latents (diffusers' image-to-video and condition pipelines).
 
-    core: "LTX2Core"
-    grid: LTX2Grid
-    guidance: LTX2Guidance
-    stg_blocks: tuple[int, ...]
-    use_cross_timestep: bool
-    decode_noise: bool
+    Attributes:
+      mask: [B, N'] in [0, 1]: 1 keeps the token at its clean value, 0 denoises it, between: a partial strength
+        (the token's timestep is ``t (1 - mask)`` and its x0 blends toward ``clean_latents`` by ``mask``).
+      clean_latents: [B, N', C] the clean values (normalised, packed; zeros where the mask is 0).
+      keyframe_coords: [B, 3, K, 2] RoPE bounds of the K keyframe tokens appended after the grid's N (the last K of
+        N'), or None without appended tokens.
+    """
+
+    mask: Any
+    clean_latents: Any
+    keyframe_coords: Any = None
+
+    @property
+    def keyframe_tokens(self) -> int:
+        return 0 if self.keyframe_coords is None else int(np.shape(self.keyframe_coords)[2])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +117,7 @@ class LTX2Core:
 
     def schedule(self, num_tokens: int, num_inference_steps: int,
                  sigmas: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(sigmas [S + 1], timesteps [S]) float32, as ``LTX2Pipeline`` sets them (``sigmas = linspace(1, 1/S, S)``
+        """(sigmas [S + 1], timesteps [S]) float32, as the LTX-2 pipelines set them (``sigmas = linspace(1, 1/S, S)``
         unless given, as diffusers' ``sigmas=``: S values, e.g. the distilled models' list; ``mu`` from the packed
         video token count; the audio shares them)."""
         cfg = self.scheduler
@@ -129,7 +139,12 @@ class LTX2Core:
         negative_prompt_embeds=None,
         negative_prompt_attention_mask=None,
         latents,
-        audio_latents,
+        audio_latents=None,
+        noise=None,
+        audio_noise=None,
+        noise_scale: float = 0.0,
+        audio_noise_scale: float | None = None,
+        conditioning: LTX2Conditioning | None = None,
         height: int = 512,
         width: int = 768,
         num_frames: int = 121,
@@ -150,34 +165,41 @@ class LTX2Core:
         decode_timestep: float | Sequence[float] = 0.0,
         decode_noise_scale: float | Sequence[float] | None = None,
         decode_noise=None,
+        output_type: str = "np",
     ) -> LTX2CoreOutput:
-        """Generates video and audio (diffusers' ``LTX2Pipeline.__call__`` with precomputed embeddings, pinned
-        latents, ``noise_scale=0`` and ``output_type="np"``; defaults are diffusers').
+        """Generates video and audio from embeddings and prepared latents (defaults are diffusers').
 
         Args:
           params: ``{component: param tree (or variables)}`` for ``COMPONENTS``.
           prompt_embeds, negative_prompt_embeds: [B, T, E] Gemma's stacked hidden states, flattened as diffusers'
-            ``encode_prompt`` returns them (or [B, T, C, F]); the negative ones are required with CFG.
+            ``encode_prompt`` returns them; the negative ones are required with CFG.
           prompt_attention_mask, negative_prompt_attention_mask: [B, T] 1 = token, 0 = (left) padding.
-          latents: [B, N, C] packed initial video latents (diffusers' ``_pack_latents`` of [B, C, F, H, W] noise;
-            ``ltx2_latents.pack_video_latents`` from channels-last), used unnormalised as diffusers uses them.
-          audio_latents: [B, T', L M'] packed initial audio latents (raw: normalised here, as diffusers does).
+          latents: [B, N', C] packed video latents in the model's (normalised) space: the start itself, or what
+            ``noise`` is mixed into (zeros for pure noise).
+          audio_latents: [B, T', D] packed audio latents, raw (normalised here, as diffusers does), or None to start
+            from ``audio_noise`` as it is.
+          noise, audio_noise: [B, N', C] / [B, T', D] standard normal noise mixed in (module docstring, step 3), or
+            None (no mixing; the audio then starts from ``audio_latents``).
+          noise_scale, audio_noise_scale: the noise levels of the mixing (traced; the audio's None: noise_scale).
+          conditioning: ``LTX2Conditioning`` (image-to-video, keyframes) or None.
           height, width, num_frames, frame_rate, motion_speed: the output video; they fix the latent grid and the
             audio length (``grid``).
-          num_inference_steps: S (static).
-          sigmas: S custom sigmas (diffusers' ``sigmas=``; traced: new values compile nothing), else the default.
+          num_inference_steps: S (static). sigmas: S custom sigmas (traced), else the default.
           guidance_scale, stg_scale, modality_scale, guidance_rescale: the video's scales; audio_*: the audio's,
             a falsy value taking the video's (diffusers' ``audio_x = audio_x or x``).
           spatio_temporal_guidance_blocks: the blocks STG perturbs (needed when a ``stg_scale > 0``).
           use_cross_timestep: LTX-2.3's cross-modal timestep (diffusers' default True).
           decode_timestep, decode_noise_scale: per video or one value; used by timestep-conditioned VAEs only.
           decode_noise: [B, F, H, W, C] standard normal noise (channels-last) for a non-zero decode_noise_scale.
+          output_type: "np" (decoded) or "latent" (``LTX2CoreOutput``).
         Returns:
-          ``LTX2CoreOutput(frames [B, F, H, W, 3] in [0, 1], audio [B, channels, samples])``.
+          ``LTX2CoreOutput``.
         """
         missing = [c for c in COMPONENTS if c not in params]
         if missing:
             raise ValueError(f"params lacks {missing}; pass one tree per component of {COMPONENTS}.")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type={output_type!r}; expected one of {OUTPUT_TYPES}.")
         video = dict(guidance_scale=guidance_scale, stg_scale=stg_scale, modality_scale=modality_scale,
                      guidance_rescale=guidance_rescale)
         given = dict(guidance_scale=audio_guidance_scale, stg_scale=audio_stg_scale,
@@ -194,117 +216,67 @@ class LTX2Core:
 
         grid = self.grid(height=height, width=width, num_frames=num_frames, frame_rate=frame_rate,
                          motion_speed=motion_speed)
-        latents = np.asarray(latents, np.float32)
-        audio_latents = np.asarray(audio_latents, np.float32)
-        batch = latents.shape[0]
-        want_video, want_audio = self.latent_shapes(grid, batch)
-        if latents.shape != want_video or audio_latents.shape != want_audio:
-            raise ValueError(f"latents {latents.shape} / audio_latents {audio_latents.shape} do not fit the grid "
-                             f"{grid}: expected {want_video} and {want_audio} (packed, as diffusers packs them).")
+        keyframes = 0 if conditioning is None else conditioning.keyframe_tokens
+        arrays = self._latent_inputs(grid, latents, audio_latents, noise, audio_noise, conditioning, keyframes)
+        batch, tokens = arrays["latents"].shape[:2]
         text = {"pos": (prompt_embeds, prompt_attention_mask)}
         if guidance.cfg:
             if negative_prompt_embeds is None or negative_prompt_attention_mask is None:
                 raise ValueError("guidance_scale > 1 needs negative_prompt_embeds and negative_prompt_attention_mask.")
             text["neg"] = (negative_prompt_embeds, negative_prompt_attention_mask)
-        text = {k: (np.asarray(e, np.float32), np.asarray(m, np.int32)) for k, (e, m) in text.items()}
+        text = {k: (jnp.asarray(e, jnp.float32), jnp.asarray(m, jnp.int32)) for k, (e, m) in text.items()}
         if any(e.shape[0] != batch or m.shape != e.shape[:2] for e, m in text.values()):
             raise ValueError(f"prompt embeddings must be [B={batch}, T, E] with masks [B, T].")
-        sigmas, timesteps = self.schedule(latents.shape[1], num_inference_steps, sigmas)
+        sigmas, timesteps = self.schedule(tokens, num_inference_steps, sigmas)
 
         per_video = lambda v: np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (batch,))  # noqa: E731
         decode_t = per_video(decode_timestep)
-        noise_scale = decode_t if decode_noise_scale is None else per_video(decode_noise_scale)
-        mix = bool(self.vae.config.timestep_conditioning and np.any(noise_scale != 0))
+        decode_scale = decode_t if decode_noise_scale is None else per_video(decode_noise_scale)
+        mix = bool(output_type == "np" and self.vae.config.timestep_conditioning and np.any(decode_scale != 0))
         if mix and decode_noise is None:
             raise ValueError("a non-zero decode_noise_scale (or decode_timestep) needs decode_noise [B, F, H, W, C].")
         inputs = dict(
-            text={k: tuple(jnp.asarray(a) for a in v) for k, v in text.items()},
-            latents=jnp.asarray(latents), audio_latents=jnp.asarray(audio_latents),
-            sigmas=jnp.asarray(sigmas), timesteps=jnp.asarray(timesteps),
+            arrays, text=text, sigmas=jnp.asarray(sigmas), timesteps=jnp.asarray(timesteps),
+            noise_scale=jnp.float32(noise_scale),
+            audio_noise_scale=jnp.float32(noise_scale if audio_noise_scale is None else audio_noise_scale),
             video_scales={k: jnp.float32(v) for k, v in video.items()},
             audio_scales={k: jnp.float32(v) for k, v in audio.items()},
-            decode_timestep=jnp.asarray(decode_t), decode_noise_scale=jnp.asarray(noise_scale),
+            decode_timestep=jnp.asarray(decode_t), decode_noise_scale=jnp.asarray(decode_scale),
             decode_noise=jnp.asarray(decode_noise, jnp.float32) if mix else None)
-        plan = _Plan(self, grid, guidance, blocks if guidance.stg else (), bool(use_cross_timestep), mix)
-        frames, wave = _generate(plan, {c: as_variables(params[c]) for c in COMPONENTS}, inputs)
-        return LTX2CoreOutput(frames, wave)
+        plan = ltx2_program.Plan(
+            self, grid, guidance, blocks if guidance.stg else (), bool(use_cross_timestep), mix,
+            conditioned=conditioning is not None, keyframe_tokens=keyframes, noised=noise is not None,
+            audio_given=audio_latents is not None, audio_noised=audio_latents is not None and audio_noise is not None,
+            output_latents=output_type == "latent")
+        variables = {c: as_variables(params[c]) for c in COMPONENTS}
+        frames, audio_out = ltx2_program.generate(plan=plan, variables=variables, inputs=inputs)
+        return LTX2CoreOutput(frames, audio_out)
 
+    def _latent_inputs(self, grid, latents, audio_latents, noise, audio_noise, conditioning, keyframes) -> dict:
+        """The latent-side arrays, their shapes checked against the grid (one ValueError line)."""
+        latents = jnp.asarray(latents, jnp.float32)
+        batch = latents.shape[0]
+        want_video, want_audio = self.latent_shapes(grid, batch)
+        want_video = (batch, want_video[1] + keyframes, want_video[2])
 
-# ------------------------------------------------------------------------------------------------ the program
+        def checked(name, x, shape):
+            if x is None:
+                return None
+            x = jnp.asarray(x, jnp.float32)
+            if tuple(x.shape) != tuple(shape):
+                raise ValueError(f"{name} has shape {tuple(x.shape)}; expected {tuple(shape)} for the grid {grid} "
+                                 f"(packed, as diffusers packs them).")
+            return x
 
-
-@functools.partial(jax.jit, static_argnums=(0,))
-def _generate(plan: _Plan, variables: dict, inputs: dict) -> tuple[jax.Array, jax.Array]:
-    """The whole call under one jit: connectors, loop, decode (see the module docstring)."""
-    core, grid, guidance = plan.core, plan.grid, plan.guidance
-    transformer = core.transformer
-
-    # 1. connectors on [negative, positive] (diffusers' batch), then each forward's rows
-    names = ("neg", "pos") if guidance.cfg else ("pos",)
-    embeds = jnp.concatenate([inputs["text"][k][0] for k in names])
-    mask = jnp.concatenate([inputs["text"][k][1] for k in names])
-    video_text, audio_text, text_mask = core.connectors.apply(variables["connectors"], embeds, mask,
-                                                              padding_side="left")
-    batch = inputs["latents"].shape[0]
-    pieces = dict(zip(names, range(len(names))))
-
-    def rows(which):  # connector outputs of the given prompts, stacked [len(which) B, T, .]
-        take = lambda x: jnp.concatenate([x[pieces[w] * batch:(pieces[w] + 1) * batch] for w in which])  # noqa
-        return take(video_text), take(audio_text), take(text_mask)
-
-    main = (("neg",) if guidance.cfg else ()) + ("pos",) + (("pos",) if guidance.stg else ())
-    branches = (("uncond",) if guidance.cfg else ()) + ("cond",) + (("stg",) if guidance.stg else ())
-    grid_kw = dict(num_frames=grid.frames, height=grid.height, width=grid.width, fps=grid.fps,
-                   audio_num_frames=grid.audio_frames)
-    tvars = variables["transformer"]
-    constants = transformer.apply(tvars, *rows(main), method="prepare", **grid_kw)
-    isolated = transformer.apply(tvars, *rows(("pos",)), method="prepare", **grid_kw) if guidance.modality else None
-    perturb = None
-    if guidance.stg:
-        perturb = jnp.concatenate([jnp.zeros((batch,)) if b == "stg" else jnp.ones((batch,)) for b in branches])
-
-    audio_stats = variables["audio_vae"]["params"]
-    mean, std = audio_stats["latents_mean"], audio_stats["latents_std"]
-    sigmas, timesteps = inputs["sigmas"], inputs["timesteps"]
-
-    def forward(x, ax, t, consts, copies, **kw):
-        g = copies * batch
-        tt = jnp.full((g,), t, jnp.float32)
-        out = transformer.apply(tvars, jnp.tile(x, (copies, 1, 1)), jnp.tile(ax, (copies, 1, 1)), tt, consts,
-                                sigma=tt, use_cross_timestep=plan.use_cross_timestep, method="predict", **kw)
-        return out.sample.astype(jnp.float32), out.audio_sample.astype(jnp.float32)
-
-    def step(i, carry):
-        x, ax = carry
-        sigma, sigma_next, t = sigmas[i], sigmas[i + 1], timesteps[i]
-        v, av = forward(x, ax, t, constants, len(branches), spatio_temporal_guidance_blocks=plan.stg_blocks or None,
-                        perturbation_mask=perturb)
-        video_v = {b: v[k * batch:(k + 1) * batch] for k, b in enumerate(branches)}
-        audio_v = {b: av[k * batch:(k + 1) * batch] for k, b in enumerate(branches)}
-        if guidance.modality:
-            video_v["modality"], audio_v["modality"] = forward(x, ax, t, isolated, 1, isolate_modalities=True)
-        v = guidance.guided_velocity(x, sigma, video_v, inputs["video_scales"])
-        av = guidance.guided_velocity(ax, sigma, audio_v, inputs["audio_scales"])
-        return sched.step(v, x, sigma, sigma_next), sched.step(av, ax, sigma, sigma_next)
-
-    x0 = inputs["latents"].astype(jnp.float32)
-    ax0 = normalize_audio_latents(inputs["audio_latents"].astype(jnp.float32), mean, std)
-    x, ax = jax.lax.fori_loop(0, timesteps.shape[0], step, (x0, ax0))
-
-    # 5. decode
-    tcfg = transformer.config
-    z = unpack_video_latents(x, grid, tcfg.patch_size, tcfg.patch_size_t)  # [B, F, H, W, C]
-    decode_t = None
-    if core.vae.config.timestep_conditioning:
-        decode_t = inputs["decode_timestep"]
-        if plan.decode_noise:
-            s = inputs["decode_noise_scale"][:, None, None, None, None]
-            z = (1 - s) * z + s * inputs["decode_noise"]
-    z = core.vae.apply(variables["vae"], z, method="denormalize_latents")
-    video = core.vae.apply(variables["vae"], z, decode_t, method="decode").astype(jnp.float32)
-    frames = jnp.clip(video / 2 + 0.5, 0.0, 1.0)
-
-    tokens = denormalize_audio_latents(ax, mean, std)
-    mel = core.audio_vae.apply(variables["audio_vae"], unpack_audio_latents(tokens, grid.mel_bins), method="decode")
-    wave = core.vocoder.apply(variables["vocoder"], mel).astype(jnp.float32)  # [B, S, channels]
-    return frames, jnp.swapaxes(wave, 1, 2)
+        if audio_latents is None and audio_noise is None:
+            raise ValueError("give audio_latents or audio_noise (the start of the audio).")
+        out = dict(latents=checked("latents", latents, want_video), noise=checked("noise", noise, want_video),
+                   audio_latents=checked("audio_latents", audio_latents, want_audio),
+                   audio_noise=checked("audio_noise", audio_noise, want_audio))
+        if conditioning is not None:
+            out["conditioning_mask"] = checked("conditioning.mask", conditioning.mask, want_video[:2])
+            out["clean_latents"] = checked("conditioning.clean_latents", conditioning.clean_latents, want_video)
+            if keyframes:
+                out["keyframe_coords"] = checked("conditioning.keyframe_coords", conditioning.keyframe_coords,
+                                                 (batch, 3, keyframes, 2))
+        return out

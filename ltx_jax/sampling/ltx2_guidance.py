@@ -86,10 +86,15 @@ class LTX2Guidance:
         rescale = jnp.asarray(scales.get("guidance_rescale", 0.0), jnp.float32)
         return jnp.where(rescale > 0, rescale_noise_cfg(guided, cond, rescale), guided)
 
-    def guided_velocity(self, sample: jax.Array, sigma: jax.Array, velocities: Mapping[str, jax.Array],
-                        scales: Mapping[str, jax.Array]) -> jax.Array:
-        """One modality's guided velocity: its branches' velocities ([B, tokens, channels]) to x0 at ``sigma``,
-        combined (``combine_x0``), back to a velocity; float32 throughout, as diffusers upcasts."""
+    def guided_x0(self, sample: jax.Array, sigma: jax.Array, velocities: Mapping[str, jax.Array],
+                  scales: Mapping[str, jax.Array]) -> jax.Array:
+        """One modality's guided clean-sample estimate: its branches' velocities ([B, tokens, channels]) to x0 at
+        ``sigma``, combined (``combine_x0``); float32 throughout, as diffusers upcasts."""
         sample = sample.astype(jnp.float32)
         x0 = {name: velocity_to_x0(sample, v.astype(jnp.float32), sigma) for name, v in velocities.items()}
-        return x0_to_velocity(sample, self.combine_x0(x0, scales), sigma)
+        return self.combine_x0(x0, scales)
+
+    def guided_velocity(self, sample: jax.Array, sigma: jax.Array, velocities: Mapping[str, jax.Array],
+                        scales: Mapping[str, jax.Array]) -> jax.Array:
+        """``guided_x0`` back to a velocity (what the Euler step takes)."""
+        return x0_to_velocity(sample.astype(jnp.float32), self.guided_x0(sample, sigma, velocities, scales), sigma)

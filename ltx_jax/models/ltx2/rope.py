@@ -34,6 +34,17 @@ ROPE_TYPES = ("interleaved", "split")
 # ------------------------------------------------------------------------------------------------ coordinates
 
 
+def _pixel_bounds(num_frames: int, height: int, width: int, patch_size: int, patch_size_t: int,
+                  scale_factors: Sequence[int]) -> np.ndarray:
+    """[3, N, 2] float32 [start, end) of every patch in pixels (frames, rows, columns), frame-major."""
+    grids = [np.arange(0, n, step, dtype=np.float32)
+             for n, step in ((num_frames, patch_size_t), (height, patch_size), (width, patch_size))]
+    grid = np.stack(np.meshgrid(*grids, indexing="ij"), axis=0)  # [3, F, H, W]
+    ends = grid + np.asarray((patch_size_t, patch_size, patch_size), np.float32).reshape(3, 1, 1, 1)
+    latent = np.stack([grid, ends], axis=-1).reshape(3, -1, 2)  # [3, N, 2]
+    return latent * np.asarray(scale_factors, np.float32).reshape(3, 1, 1)
+
+
 def video_coords(batch: int, num_frames: int, height: int, width: int, *, patch_size: int = 1,
                  patch_size_t: int = 1, scale_factors: Sequence[int] = (8, 32, 32), causal_offset: int = 1,
                  fps: float = 24.0) -> np.ndarray:
@@ -42,14 +53,24 @@ def video_coords(batch: int, num_frames: int, height: int, width: int, *, patch_
     Returns [B, 3, N, 2] float32 numpy (frame bounds in seconds, rows and columns in pixels), N = frames x rows x
     columns of patches.
     """
-    grids = [np.arange(0, n, step, dtype=np.float32)
-             for n, step in ((num_frames, patch_size_t), (height, patch_size), (width, patch_size))]
-    grid = np.stack(np.meshgrid(*grids, indexing="ij"), axis=0)  # [3, F, H, W]
-    ends = grid + np.asarray((patch_size_t, patch_size, patch_size), np.float32).reshape(3, 1, 1, 1)
-    latent = np.stack([grid, ends], axis=-1).reshape(3, -1, 2)  # [3, N, 2]
-    pixel = latent * np.asarray(scale_factors, np.float32).reshape(3, 1, 1)
+    pixel = _pixel_bounds(num_frames, height, width, patch_size, patch_size_t, scale_factors)
     frames = np.maximum(pixel[0] + np.float32(causal_offset) - np.float32(scale_factors[0]), np.float32(0))
     pixel[0] = frames / np.float32(fps)
+    return np.broadcast_to(pixel[None], (batch, *pixel.shape)).astype(np.float32)
+
+
+def keyframe_coords(batch: int, num_frames: int, height: int, width: int, *, pixel_frame: int, pixel_frames: int,
+                    patch_size: int = 1, patch_size_t: int = 1, scale_factors: Sequence[int] = (8, 32, 32),
+                    fps: float = 24.0) -> np.ndarray:
+    """Bounds of a keyframe condition's tokens appended after the video's (diffusers' ``LTX2ConditionPipeline.
+    _prepare_keyframe_coords``): the latent grid of the condition (num_frames x height x width latents) in pixels,
+    no causal fix, shifted to ``pixel_frame``; a one-frame condition spans [pixel_frame, pixel_frame + 1). Frames
+    in seconds at ``fps``. Returns [B, 3, K, 2] float32 numpy."""
+    pixel = _pixel_bounds(num_frames, height, width, patch_size, patch_size_t, scale_factors)
+    pixel[0] = pixel[0] + np.float32(pixel_frame)
+    if pixel_frames == 1:
+        pixel[0, :, 1] = pixel[0, :, 0] + 1
+    pixel[0] = pixel[0] / np.float32(fps)
     return np.broadcast_to(pixel[None], (batch, *pixel.shape)).astype(np.float32)
 
 
