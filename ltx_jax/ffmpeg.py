@@ -201,3 +201,31 @@ class Mp4Encoder:
         with contextlib.suppress(OSError):
             self._process.stdin.close()
         self._log.close()
+
+
+def recompress_image(image: np.ndarray, crf: int) -> np.ndarray:
+    """One RGB frame through H.264 at ``crf`` and back, as LTX-2 was trained on conditioning images (diffusers'
+    ``apply_image_conditioning_crf``, Lightricks' ``media_io.preprocess``): libx264, preset veryfast, yuv420p, the
+    frame cropped to even sides. [H, W, 3] uint8 -> [H // 2 * 2, W // 2 * 2, 3] uint8; ``crf`` 0 returns it as is.
+    Everything goes through pipes (raw RGB in, the H.264 stream from one ffmpeg to another, raw RGB out): nothing
+    touches the disk."""
+    if crf == 0:
+        return image
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"H.264 re-compression (crf {crf}) takes a uint8 RGB frame [H, W, 3], got {image.dtype} "
+                         f"{image.shape}; pass crf 0 to skip it.")
+    height, width = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+    frame = np.ascontiguousarray(image[:height, :width])
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}"]
+    encode = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", *raw, "-i", "pipe:0", "-c:v", "libx264",
+              "-preset", "veryfast", "-crf", str(int(crf)), "-pix_fmt", "yuv420p", "-f", "h264", "pipe:1"]
+    decode = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-f", "h264", "-i", "pipe:0",
+              "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+    with quiet_fork():
+        stream = subprocess.run(encode, input=frame.tobytes(), capture_output=True, start_new_session=True)
+        if stream.returncode == 0:
+            stream = subprocess.run(decode, input=stream.stdout, capture_output=True, start_new_session=True)
+    if stream.returncode != 0 or len(stream.stdout) < frame.nbytes:
+        reason = ffmpeg_reason(stream.stderr.decode(errors="replace")) or f"exit status {stream.returncode}"
+        raise RuntimeError(f"ffmpeg could not re-compress the conditioning image at crf {crf}: {reason}.")
+    return np.frombuffer(stream.stdout[:frame.nbytes], np.uint8).reshape(height, width, 3)

@@ -55,7 +55,7 @@ def write_tokenizer(folder: str) -> None:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
-                            model_max_length=1024).save_pretrained(folder)
+                            model_max_length=1024, padding_side="left").save_pretrained(folder)
 
 
 @pytest.fixture(scope="module")
