@@ -15,12 +15,10 @@ sizes (diffusers' ``vae_spatial_compression_ratio``, ``transformer_spatial_patch
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import copy
 import logging
 import os
-import time
 from typing import Any, Sequence
 
 import jax
@@ -67,15 +65,9 @@ class VAEStages(StreamedDecode):
     def vae_temporal_compression_ratio(self) -> int:
         return self.vae.config.temporal_ratio
 
-    @contextlib.contextmanager
     def _stage(self, name: str):
-        """Times a stage into ``last_timings`` (a stage run twice in one call adds up)."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            stages = self.last_timings.stages
-            stages[name] = stages.get(name, 0.0) + time.perf_counter() - start
+        """Times a stage into ``last_timings`` (``StageTimings.stage``)."""
+        return self.last_timings.stage(name)
 
     def encode_video(self, video, key: jax.Array | None) -> jax.Array:
         """Frames [B, F, H, W, 3] in [-1, 1] (F = k * temporal ratio + 1) -> normalised latents [B, F', H', W', C]

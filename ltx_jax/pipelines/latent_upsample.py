@@ -55,21 +55,27 @@ def adain_filter_latent(latents: jax.Array, reference: jax.Array, factor: jax.Ar
                      matched - (matched - latents) * (1.0 - factor))
 
 
-def _upsample_program(vae, vae_params, upsampler, upsampler_params, latents, adain_factor=None, tone_map=None):
-    """Normalised latents [B, F, H, W, C] -> normalised upsampled latents [B, F', H', W', C] float32: denormalise,
-    upsample, AdaIN to the input (when ``adain_factor`` is given), tone-map the raw latents (when ``tone_map`` is
-    given), normalise."""
-    raw = vae.apply({"params": vae_params}, latents, method="denormalize_latents").astype(jnp.float32)
+def _upsample_program(vae, vae_params, upsampler, upsampler_params, latents, adain_factor=None, tone_map=None,
+                      normalized_in: bool = True, normalized_out: bool = True):
+    """Latents [B, F, H, W, C] -> upsampled latents [B, F', H', W', C] float32 and whether they are finite:
+    denormalise (``normalized_in``; else the latents are raw already), upsample, AdaIN to the raw input (when
+    ``adain_factor`` is given), tone-map the raw latents (when ``tone_map`` is given), normalise (``normalized_out``;
+    else they stay raw, as LTX-2's pipeline returns them). Works for LTX-Video's and LTX-2's VAEs and upsamplers."""
+    raw = latents.astype(jnp.float32)
+    if normalized_in:
+        raw = vae.apply({"params": vae_params}, latents, method="denormalize_latents").astype(jnp.float32)
     up = upsampler.apply({"params": upsampler_params}, raw.astype(upsampler.dtype)).astype(jnp.float32)
     if adain_factor is not None:
         up = adain_filter_latent(up, raw, adain_factor)
     if tone_map is not None:
         up = tone_map_latents(up, tone_map)
-    normalised = vae.apply({"params": vae_params}, up, method="normalize_latents").astype(jnp.float32)
-    return normalised, jnp.all(jnp.isfinite(normalised))
+    if normalized_out:
+        up = vae.apply({"params": vae_params}, up, method="normalize_latents").astype(jnp.float32)
+    return up, jnp.all(jnp.isfinite(up))
 
 
-jitted_upsample = Program(_upsample_program, "upsampling", static=("vae", "upsampler"),
+jitted_upsample = Program(_upsample_program, "upsampling",
+                          static=("vae", "upsampler", "normalized_in", "normalized_out"),
                           params=("vae_params", "upsampler_params"))
 
 

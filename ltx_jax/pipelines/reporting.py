@@ -3,6 +3,10 @@ Inf appears."""
 
 from __future__ import annotations
 
+import contextlib
+import time
+from typing import Iterator
+
 
 class NonFiniteError(RuntimeError):
     """NaN or Inf appeared in a stage's output (the message names the stage, and the step for denoising)."""
@@ -21,6 +25,15 @@ class StageTimings:
         if name in stages:
             return stages[name]
         raise AttributeError(f"no stage {name!r} in the last call (stages: {', '.join(stages) or 'none'})")
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Times a stage (``with timings.stage("decoding"): ...``; a stage run twice in one call adds up)."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - start
 
     def as_dict(self) -> dict[str, float]:
         """{stage: seconds, ..., "total": seconds}."""
