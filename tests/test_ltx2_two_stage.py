@@ -1,0 +1,80 @@
+"""The two-stage distilled recipe (``LTX2TwoStagePipeline``) against diffusers' documented composition of its
+pipelines (``LTX2Pipeline(output_type="latent")`` -> ``LTX2LatentUpsamplePipeline`` -> ``LTX2Pipeline`` with the
+stage-2 sigmas and ``noise_scale``), float32, CPU.
+
+The tiny random folder of ``test_ltx2_pipeline`` with an x2 upsampler beside it. Stage 1: 8 steps on the distilled
+sigmas at half size without guidance, its start latents pinned (packed, given to both sides); stage 2: 3 steps from
+0.909375 at full size, its re-noising noise drawn from a seeded ``torch.Generator`` in diffusers' order (video, then
+audio) and given to ours as ``stage_2_noise`` / ``stage_2_audio_noise``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import psnr, randomize_, report
+from diffusers import LTX2LatentUpsamplePipeline as TorchUpsamplePipeline
+from diffusers.pipelines.ltx2.latent_upsampler import LTX2LatentUpsamplerModel as TorchUpsampler
+from test_ltx2_core import _snr
+from test_ltx2_latent_upsample_pipeline import UPSAMPLER
+from test_ltx2_pipeline import T, diffusers_pipeline
+from test_ltx2_pipeline import root as folder  # noqa: F401 - the shared folder fixture
+from test_ltx2_text_encoding import NEGATIVES, PROMPTS
+
+from ltx_jax.pipelines.ltx2_two_stage import NO_GUIDANCE, LTX2TwoStagePipeline
+from ltx_jax.releases_ltx2 import LTX2_DISTILLED_SIGMAS, LTX2_STAGE_2_DISTILLED_SIGMAS
+
+PSNR_MIN, SNR_MIN = 45.0, 40.0  # dB
+HEIGHT, WIDTH, FRAMES = 64, 128, 9  # the final size; stage 1 at 32 x 64
+
+
+@pytest.fixture(scope="module")
+def root(folder):  # noqa: F811
+    torch.manual_seed(0)
+    randomize_(TorchUpsampler(**UPSAMPLER), seed=41).save_pretrained(os.path.join(folder, "latent_upsampler"))
+    return folder
+
+
+def test_distilled_two_stage_matches_diffusers(root):
+    ours = LTX2TwoStagePipeline.from_pretrained(root, dtype="float32")
+    reference = diffusers_pipeline(root)
+    upsample = TorchUpsamplePipeline(vae=reference.vae, latent_upsampler=TorchUpsampler.from_pretrained(
+        os.path.join(root, "latent_upsampler")))
+    upsample.set_progress_bar_config(disable=True)
+    core = ours.pipe.core
+    rng = np.random.default_rng(5)
+    half = core.grid(height=HEIGHT // 2, width=WIDTH // 2, num_frames=FRAMES, frame_rate=24.0)
+    video_shape, audio_shape = core.latent_shapes(half, len(PROMPTS))
+    latents = rng.standard_normal(video_shape).astype(np.float32)
+    audio_latents = rng.standard_normal(audio_shape).astype(np.float32)
+    full_video = core.latent_shapes(core.grid(height=HEIGHT, width=WIDTH, num_frames=FRAMES, frame_rate=24.0),
+                                    len(PROMPTS))[0]
+    generator = torch.Generator().manual_seed(9)
+    noise2, audio_noise2 = torch.randn(full_video, generator=generator), torch.randn(audio_shape, generator=generator)
+    sigmas, sigmas_2 = list(LTX2_DISTILLED_SIGMAS[:-1]), list(LTX2_STAGE_2_DISTILLED_SIGMAS[:-1])
+    common = dict(prompt=PROMPTS, negative_prompt=NEGATIVES, num_frames=FRAMES, max_sequence_length=T, **NO_GUIDANCE)
+
+    out = ours(**common, height=HEIGHT, width=WIDTH, num_inference_steps=len(sigmas), sigmas=sigmas, latents=latents,
+               audio_latents=audio_latents, stage_2_noise=noise2.numpy(), stage_2_audio_noise=audio_noise2.numpy())
+    assert set(ours.last_timings.stages) == {"stage_1", "upsampling", "stage_2"}
+    with torch.no_grad():
+        video_latent, audio_latent = reference(
+            **common, height=HEIGHT // 2, width=WIDTH // 2, num_inference_steps=len(sigmas), sigmas=sigmas,
+            latents=torch.from_numpy(latents), audio_latents=torch.from_numpy(audio_latents), output_type="latent",
+            return_dict=False)
+        upscaled = upsample(latents=video_latent, height=HEIGHT // 2, width=WIDTH // 2, num_frames=FRAMES,
+                            output_type="latent", return_dict=False)[0]
+        frames, audio = reference(**common, height=HEIGHT, width=WIDTH, latents=upscaled, audio_latents=audio_latent,
+                                  num_inference_steps=len(sigmas_2), sigmas=sigmas_2, noise_scale=sigmas_2[0],
+                                  generator=torch.Generator().manual_seed(9), output_type="np", return_dict=False)
+    frames, audio = np.asarray(frames), audio.float().numpy()
+    assert out.frames.shape == frames.shape == (len(PROMPTS), FRAMES, HEIGHT, WIDTH, 3), (out.frames.shape,
+                                                                                          frames.shape)
+    assert np.mean((frames > 0) & (frames < 1)) > 0.5 and np.std(audio) > 1e-3  # not saturated, not silent
+    measured_psnr, measured_snr = psnr(out.frames, frames), _snr(out.audio, audio)
+    report("ltx2 two-stage distilled recipe: frames PSNR dB", measured_psnr, PSNR_MIN, at_least=True)
+    report("ltx2 two-stage distilled recipe: waveform SNR dB", measured_snr, SNR_MIN, at_least=True)
+    assert measured_psnr >= PSNR_MIN and measured_snr >= SNR_MIN, (measured_psnr, measured_snr)
