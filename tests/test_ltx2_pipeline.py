@@ -91,9 +91,12 @@ def test_bad_arguments_fail_in_one_line_before_any_work(pipe, monkeypatch):
                             (dict(output_type="pil"), "expected 'np'"),
                             (dict(stg_scale=1.0, spatio_temporal_guidance_blocks=None), "needs spatio_temporal"),
                             (dict(guidence_scale=3.0), "unknown argument"),
-                            (dict(prompt=None), "exactly one of prompt and prompt_embeds")):
+                            (dict(prompt=None), "exactly one of prompt and prompt_embeds"),
+                            (dict(max_sequence_length=10), "not a multiple of the connectors' 3 learned registers; "
+                                                           "use 12"),
+                            (dict(spatio_temporal_guidance_blocks=[7]), "this transformer has 2 blocks")):
         with pytest.raises(ValueError, match=message) as caught:
-            pipe(**{"prompt": "a cat", **kwargs})
+            pipe(**{"prompt": "a cat", "max_sequence_length": T, **kwargs})
         assert "\n" not in str(caught.value), str(caught.value)
     with pytest.raises(ValueError, match="width must be a multiple of 32"):  # no pipeline needed at all
         LTX2Request(prompt="a cat", width=100).check()

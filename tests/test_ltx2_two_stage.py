@@ -78,3 +78,36 @@ def test_distilled_two_stage_matches_diffusers(root):
     report("ltx2 two-stage distilled recipe: frames PSNR dB", measured_psnr, PSNR_MIN, at_least=True)
     report("ltx2 two-stage distilled recipe: waveform SNR dB", measured_snr, SNR_MIN, at_least=True)
     assert measured_psnr >= PSNR_MIN and measured_snr >= SNR_MIN, (measured_psnr, measured_snr)
+
+
+def test_duration_head_predicts_num_frames_as_diffusers(root):
+    """LTX-2.5's auto-duration: a folder with duration_head/ makes num_frames=None the default; the prediction for
+    the first prompt (connectors, then the head; clamped and snapped to 8 k + 1) equals diffusers'."""
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.duration_head import LTX2DurationHead
+    from test_ltx2_pipeline import CONNECTORS
+
+    widths = (CONNECTORS["video_connector_num_attention_heads"] * CONNECTORS["video_connector_attention_head_dim"],
+              CONNECTORS["audio_connector_num_attention_heads"] * CONNECTORS["audio_connector_attention_head_dim"])
+    torch.manual_seed(0)
+    head = randomize_(LTX2DurationHead(video_cross_attention_dim=widths[0], audio_cross_attention_dim=widths[1],
+                                       pooler_hidden_dim=12, num_queries=2, num_pooler_heads=3, mlp_hidden_dim=7),
+                      seed=43, scale=0.3)
+    head.save_pretrained(os.path.join(root, "duration_head"))
+    try:
+        pipe = LTX2TwoStagePipeline.from_pretrained(root, dtype="float32").pipe
+    finally:
+        import shutil  # deferred: the folder is shared with the other test
+
+        shutil.rmtree(os.path.join(root, "duration_head"))
+    assert pipe.duration_head is not None and pipe.defaults.num_frames is None
+    pe, pm, _, _ = pipe.encode_prompt(PROMPTS[:1], None, False, max_sequence_length=T)
+    connectors = LTX2TextConnectors.from_pretrained(os.path.join(root, "connectors"))
+    for bounds in (dict(min_seconds=0.1, max_seconds=20.0), dict(min_seconds=2.0, max_seconds=3.0)):
+        request = pipe.request(prompt=PROMPTS[0], max_sequence_length=T, stg_scale=0.0, audio_stg_scale=0.0, **bounds)
+        ours = pipe.resolve_num_frames(request, pe, pm)
+        with torch.no_grad():
+            video, audio, _ = connectors(torch.from_numpy(np.asarray(pe)), torch.from_numpy(np.asarray(pm)),
+                                         padding_side="left")
+            expected = head.predict_num_frames(video, audio, frame_rate=24.0, temporal_compression_ratio=8, **bounds)
+        assert ours.num_frames == expected, (bounds, ours.num_frames, expected)

@@ -31,6 +31,7 @@ statistics), with noise mixed in at ``noise_scale`` (a second stage's re-noising
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Any, NamedTuple, Sequence
@@ -43,14 +44,16 @@ from ltx_jax import validation
 from ltx_jax.models import as_variables
 from ltx_jax.models.ltx2.audio_vae import pack_audio_latents
 from ltx_jax.pipelines.ltx2_core import OUTPUT_TYPES, LTX2Core
-from ltx_jax.pipelines.ltx2_latents import pack_video_latents
+from ltx_jax.models.ltx2.duration_head import snap_num_frames
+from ltx_jax.pipelines.ltx2_latents import pack_video_latents, vae_compression
+from ltx_jax.programs import Program
 from ltx_jax.pipelines.reporting import StageTimings
 from ltx_jax.releases_ltx2 import LTX2Release, detect_ltx2_release
 from ltx_jax.requests import Request, arg
 from ltx_jax.scheduler import FlowMatchSchedulerConfig
 from ltx_jax.text_encoding_ltx2 import DEFAULT_MAX_SEQUENCE_LENGTH, LTX2PromptEncoder, load_ltx2_tokenizer
-from weight_conversion import (load_audio_vae, load_gemma_text_encoder, load_text_connectors, load_transformer,
-                               load_vae, load_vocoder)
+from weight_conversion import (load_audio_vae, load_duration_head, load_gemma_text_encoder, load_text_connectors,
+                               load_transformer, load_vae, load_vocoder)
 
 SIZE_MULTIPLE = 32  # diffusers' check_inputs: height and width divisible by 32
 TEMPORAL_RATIO = 8  # LTX-2's video VAE: num_frames = 8 k + 1
@@ -125,7 +128,10 @@ class LTX2Request(Request):
     negative_prompt: str | Sequence[str] | None = arg(None, "negative prompt(s) for CFG (None: '').", _prompt)
     height: int = arg(512, "frame height in pixels (multiple of 32).", _size)
     width: int = arg(768, "frame width in pixels (multiple of 32).", _size)
-    num_frames: int = arg(121, "frames, 8 k + 1.", _frames)
+    num_frames: int | None = arg(121, "frames, 8 k + 1; None: predicted from the prompt by the duration head "
+                                      "(LTX-2.5), else 121.", _frames)
+    min_seconds: float = arg(1.0, "the predicted duration's lower bound.", _number(above=0))
+    max_seconds: float = arg(20.0, "the predicted duration's upper bound.", _number(above=0))
     frame_rate: float = arg(24.0, "frames per second (sets the audio length and the video RoPE).",
                             _number(above=0))
     motion_speed: float = arg(1.0, "the RoPE's frame rate is frame_rate / motion_speed.", _number(above=0))
@@ -166,6 +172,9 @@ class LTX2Request(Request):
     output_type: str = arg("np", "'np' (frames and waveform) or 'latent' (video [B, C, F, H, W] and audio "
                                  "[B, L, T', M'] latents, denormalised).", _output_type)
     max_sequence_length: int = arg(DEFAULT_MAX_SEQUENCE_LENGTH, "prompt tokens (left-padded).", _int(minimum=1))
+    tiling: Any = arg("auto", "the video decode's tiling: 'auto' (whole where the device's free memory holds it, "
+                              "else the fewest uniform tiles), None (whole), True (diffusers' tiles) or a dict of "
+                              "VAETiling fields.")
 
     @property
     def start_noise_scale(self) -> float:
@@ -178,6 +187,8 @@ class LTX2Request(Request):
         return self.guidance_scale > 1 or (self.audio_guidance_scale or self.guidance_scale) > 1
 
     def _check_together(self) -> None:
+        if self.min_seconds >= self.max_seconds:
+            raise ValueError(f"min_seconds ({self.min_seconds}) must be less than max_seconds ({self.max_seconds}).")
         if (self.prompt is None) == (self.prompt_embeds is None):
             raise ValueError("give exactly one of prompt and prompt_embeds.")
         if self.prompt_embeds is not None and self.prompt_attention_mask is None:
@@ -221,22 +232,28 @@ class LTX2Pipeline:
     """
 
     def __init__(self, encoder: LTX2PromptEncoder, core: LTX2Core, params: dict, release: LTX2Release | None = None,
-                 defaults: LTX2Request | None = None):
+                 defaults: LTX2Request | None = None, progress: bool = True, duration_head: Any = None):
         self.encoder, self.core, self.params, self.release = encoder, core, params, release
+        self.progress, self.duration_head = progress, duration_head
         self.defaults = defaults if defaults is not None else release_defaults(release)
         self.audio_sample_rate = int(core.vocoder.config.output_sampling_rate)
         self.last_timings = StageTimings()
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "float32", **gemma_kwargs) -> "LTX2Pipeline":
+    def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "float32", *, progress: bool = True,
+                        transformer_weights: str | None = None,
+                        lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
+                        **gemma_kwargs) -> "LTX2Pipeline":
         """Loads a diffusers LTX-2 folder (tokenizer/, text_encoder/, connectors/, transformer/, vae/, audio_vae/,
-        vocoder/, scheduler/scheduler_config.json) in ``dtype`` ("float32" / "bfloat16" or a jnp dtype);
-        ``gemma_kwargs`` go to ``load_gemma_text_encoder`` (``weights``, ``sharding``)."""
+        vocoder/, scheduler/scheduler_config.json) in ``dtype`` ("float32" / "bfloat16" or a jnp dtype):
+        ``transformer_weights`` "int8" / "fp8" stores the transformer's kernels so, ``lora`` ``[(file, scale)]`` is
+        fused into it as it is read; ``gemma_kwargs`` go to ``load_gemma_text_encoder`` (``weights``,
+        ``sharding``); ``progress``: a progress bar while denoising."""
         path, dtype = os.fspath(path), jnp.dtype(dtype)
         tokenizer = load_ltx2_tokenizer(path)  # cheap, and names a missing folder first
-        loaded = dict(transformer=load_transformer(path, dtype), connectors=load_text_connectors(path, dtype),
-                      vae=load_vae(path, dtype), audio_vae=load_audio_vae(path, dtype),
-                      vocoder=load_vocoder(path, dtype))
+        loaded = dict(transformer=load_transformer(path, dtype, weights=transformer_weights, lora=lora),
+                      connectors=load_text_connectors(path, dtype), vae=load_vae(path, dtype),
+                      audio_vae=load_audio_vae(path, dtype), vocoder=load_vocoder(path, dtype))
         scheduler = FlowMatchSchedulerConfig.from_json(os.path.join(path, "scheduler", "scheduler_config.json"))
         gemma, gemma_params = load_gemma_text_encoder(os.path.join(path, "text_encoder"), dtype, **gemma_kwargs)
         connectors, connector_params = loaded["connectors"]
@@ -247,7 +264,11 @@ class LTX2Pipeline:
         release = detect_ltx2_release(path, config)
         if release is not None and release.transformer.num_layers != config.num_layers:
             release = None  # a name with another model's depth (a tiny or cut model): its STG blocks would not exist
-        return cls(encoder, core, {k: v[1] for k, v in loaded.items()}, release)
+        duration_head, defaults = None, None
+        if os.path.isdir(os.path.join(path, "duration_head")):  # LTX-2.5: num_frames=None predicts the duration
+            duration_head = load_duration_head(path, dtype)
+            defaults = dataclasses.replace(release_defaults(release), num_frames=None)
+        return cls(encoder, core, {k: v[1] for k, v in loaded.items()}, release, defaults, progress, duration_head)
 
     def encode_prompt(self, prompt, negative_prompt=None, do_classifier_free_guidance: bool = True,
                       num_videos_per_prompt: int = 1, max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
@@ -263,7 +284,30 @@ class LTX2Pipeline:
         if unknown:
             raise ValueError(f"{type(self).__name__} got unknown argument(s) {', '.join(unknown)}; see "
                              f"{type(self.defaults).__name__}'s fields.")
-        return dataclasses.replace(self.defaults, **kwargs).check()
+        return self.check_fit(dataclasses.replace(self.defaults, **kwargs).check())
+
+    def check_fit(self, r: LTX2Request) -> LTX2Request:
+        """The rules between a request and this model (one ValueError line, before any work): the prompt length a
+        multiple of the connectors' learned registers (diffusers' connectors refuse others), STG blocks that exist
+        in a transformer that can perturb them."""
+        cfg, t = self.core.connectors.config, self.core.transformer.config
+        registers = [n for n in (cfg.video_connector_num_learnable_registers,
+                                 cfg.audio_connector_num_learnable_registers) if n]
+        multiple = math.lcm(*registers) if registers else 1
+        length = r.max_sequence_length if r.prompt_embeds is None else int(np.shape(r.prompt_embeds)[1])
+        if length % multiple:
+            name = "max_sequence_length" if r.prompt_embeds is None else "prompt_embeds' length"
+            raise ValueError(f"{name}={length} is not a multiple of the connectors' {multiple} learned registers; use "
+                             f"{-(-length // multiple) * multiple}.")
+        stg = r.stg_scale > 0 or (r.audio_stg_scale or r.stg_scale) > 0
+        blocks = tuple(r.spatio_temporal_guidance_blocks or ())
+        if stg and any(b >= t.num_layers for b in blocks):
+            raise ValueError(f"spatio_temporal_guidance_blocks={list(blocks)}: this transformer has {t.num_layers} "
+                             f"blocks (0 .. {t.num_layers - 1}).")
+        if stg and not t.perturbed_attn:
+            raise ValueError("stg_scale > 0 needs a transformer with perturbed_attn (this one has none): set stg_scale "
+                             "and audio_stg_scale to 0.")
+        return r
 
     def __call__(self, **kwargs) -> LTX2PipelineOutput:
         """Generates video and audio: ``pipe(prompt=..., ...)`` with ``LTX2Request``'s fields (diffusers' names)."""
@@ -272,7 +316,7 @@ class LTX2Pipeline:
     def generate(self, request: LTX2Request) -> LTX2PipelineOutput:
         """Runs one checked request: prompts -> embeddings -> the start latents -> ``LTX2Core`` -> numpy frames
         and waveform (or latents)."""
-        r = request.check()
+        r = self.check_fit(request.check())
         self.last_timings = timings = StageTimings()
         start = time.perf_counter()
         cfg = r.do_classifier_free_guidance
@@ -281,6 +325,7 @@ class LTX2Pipeline:
         timings.stages["text_encoding"] = time.perf_counter() - start
 
         mid = time.perf_counter()
+        r = self.resolve_num_frames(r, pe, pm)
         batch = pe.shape[0]
         grid = self.core.grid(height=r.height, width=r.width, num_frames=r.num_frames, frame_rate=r.frame_rate,
                               motion_speed=r.motion_speed)
@@ -290,7 +335,7 @@ class LTX2Pipeline:
         shared = {name: getattr(r, name) for name in _CORE_FIELDS}
         out = self.core(self.params, prompt_embeds=pe, prompt_attention_mask=pm, negative_prompt_embeds=npe,
                         negative_prompt_attention_mask=npm, **starts, **shared,
-                        decode_noise=self._decode_noise(r, batch, grid, keys["decode"]))
+                        decode_noise=self._decode_noise(r, batch, grid, keys["decode"]), progress=self.progress)
         frames, audio = np.asarray(out.frames), np.asarray(out.audio)
         timings.stages["denoise_decode"] = time.perf_counter() - mid
         timings.total = time.perf_counter() - start
@@ -316,6 +361,24 @@ class LTX2Pipeline:
         repeat = lambda x: None if x is None else jnp.repeat(jnp.asarray(x), n, axis=0)  # noqa: E731
         pe, pm, npe, npm = (repeat(x) for x in (pe, pm, npe, npm))
         return pe, pm, (npe if cfg else None), (npm if cfg else None)
+
+    def resolve_num_frames(self, r: LTX2Request, prompt_embeds, prompt_attention_mask) -> LTX2Request:
+        """``r`` with ``num_frames`` set: as given; else the duration head's prediction for the first prompt (its
+        connector tokens; clamped to ``min_seconds`` .. ``max_seconds`` and snapped to 8 k + 1, as diffusers'
+        ``predict_num_frames``), or 121 without a duration head (diffusers' fallback)."""
+        if r.num_frames is not None:
+            return r
+        if self.duration_head is None:
+            return dataclasses.replace(r, num_frames=121)
+        head, head_params = self.duration_head
+        seconds = _predict_seconds(connectors=self.core.connectors, head=head, variables=dict(
+            connectors=as_variables(self.params["connectors"]), head=as_variables(head_params)),
+            embeds=jnp.asarray(prompt_embeds[:1], jnp.float32), mask=jnp.asarray(prompt_attention_mask[:1]))
+        _, temporal = vae_compression(self.core.vae.config)
+        frames = snap_num_frames(float(np.asarray(seconds)[0]), frame_rate=r.frame_rate,
+                                 temporal_compression_ratio=temporal, min_seconds=r.min_seconds,
+                                 max_seconds=r.max_seconds)
+        return dataclasses.replace(r, num_frames=frames)
 
     def packed_video_latents(self, latents) -> jax.Array:
         """Given video latents as the core takes them: packed [B, N, C] as they are; [B, C, F, H, W] (diffusers'
@@ -384,4 +447,14 @@ _CORE_FIELDS = ("height", "width", "num_frames", "frame_rate", "motion_speed", "
                 "guidance_scale", "stg_scale", "modality_scale", "guidance_rescale", "audio_guidance_scale",
                 "audio_stg_scale", "audio_modality_scale", "audio_guidance_rescale",
                 "spatio_temporal_guidance_blocks", "use_cross_timestep", "decode_timestep", "decode_noise_scale",
-                "output_type")
+                "output_type", "tiling")
+
+
+def _predict_seconds_program(connectors, head, variables, embeds, mask):
+    """[1, T, E] prompt embeddings -> [1] predicted seconds (the connectors, then the duration head)."""
+    video, audio, _ = connectors.apply(variables["connectors"], embeds, mask, padding_side="left")
+    return head.apply(variables["head"], video, audio).astype(jnp.float32)
+
+
+_predict_seconds = Program(_predict_seconds_program, "duration prediction", static=("connectors", "head"),
+                           params=("variables",))

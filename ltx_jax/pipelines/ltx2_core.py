@@ -44,10 +44,15 @@ from typing import Any, NamedTuple, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from ltx_jax import sampling
 from ltx_jax import scheduler as sched
 from ltx_jax.models import as_variables
 from ltx_jax.pipelines import ltx2_program
+from ltx_jax.models.vae_tiling import VAETiling
 from ltx_jax.pipelines.ltx2_latents import LTX2Grid, ltx2_grid
+from ltx_jax.pipelines.reporting import NonFiniteError
+from ltx_jax.pipelines.tiling_policy import auto_tiling
+from ltx_jax.programs import is_placeholder
 from ltx_jax.sampling.ltx2_guidance import LTX2Guidance
 
 COMPONENTS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
@@ -166,6 +171,8 @@ class LTX2Core:
         decode_noise_scale: float | Sequence[float] | None = None,
         decode_noise=None,
         output_type: str = "np",
+        tiling: Any = "auto",
+        progress: bool = False,
     ) -> LTX2CoreOutput:
         """Generates video and audio from embeddings and prepared latents (defaults are diffusers').
 
@@ -192,6 +199,10 @@ class LTX2Core:
           decode_timestep, decode_noise_scale: per video or one value; used by timestep-conditioned VAEs only.
           decode_noise: [B, F, H, W, C] standard normal noise (channels-last) for a non-zero decode_noise_scale.
           output_type: "np" (decoded) or "latent" (``LTX2CoreOutput``).
+          tiling: the video decode's tiling: "auto" (whole where the device's free memory holds it, else the fewest
+            uniform tiles; ``tiling_policy.auto_tiling``), None / False (whole), True (diffusers' tiles) or a
+            ``VAETiling`` / dict of its fields (static).
+          progress: a progress bar over the denoising steps.
         Returns:
           ``LTX2CoreOutput``.
         """
@@ -243,13 +254,26 @@ class LTX2Core:
             audio_scales={k: jnp.float32(v) for k, v in audio.items()},
             decode_timestep=jnp.asarray(decode_t), decode_noise_scale=jnp.asarray(decode_scale),
             decode_noise=jnp.asarray(decode_noise, jnp.float32) if mix else None)
+        if tiling == "auto":
+            shape = (batch, grid.frames, grid.height, grid.width, self.vae.config.latent_channels)
+            tiling = auto_tiling(self.vae, shape, self.vae.dtype) if output_type == "np" else None
         plan = ltx2_program.Plan(
             self, grid, guidance, blocks if guidance.stg else (), bool(use_cross_timestep), mix,
             conditioned=conditioning is not None, keyframe_tokens=keyframes, noised=noise is not None,
             audio_given=audio_latents is not None, audio_noised=audio_latents is not None and audio_noise is not None,
-            output_latents=output_type == "latent")
+            output_latents=output_type == "latent", tiling=VAETiling.resolve(tiling))
         variables = {c: as_variables(params[c]) for c in COMPONENTS}
-        frames, audio_out = ltx2_program.generate(plan=plan, variables=variables, inputs=inputs)
+        steps = len(timesteps)
+        with sampling.StepBar(steps, progress) as bar:  # Ctrl-C / SIGTERM stop the loop within a step
+            control = sampling.RunControl(bar)
+            with sampling.controlled(control) as token:
+                inputs["control_token"] = token
+                frames, audio_out, _, nonfinite = sampling.run(
+                    lambda: ltx2_program.generate(plan=plan, variables=variables, inputs=inputs), control,
+                    stage="denoising", total_steps=steps)
+        if not is_placeholder(nonfinite) and int(nonfinite) >= 0:
+            raise NonFiniteError(f"denoising produced NaN or Inf at step {int(nonfinite) + 1} of {steps}; the run "
+                                 "was stopped there (check the inputs, dtype and weights).")
         return LTX2CoreOutput(frames, audio_out)
 
     def _latent_inputs(self, grid, latents, audio_latents, noise, audio_noise, conditioning, keyframes) -> dict:

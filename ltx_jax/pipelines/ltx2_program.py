@@ -15,16 +15,19 @@ conditioning latents by the per-token mask (diffusers' ``LTX2ConditionPipeline``
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.experimental import io_callback
 
 from ltx_jax import scheduler as sched
 from ltx_jax.models.ltx2 import rope
 from ltx_jax.models.ltx2.audio_vae import denormalize_audio_latents, normalize_audio_latents, unpack_audio_latents
 from ltx_jax.pipelines.ltx2_latents import LTX2Grid, unpack_video_latents
 from ltx_jax.programs import Program
+from ltx_jax.sampling import control
 from ltx_jax.sampling.ltx2_guidance import LTX2Guidance, x0_to_velocity
 
 
@@ -44,6 +47,7 @@ class Plan:
     audio_given: bool  # audio latents given (normalised, then maybe noised); else the audio noise is the start
     audio_noised: bool  # audio noise mixed into the given audio latents at audio_noise_scale
     output_latents: bool  # return the denoised latents (diffusers' output_type="latent") instead of decoding
+    tiling: Any = None  # the video decode's VAETiling (None: whole)
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -53,9 +57,12 @@ class Plan:
             ("modality",) if g.modality else ())
 
 
-def _program(plan: Plan, variables: dict, inputs: dict) -> tuple[jax.Array, jax.Array]:
+def _program(plan: Plan, variables: dict, inputs: dict) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """The whole call (module docstring). Returns (frames [B, F, H, W, 3], waveform [B, channels, samples]) or,
-    with ``output_latents``, (video latents [B, C, F, H, W], audio latents [B, L, T', M']) denormalised."""
+    with ``output_latents``, (video latents [B, C, F, H, W], audio latents [B, L, T', M']) denormalised; then the
+    steps run and the first step with NaN / Inf (-1: none). After each step the host is called
+    (``sampling.control.poll``: progress, and whether to stop); a stop or a non-finite step ends the loop and skips
+    the decode (zeros come back)."""
     core, grid, guidance = plan.core, plan.grid, plan.guidance
     transformer, tcfg = core.transformer, core.transformer.config
 
@@ -94,7 +101,7 @@ def _program(plan: Plan, variables: dict, inputs: dict) -> tuple[jax.Array, jax.
     sigmas, timesteps = inputs["sigmas"], inputs["timesteps"]
     cond_mask = inputs["conditioning_mask"] if plan.conditioned else None  # [B, N']
 
-    def step(i, carry):
+    def step(i, carry):  # one denoising step of both streams
         x, ax = carry
         sigma, sigma_next, t = sigmas[i], sigmas[i + 1], timesteps[i]
         rows_t = jnp.full((copies * batch,), t, jnp.float32)
@@ -112,13 +119,36 @@ def _program(plan: Plan, variables: dict, inputs: dict) -> tuple[jax.Array, jax.
         av = guidance.guided_velocity(ax, sigma, split(av), inputs["audio_scales"])
         return sched.step(x0_to_velocity(x, x0, sigma), x, sigma, sigma_next), sched.step(av, ax, sigma, sigma_next)
 
-    x, ax = _initial_latents(plan, inputs, cond_mask, mean, std)
-    x, ax = jax.lax.fori_loop(0, timesteps.shape[0], step, (x, ax))
-    x = x[:, :x.shape[1] - plan.keyframe_tokens]  # the appended keyframe tokens go
+    def body(carry):
+        i, x, ax, _, nonfinite = carry
+        x, ax = step(i, (x, ax))
+        nonfinite = jnp.where(jnp.all(jnp.isfinite(x)) & jnp.all(jnp.isfinite(ax)), nonfinite, i)
+        stop = io_callback(control.poll, jax.ShapeDtypeStruct((), jnp.bool_), inputs["control_token"], i,
+                           ordered=True)
+        return i + 1, x, ax, stop, nonfinite
 
-    # decode (or the latents)
+    def running(carry):
+        i, _, _, stop, nonfinite = carry
+        return (i < timesteps.shape[0]) & ~stop & (nonfinite < 0)
+
+    x, ax = _initial_latents(plan, inputs, cond_mask, mean, std)
+    steps, x, ax, _, nonfinite = jax.lax.while_loop(running, body, (0, x, ax, jnp.bool_(False), -1))
+    x = x[:, :x.shape[1] - plan.keyframe_tokens]  # the appended keyframe tokens go
+    finished = (steps == timesteps.shape[0]) & (nonfinite < 0)
+    shapes = jax.eval_shape(functools.partial(_finish, plan, variables, inputs), x, ax)
+    empty = lambda x, ax: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+    video, audio = jax.lax.cond(finished, functools.partial(_finish, plan, variables, inputs), empty, x, ax)
+    return video, audio, steps, nonfinite
+
+
+def _finish(plan: Plan, variables: dict, inputs: dict, x: jax.Array, ax: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Denoised tokens -> (frames, waveform), or the denormalised latents (``output_latents``)."""
+    core, grid = plan.core, plan.grid
+    tcfg = core.transformer.config
+    audio_stats = variables["audio_vae"]["params"]
     z = unpack_video_latents(x, grid, tcfg.patch_size, tcfg.patch_size_t)  # [B, F, H, W, C]
-    audio_latents = unpack_audio_latents(denormalize_audio_latents(ax, mean, std), grid.mel_bins)  # [B, T', M', L]
+    audio_tokens = denormalize_audio_latents(ax, audio_stats["latents_mean"], audio_stats["latents_std"])
+    audio_latents = unpack_audio_latents(audio_tokens, grid.mel_bins)  # [B, T', M', L]
     if plan.output_latents:
         z = core.vae.apply(variables["vae"], z, method="denormalize_latents")
         return jnp.moveaxis(z, -1, 1), jnp.transpose(audio_latents, (0, 3, 1, 2))
@@ -129,7 +159,7 @@ def _program(plan: Plan, variables: dict, inputs: dict) -> tuple[jax.Array, jax.
             s = inputs["decode_noise_scale"][:, None, None, None, None]
             z = (1 - s) * z + s * inputs["decode_noise"]
     z = core.vae.apply(variables["vae"], z, method="denormalize_latents")
-    video = core.vae.apply(variables["vae"], z, decode_t, method="decode").astype(jnp.float32)
+    video = core.vae.apply(variables["vae"], z, decode_t, method="decode", tiling=plan.tiling).astype(jnp.float32)
     frames = jnp.clip(video / 2 + 0.5, 0.0, 1.0)
     mel = core.audio_vae.apply(variables["audio_vae"], audio_latents, method="decode")
     wave = core.vocoder.apply(variables["vocoder"], mel).astype(jnp.float32)  # [B, S, channels]

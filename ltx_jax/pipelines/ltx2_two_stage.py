@@ -79,7 +79,7 @@ class LTX2TwoStagePipeline:
         if distilled_lora:
             _, fused = load_transformer(path, jnp.dtype(dtype), lora=list(distilled_lora))
             stage_2 = pipeline_class(pipe.encoder, pipe.core, {**pipe.params, "transformer": fused}, pipe.release,
-                                     defaults=pipe.defaults)
+                                     defaults=pipe.defaults, progress=pipe.progress)
         return cls(pipe, upsampler, stage_2)
 
     def __call__(self, *, stage_2_noise=None, stage_2_audio_noise=None, stage_2_guidance: dict | None = None,
@@ -100,6 +100,7 @@ class LTX2TwoStagePipeline:
         start = time.perf_counter()
         with timings.stage("stage_1"):
             pe, pm, npe, npm = self.pipe._embeddings(r, r.do_classifier_free_guidance)
+            r = self.pipe.resolve_num_frames(r, pe, pm)
             text = dict(prompt=None, negative_prompt=None, prompt_embeds=pe, prompt_attention_mask=pm,
                         num_videos_per_prompt=1)
             first = self.pipe.generate(dataclasses.replace(
