@@ -225,6 +225,49 @@ def denormalize_latents(latents: jax.Array, mean: jax.Array, std: jax.Array, sca
     return latents * std / scaling_factor + mean
 
 
+def posterior(vae: nn.Module, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A bound VAE's ``encode``: (mean, logvar) of ``video`` [B, F, H, W, in_channels], logvar one channel broadcast
+    over the latents and clamped to [-30, 20] (diffusers' ``DiagonalGaussianDistribution``). LTX-Video's and LTX-2's
+    VAEs share it."""
+    cfg = vae.config
+    if video.ndim != 5 or video.shape[-1] != cfg.in_channels:
+        raise ValueError(f"video has shape {video.shape}; expected [B, F, H, W, {cfg.in_channels}] (channels-last).")
+    h = vae.encoder(video.astype(vae.dtype))  # [B, F', H', W', L+1]
+    latent = cfg.latent_channels
+    mean = h[..., :latent]
+    logvar = jnp.clip(jnp.broadcast_to(h[..., latent:], mean.shape), -30.0, 20.0)
+    return mean, logvar
+
+
+def decode_latents(vae: nn.Module, latents: jax.Array, timestep, key, tiling, spread, spatial_ratio: int,
+                   temporal_ratio: int) -> jax.Array:
+    """A bound VAE's ``decode`` (its docstring): the checks, the decode timestep, whole or tiled (``tiled_decode``
+    over an unbound copy of its decoder). LTX-Video's and LTX-2's VAEs share it."""
+    cfg = vae.config
+    if latents.ndim != 5 or latents.shape[-1] != cfg.latent_channels:
+        raise ValueError(f"latents have shape {latents.shape}; expected [B, F, H, W, {cfg.latent_channels}].")
+    batch = latents.shape[0]
+    latents = latents.astype(vae.dtype)
+    t = None
+    if cfg.timestep_conditioning:
+        if timestep is None:
+            raise ValueError("This VAE's decoder is timestep-conditioned: pass a timestep (the pipelines' "
+                             "decode_timestep, e.g. 0.05).")
+        t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32).reshape(-1), (batch,))
+    tiling = VAETiling.resolve(tiling)
+    if tiling is None or vae.is_initializing():
+        return vae.decoder(latents, t, key)
+
+    tiling.check(spatial_ratio, temporal_ratio)
+    decoder = vae.decoder.clone(parent=None)  # unbound, pure
+    variables = {"params": vae.decoder.variables["params"]}
+
+    def decode_whole(z, k):
+        return decoder.apply(variables, z, t, k)
+
+    return tiled_decode(decode_whole, latents, key, tiling, spatial_ratio, temporal_ratio, spread)
+
+
 class AutoencoderKLLTXVideo(nn.Module):
     """diffusers' ``AutoencoderKLLTXVideo`` with channels-last tensors.
 
@@ -267,15 +310,7 @@ class AutoencoderKLLTXVideo(nn.Module):
           (mean, logvar), each [B, F', H', W', L] in ``dtype``; logvar is one channel broadcast over L and clamped to
           [-30, 20] as diffusers' ``DiagonalGaussianDistribution`` does.
         """
-        cfg = self.config
-        if video.ndim != 5 or video.shape[-1] != cfg.in_channels:
-            raise ValueError(f"video has shape {video.shape}; "
-                             f"expected [B, F, H, W, {cfg.in_channels}] (channels-last).")
-        h = self.encoder(video.astype(self.dtype))  # [B, F', H', W', L+1]
-        latent = cfg.latent_channels
-        mean = h[..., :latent]
-        logvar = jnp.clip(jnp.broadcast_to(h[..., latent:], mean.shape), -30.0, 20.0)
-        return mean, logvar
+        return posterior(self, video)
 
     def decode(
         self,
@@ -299,31 +334,8 @@ class AutoencoderKLLTXVideo(nn.Module):
         Returns:
           [B, r_t(F-1)+1, r_s H, r_s W, out_channels] in ``dtype`` (r_t = 8, r_s = 32 for released VAEs).
         """
-        cfg = self.config
-        if latents.ndim != 5 or latents.shape[-1] != cfg.latent_channels:
-            raise ValueError(f"latents have shape {latents.shape}; expected [B, F, H, W, {cfg.latent_channels}].")
-        batch = latents.shape[0]
-        latents = latents.astype(self.dtype)
-        t = None
-        if cfg.timestep_conditioning:
-            if timestep is None:
-                raise ValueError(
-                    "This VAE's decoder is timestep-conditioned (0.9.1+): pass a timestep (the pipelines' "
-                    "decode_timestep, e.g. 0.05)."
-                )
-            t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32).reshape(-1), (batch,))
-        tiling = VAETiling.resolve(tiling)
-        if tiling is None or self.is_initializing():
-            return self.decoder(latents, t, key)
-
-        tiling.check(cfg.spatial_ratio, cfg.temporal_ratio)
-        decoder = Decoder3d(self.config, self.dtype, self.param_dtype, self.precision, parent=None)  # unbound, pure
-        variables = {"params": self.decoder.variables["params"]}
-
-        def decode_whole(z, k):
-            return decoder.apply(variables, z, t, k)
-
-        return tiled_decode(decode_whole, latents, key, tiling, cfg.spatial_ratio, cfg.temporal_ratio, spread)
+        return decode_latents(self, latents, timestep, key, tiling, spread, self.config.spatial_ratio,
+                              self.config.temporal_ratio)
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""

@@ -33,8 +33,9 @@ import jax.numpy as jnp
 
 from ltx_jax.configs import VAEConfig
 from ltx_jax.configs_ltx2 import LTX2VideoVAEConfig
-from ltx_jax.models.vae import Decoder3d, Encoder3d, denormalize_latents, normalize_latents
-from ltx_jax.models.vae_tiling import VAETiling, tiled_decode
+from ltx_jax.models.vae import (Decoder3d, Encoder3d, decode_latents, denormalize_latents, normalize_latents,
+                                posterior)
+from ltx_jax.models.vae_tiling import VAETiling
 
 Dtype = Any
 
@@ -206,20 +207,13 @@ class AutoencoderKLLTX2Video(nn.Module):
           (mean, logvar), each [B, (F-1)/r_t + 1, H/r_s, W/r_s, L] in ``dtype``; logvar is one channel broadcast over
           L and clamped to [-30, 20] as diffusers' ``DiagonalGaussianDistribution`` does.
         """
-        cfg = self.config
-        rs, rt = _encoder_ratios(cfg)
-        if video.ndim != 5 or video.shape[-1] != cfg.in_channels:
-            raise ValueError(f"video has shape {video.shape}; "
-                             f"expected [B, F, H, W, {cfg.in_channels}] (channels-last).")
-        frames, height, width = video.shape[1:4]
-        if (frames - 1) % rt or height % rs or width % rs:
-            raise ValueError(f"video has {frames} frames of {height}x{width}; this VAE encodes 1 + {rt}k frames whose "
-                             f"height and width are multiples of {rs}.")
-        h = self.encoder(video.astype(self.dtype))  # [B, F', H', W', L+1]
-        latent = cfg.latent_channels
-        mean = h[..., :latent]
-        logvar = jnp.clip(jnp.broadcast_to(h[..., latent:], mean.shape), -30.0, 20.0)
-        return mean, logvar
+        rs, rt = _encoder_ratios(self.config)
+        if video.ndim == 5:
+            frames, height, width = video.shape[1:4]
+            if (frames - 1) % rt or height % rs or width % rs:
+                raise ValueError(f"video has {frames} frames of {height}x{width}; this VAE encodes 1 + {rt}k frames "
+                                 f"whose height and width are multiples of {rs}.")
+        return posterior(self, video)
 
     def decode(
         self,
@@ -244,34 +238,14 @@ class AutoencoderKLLTX2Video(nn.Module):
           [B, r_t(F-1)+1, r_s H, r_s W, out_channels] in ``dtype`` (r_t = 8, r_s = 32 for released VAEs).
         """
         cfg = self.config
-        if latents.ndim != 5 or latents.shape[-1] != cfg.latent_channels:
-            raise ValueError(f"latents have shape {latents.shape}; expected [B, F, H, W, {cfg.latent_channels}].")
-        batch = latents.shape[0]
-        latents = latents.astype(self.dtype)
-        t = None
-        if cfg.timestep_conditioning:
-            if timestep is None:
-                raise ValueError("This VAE's decoder is timestep-conditioned: pass a timestep (the pipelines' "
-                                 "decode_timestep, e.g. 0.05).")
-            t = jnp.broadcast_to(jnp.asarray(timestep, jnp.float32).reshape(-1), (batch,))
-        tiling = VAETiling.resolve(tiling)
-        if tiling is None or self.is_initializing():
-            return self.decoder(latents, t, key)
-
         rs, rt = self.spatial_ratio, self.temporal_ratio
-        for name, stated, real in (("spatial", cfg.spatial_compression_ratio, rs),
-                                   ("temporal", cfg.temporal_compression_ratio, rt)):
-            if stated is not None and stated != real:
-                raise ValueError(f"config {name}_compression_ratio={stated}, but the decoder upsamples by {real}; "
-                                 "tiled decoding needs the real ratio.")
-        tiling.check(rs, rt)
-        decoder = self.decoder.clone(parent=None)  # unbound, pure
-        variables = {"params": self.decoder.variables["params"]}
-
-        def decode_whole(z, k):
-            return decoder.apply(variables, z, t, k)
-
-        return tiled_decode(decode_whole, latents, key, tiling, rs, rt, spread)
+        if tiling is not None and tiling is not False:  # the tiles are cut by the real ratios
+            for name, stated, real in (("spatial", cfg.spatial_compression_ratio, rs),
+                                       ("temporal", cfg.temporal_compression_ratio, rt)):
+                if stated is not None and stated != real:
+                    raise ValueError(f"config {name}_compression_ratio={stated}, but the decoder upsamples by {real}; "
+                                     "tiled decoding needs the real ratio.")
+        return decode_latents(self, latents, timestep, key, tiling, spread, rs, rt)
 
     def init_inputs(self):
         """Smallest arguments of ``__call__`` (for ``ltx_jax.models.init_params`` / ``abstract_params``)."""
