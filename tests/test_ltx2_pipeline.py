@@ -149,3 +149,40 @@ def test_release_defaults_are_valid_requests():
     distilled = release_defaults(LTX2_RELEASES["ltx-2-19b-distilled"])
     assert distilled.sigmas == LTX2_DISTILLED_SIGMAS[:-1] and distilled.num_inference_steps == 8
     assert release_defaults(LTX2_RELEASES["ltx-2-19b-dev"]).spatio_temporal_guidance_blocks == (29,)
+
+
+_SHARDED = """
+import sys
+import numpy as np
+from ltx_jax.pipelines.ltx2 import LTX2Pipeline
+pipe = LTX2Pipeline.from_pretrained(sys.argv[1], progress=False)
+rng = np.random.default_rng(0)
+shapes = pipe.core.latent_shapes(pipe.core.grid(height=32, width=64, num_frames=9, frame_rate=24.0), 2)
+common = dict(prompt=["a cat", "a dog"], height=32, width=64, num_frames=9, num_inference_steps=2,
+              max_sequence_length=12, spatio_temporal_guidance_blocks=[1],
+              latents=rng.standard_normal(shapes[0]).astype(np.float32),
+              audio_latents=rng.standard_normal(shapes[1]).astype(np.float32))
+one = pipe(**common)
+for mesh in ("fsdp=2,tensor=2", "data=2,context=2"):
+    loaded = mesh.startswith("fsdp")
+    other = LTX2Pipeline.from_pretrained(sys.argv[1], progress=False, mesh=mesh) if loaded else pipe.to_mesh(mesh)
+    out = other(**common)
+    print(mesh, float(np.abs(out.frames - one.frames).max()), float(np.abs(out.audio - one.audio).max()))
+"""
+
+
+def test_sharded_over_a_mesh_matches_one_device(root):
+    """from_pretrained(mesh=) and to_mesh on 4 host devices (a child process): the same frames and waveform as one
+    device, CFG + STG + modality on."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-c", _SHARDED, root], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for line in result.stdout.strip().splitlines():
+        mesh, frames, audio = line.split()
+        report(f"ltx2 pipeline sharded {mesh} vs one device (frames, max abs)", float(frames), 1e-4)
+        report(f"ltx2 pipeline sharded {mesh} vs one device (waveform, max abs)", float(audio), 1e-4)
+        assert float(frames) <= 1e-4 and float(audio) <= 1e-4, line

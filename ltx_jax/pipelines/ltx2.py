@@ -51,10 +51,12 @@ from ltx_jax.pipelines.reporting import StageTimings
 from ltx_jax.releases_ltx2 import LTX2Release, detect_ltx2_release
 from ltx_jax.requests import Request, arg
 from ltx_jax.scheduler import FlowMatchSchedulerConfig
+from ltx_jax.sharding import ShardingPlan
 from ltx_jax.text_encoding_ltx2 import DEFAULT_MAX_SEQUENCE_LENGTH, LTX2PromptEncoder, load_ltx2_tokenizer
 from weight_conversion import (load_audio_vae, load_duration_head, load_gemma_text_encoder, load_text_connectors,
                                load_transformer, load_vae, load_vocoder)
 
+SMALL_COMPONENTS = ("connectors", "vae", "audio_vae", "vocoder")  # replicated over a mesh
 SIZE_MULTIPLE = 32  # diffusers' check_inputs: height and width divisible by 32
 TEMPORAL_RATIO = 8  # LTX-2's video VAE: num_frames = 8 k + 1
 
@@ -242,20 +244,27 @@ class LTX2Pipeline:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "float32", *, progress: bool = True,
                         transformer_weights: str | None = None,
-                        lora: Sequence[tuple[str | os.PathLike, float]] | None = None,
+                        lora: Sequence[tuple[str | os.PathLike, float]] | None = None, mesh: Any = None,
                         **gemma_kwargs) -> "LTX2Pipeline":
         """Loads a diffusers LTX-2 folder (tokenizer/, text_encoder/, connectors/, transformer/, vae/, audio_vae/,
         vocoder/, scheduler/scheduler_config.json) in ``dtype`` ("float32" / "bfloat16" or a jnp dtype):
         ``transformer_weights`` "int8" / "fp8" stores the transformer's kernels so, ``lora`` ``[(file, scale)]`` is
-        fused into it as it is read; ``gemma_kwargs`` go to ``load_gemma_text_encoder`` (``weights``,
-        ``sharding``); ``progress``: a progress bar while denoising."""
+        fused into it as it is read; ``mesh`` (a spec such as "fsdp=2,tensor=2", a Mesh or a ShardingPlan) loads
+        the transformer and Gemma straight onto their shards (the small components replicated); ``gemma_kwargs``
+        go to ``load_gemma_text_encoder`` (``weights``); ``progress``: a progress bar while denoising."""
         path, dtype = os.fspath(path), jnp.dtype(dtype)
+        plan = ShardingPlan.create(mesh)  # a bad spec or device count fails before anything is loaded
         tokenizer = load_ltx2_tokenizer(path)  # cheap, and names a missing folder first
-        loaded = dict(transformer=load_transformer(path, dtype, weights=transformer_weights, lora=lora),
+        loaded = dict(transformer=load_transformer(path, dtype, weights=transformer_weights, lora=lora,
+                                                   sharding=plan),
                       connectors=load_text_connectors(path, dtype), vae=load_vae(path, dtype),
                       audio_vae=load_audio_vae(path, dtype), vocoder=load_vocoder(path, dtype))
+        if plan is not None:
+            for name in SMALL_COMPONENTS:
+                loaded[name] = (loaded[name][0], jax.device_put(loaded[name][1], plan.replicated()))
         scheduler = FlowMatchSchedulerConfig.from_json(os.path.join(path, "scheduler", "scheduler_config.json"))
-        gemma, gemma_params = load_gemma_text_encoder(os.path.join(path, "text_encoder"), dtype, **gemma_kwargs)
+        gemma, gemma_params = load_gemma_text_encoder(os.path.join(path, "text_encoder"), dtype, sharding=plan,
+                                                      **gemma_kwargs)
         connectors, connector_params = loaded["connectors"]
         encoder = LTX2PromptEncoder(tokenizer, gemma, gemma_params, connectors, connector_params)
         core = LTX2Core(*(loaded[k][0] for k in ("transformer", "connectors", "vae", "audio_vae", "vocoder")),
@@ -269,6 +278,22 @@ class LTX2Pipeline:
             duration_head = load_duration_head(path, dtype)
             defaults = dataclasses.replace(release_defaults(release), num_frames=None)
         return cls(encoder, core, {k: v[1] for k, v in loaded.items()}, release, defaults, progress, duration_head)
+
+    def to_mesh(self, mesh) -> "LTX2Pipeline":
+        """This pipeline over several devices (a new one of the same class): the transformer and Gemma on their
+        shards (their logical axes), the small components replicated; ``mesh`` as ``from_pretrained``'s."""
+        plan = ShardingPlan.create(mesh)
+        if plan is None:
+            raise ValueError("to_mesh(None): pass a mesh spec such as 'fsdp=2,tensor=2', a Mesh or a ShardingPlan.")
+        core, encoder = self.core, self.encoder
+        transformer = core.transformer.clone(sharding=plan)
+        params = {name: jax.device_put(tree, plan.replicated()) for name, tree in self.params.items()}
+        params["transformer"] = plan.place(self.params["transformer"], transformer)
+        gemma = encoder.gemma.clone(sharding=plan)
+        encoder = LTX2PromptEncoder(encoder.tokenizer, gemma, plan.place(encoder.gemma_params, gemma),
+                                    encoder.connectors, params["connectors"])
+        return type(self)(encoder, dataclasses.replace(core, transformer=transformer), params, self.release,
+                          self.defaults, self.progress, self.duration_head)
 
     def encode_prompt(self, prompt, negative_prompt=None, do_classifier_free_guidance: bool = True,
                       num_videos_per_prompt: int = 1, max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH,
