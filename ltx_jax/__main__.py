@@ -1,7 +1,8 @@
 """Command line: ``python -m ltx_jax generate --model PATH --prompt "..." --output out.mp4``.
 
 ``--model tiny-random`` runs the whole pipeline with small random weights on the CPU in well under a minute, as an
-installation check (its output is noise); ``--upsampler tiny-random`` with it runs multi-scale generation so.
+installation check (its output is noise); ``--upsampler tiny-random`` with it runs multi-scale generation so. An
+LTX-2 checkpoint (or ``tiny-random-ltx2``) makes video with sound: ``ltx_jax.generate_ltx2`` / ``ltx_jax.check_ltx2``.
 
 Every argument is checked before any model is loaded; a user error prints one line (``error: ...``, exit 2; add
 ``--debug`` for the traceback). Ctrl-C or SIGTERM, at any moment from the start, stops a run at its next safe point
@@ -31,7 +32,8 @@ from ltx_jax.video import write_video  # noqa: E402
 from ltx_jax.generate_flags import FLAGS, UsageError, _default_dtype, parse_cache, resolve_arguments  # noqa: E402
 
 COMMANDS = ("generate", "check")
-USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random --prompt "..." [--output out.mp4] [flags]; '
+USAGE = ('usage: python -m ltx_jax generate --model PATH|tiny-random|tiny-random-ltx2 --prompt "..." '
+         '[--output out.mp4] [flags]; '
          "python -m ltx_jax check --preset NAME|--model PATH [the flags that shape a run]; --help lists the flags "
          "(fine-tuning: python -m ltx_jax preprocess|train --help; a checkpoint against diffusers: "
          "python -m ltx_jax compare --help)")
@@ -51,6 +53,10 @@ def help_text() -> str:
 
 
 def generate(args: dict) -> int:
+    if args.get("ltx2"):  # an LTX-2 model: video with sound
+        from ltx_jax import generate_ltx2  # deferred: jax loads only after the flags are checked
+
+        return generate_ltx2.generate(args)
     # deferred: jax loads only after the flags are checked
     from ltx_jax.compilation_cache import enable_compilation_cache
     from ltx_jax.pipelines import LTXPipeline
@@ -158,6 +164,10 @@ def _call_arguments(args: dict, prompt: str) -> dict:
 def check(args: dict) -> int:
     """``check``: generate's path over abstract parameters, every program lowered and none run (``ltx_jax.check``);
     prints a line per program."""
+    if args.get("ltx2"):  # an LTX-2 model: ltx_jax.check_ltx2
+        from ltx_jax import check_ltx2  # deferred: jax loads only after the flags are checked
+
+        return check_ltx2.check(args)
     # deferred: jax loads only after the flags are checked
     from ltx_jax import check as dry
     from ltx_jax.pipelines.abstract import STAND_IN_PROMPT
@@ -299,7 +309,9 @@ def _command(argv: list[str]) -> int:
 
             _say(f"process group: {jax.process_count()} processes, {jax.device_count()} devices")
         command = check if rest[1] == "check" else generate
-        args = resolve_arguments(rest[1])
+        from ltx_jax import generate_ltx2  # deferred: jax loads only after the flags are checked
+
+        args = (generate_ltx2.resolve_arguments if generate_ltx2.runs_ltx2() else resolve_arguments)(rest[1])
         interrupts.check()
         return command(args)
     except Exception as e:  # noqa: BLE001 - every error ends in one line; --debug shows where it came from

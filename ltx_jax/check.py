@@ -98,8 +98,10 @@ def _row(cells: list[str], widths: list[int]) -> str:
     return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
 
 
-def report(run: DryRun, pipe: Any, title: str) -> str:
-    """The table ``check`` prints: a line per program, then what stays on the device between them."""
+def report(run: DryRun, pipe: Any, title: str, components: dict[str, Any] | None = None) -> str:
+    """The table ``check`` prints: a line per program, then what stays on the device between them: ``components``
+    ({name: params}; default an LTX-Video pipeline's, ``_component_params``)."""
+    components = _component_params(pipe) if components is None else components
     head = ["program", "inputs", "GFLOP", "parameters", "inputs + outputs" + (" + temporaries" if run.compile else "")]
     rows = []
     for r in run.records:
@@ -112,11 +114,12 @@ def report(run: DryRun, pipe: Any, title: str) -> str:
         row[1] = row[1] if len(row[1]) <= INPUTS_WIDTH else row[1][: INPUTS_WIDTH - 3] + "..."
     widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
     lines = [title, _row(head, widths)] + [_row(row, widths) for row in rows]
-    resident = resident_bytes(pipe)
+    resident = sum(tree_bytes(params) for params in components.values())
     largest = max(run.records, key=_working_bytes, default=None)
     if largest is not None:
         peak = resident + _working_bytes(largest)
-        lines.append(f"device memory: the parameters stay, {_bytes(resident)} ({', '.join(_components(pipe))}); with "
+        parts = ", ".join(f"{name} {_bytes(tree_bytes(params))}" for name, params in components.items())
+        lines.append(f"device memory: the parameters stay, {_bytes(resident)} ({parts}); with "
                      f"the largest program's inputs, outputs{' and temporaries' if run.compile else ''} "
                      f"({largest.name}): {_bytes(peak)}{'' if run.compile else ' at least'}.")
     if not run.compile:
@@ -136,10 +139,6 @@ def _component_params(pipe) -> dict[str, Any]:
     if getattr(pipe, "latent_upsampler_params", None) is not None:
         parts["upsampler"] = pipe.latent_upsampler_params
     return parts
-
-
-def _components(pipe) -> list[str]:
-    return [f"{name} {_bytes(tree_bytes(params))}" for name, params in _component_params(pipe).items()]
 
 
 def resident_bytes(pipe) -> int:

@@ -14,11 +14,12 @@ from ltx_jax.video import check_output, read_frames
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("model", None, "diffusers-layout folder, Lightricks single file, Orbax folder, hub id, or "
-                    "'tiny-random'.", flag_values=FLAGS)
+                    "'tiny-random'; an LTX-2 folder or single file (or 'tiny-random-ltx2') makes video with sound.",
+                    flag_values=FLAGS)
 flags.DEFINE_string("prompt", None, "Text prompt.", flag_values=FLAGS)
 flags.DEFINE_string("negative_prompt", None, "Negative prompt (used when guidance > 1).", flag_values=FLAGS)
 flags.DEFINE_string("text_encoder", None, "Folder with text_encoder/ and tokenizer/ (needed with a single-file "
-                    "--model).", flag_values=FLAGS)
+                    "--model: T5 for LTX-Video, Gemma for LTX-2).", flag_values=FLAGS)
 flags.DEFINE_string("output", "output.mp4", "Output file: .mp4, .gif, or .png (one file per frame).",
                     flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Replace an existing output.", flag_values=FLAGS)
@@ -52,12 +53,14 @@ flags.DEFINE_enum("resize_mode", "stretch", ["stretch", "crop"], "How images and
                   "stretch (diffusers) or center-crop to the aspect ratio, then resize (Lightricks' inference "
                   "script).", flag_values=FLAGS)
 flags.DEFINE_integer("height", None, "Height in pixels, a multiple of the VAE's ratio (32 for the releases); "
-                     "default 512 (the Python API's), 64 for tiny-random.", flag_values=FLAGS)
+                     "default 512 (the Python API's), 64 for tiny-random; LTX-2: the release's (512 x 768 x 121 at "
+                     "24 fps), 64 x 64 x 9 for tiny-random-ltx2.", flag_values=FLAGS)
 flags.DEFINE_integer("width", None, "Width in pixels; default 704 (the Python API's), 96 for tiny-random.",
                      flag_values=FLAGS)
 flags.DEFINE_integer("num_frames", None, "Frames, 8k + 1; default 161 (the Python API's), 9 for tiny-random.",
                      flag_values=FLAGS)
-flags.DEFINE_float("fps", 25.0, "Frame rate of the output and of the RoPE time scale (> 0).", flag_values=FLAGS)
+flags.DEFINE_float("fps", 25.0, "Frame rate of the output and of the RoPE time scale (> 0); LTX-2: also the sound's "
+                   "length (default: the release's 24).", flag_values=FLAGS)
 flags.DEFINE_integer("steps", None, "Denoising steps (default: the release's).", flag_values=FLAGS)
 flags.DEFINE_float("guidance", None, "Classifier-free guidance scale, >= 0; values up to 1 turn guidance off "
                    "(default: the release's).", flag_values=FLAGS)
@@ -86,22 +89,39 @@ flags.DEFINE_float("cond_strength", None, "Long videos: how strongly frame 0 kee
 flags.DEFINE_bool("cfg_star", None, "CFG-star: rescale the unconditional prediction by its projection (default: the "
                   "release's).", flag_values=FLAGS)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
-flags.DEFINE_integer("max_sequence_length", 128, "Prompt tokens (longer prompts are cut, with a warning).",
-                     flag_values=FLAGS)
+flags.DEFINE_integer("max_sequence_length", 128, "Prompt tokens (longer prompts are cut, with a warning); LTX-2: "
+                     "default 1024, a multiple of the connectors' registers (128).", flag_values=FLAGS)
 flags.DEFINE_enum("dtype", None, ["bfloat16", "float32"], "Compute dtype (default: bfloat16 on GPU, float32 on CPU; "
                   "check: bfloat16).", flag_values=FLAGS)
 flags.DEFINE_enum("tiling", "auto", ["auto", "on", "off"], "VAE tiled decoding.", flag_values=FLAGS)
-flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES "
-                    "(default: detected from the checkpoint).", flag_values=FLAGS)
+flags.DEFINE_string("preset", None, "Release whose defaults to use, a name from ltx_jax.releases.RELEASES or "
+                    "ltx_jax.releases_ltx2.LTX2_RELEASES (default: detected from the checkpoint).", flag_values=FLAGS)
 flags.DEFINE_bool("compilation_cache", True, "Use JAX's persistent compilation cache ($LTX_JAX_CACHE_DIR, else "
                   "~/.cache/ltx_jax/jax_compilation_cache): a later run of the same sizes skips compiling.",
                   flag_values=FLAGS)
 flags.DEFINE_bool("progress", True, "Show a step progress bar.", flag_values=FLAGS)
 flags.DEFINE_bool("debug", False, "Print the traceback of an error.", flag_values=FLAGS)
+flags.DEFINE_bool("audio", True, "LTX-2: write the sound track (AAC in an .mp4, a .wav beside .png frames; a .gif "
+                  "needs --noaudio); --noaudio writes the video alone.", flag_values=FLAGS)
+flags.DEFINE_float("modality_scale", None, "LTX-2: the video's cross-modal guidance scale, >= 0 (above 1: on; default: "
+                   "the release's, else diffusers' 3).", flag_values=FLAGS)
+flags.DEFINE_float("guidance_rescale", None, "LTX-2: the video's CFG rescale, in [0, 1] (default: the release's, else "
+                   "diffusers' 0.7).", flag_values=FLAGS)
+flags.DEFINE_float("audio_guidance_scale", None, "LTX-2: the audio's CFG scale, >= 0; 0 takes --guidance (default: "
+                   "the release's, else diffusers' 7).", flag_values=FLAGS)
+flags.DEFINE_float("audio_stg_scale", None, "LTX-2: the audio's STG scale, >= 0; 0 takes --stg_scale (default: the "
+                   "release's, else diffusers' 1).", flag_values=FLAGS)
+flags.DEFINE_float("audio_modality_scale", None, "LTX-2: the audio's cross-modal guidance scale, >= 0; 0 takes "
+                   "--modality_scale (default: the release's, else diffusers' 3).", flag_values=FLAGS)
+flags.DEFINE_float("audio_guidance_rescale", None, "LTX-2: the audio's CFG rescale, in [0, 1]; 0 takes "
+                   "--guidance_rescale (default: the release's, else diffusers' 0.7).", flag_values=FLAGS)
 flags.DEFINE_bool("memory_analysis", False, "check: also compile each program on this machine's backend for XLA's "
                   "memory analysis (minutes at full size on a CPU).", flag_values=FLAGS)
 
 TINY_SIZE = (64, 96, 9)  # height, width, frames of --model tiny-random
+# Flags only LTX-2 takes (ltx_jax.generate_ltx2); an LTX-Video run refuses them.
+LTX2_FLAGS = ("audio", "modality_scale", "guidance_rescale", "audio_guidance_scale", "audio_stg_scale",
+              "audio_modality_scale", "audio_guidance_rescale")
 
 
 class UsageError(ValueError):
@@ -141,6 +161,11 @@ def resolve_arguments(command: str = "generate") -> dict:
     if not dry and (not FLAGS.prompt or not FLAGS.prompt.strip()):
         raise UsageError('--prompt is required, e.g. --prompt "a red fox running through snow".')
     tiny = FLAGS.model == "tiny-random"
+    given = [f"--{name}" for name in LTX2_FLAGS if FLAGS[name].present]
+    if given:
+        raise ValueError(f"{given[0]} is an LTX-2 flag (sound, modality guidance); {FLAGS.model or FLAGS.preset} is "
+                         "LTX-Video 0.9.x, which makes video without sound (an LTX-2 --model, or tiny-random-ltx2, "
+                         "takes it).")
     _check_numbers()
     height, width, num_frames = TINY_SIZE if tiny else (DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES)
     height = height if FLAGS.height is None else FLAGS.height

@@ -79,24 +79,30 @@ def write_tiny_tokenizer(folder: str | os.PathLike) -> str:
     return os.fspath(folder)
 
 
-def word_level_tokenizer(max_length: int = 128, texts=TOKENIZER_CORPUS):
-    """A T5-like word-level tokenizer (pad 0, eos 1, unk 2, ``</s>`` appended) from ``tokenizers`` alone.
+def word_level_tokenizer(max_length: int = 128, texts=TOKENIZER_CORPUS, gemma: bool = False):
+    """A word-level tokenizer over the words of ``texts`` from ``tokenizers`` alone: T5-like (pad 0, eos 1, unk 2,
+    ``</s>`` appended), or with ``gemma`` Gemma-like (``<pad>`` 0, ``<eos>`` 1, ``<bos>`` 2 first, ``<unk>`` 3, no
+    pad token: ``LTX2PromptEncoder`` pads with ``<eos>`` on the left, as diffusers does).
 
-    Used when sentencepiece is not installed (e.g. GPU machines provisioned without it): transformers always brings
-    ``tokenizers``, and both our pipeline and diffusers' call it like a T5 tokenizer.
+    Used when sentencepiece is not installed (e.g. GPU machines provisioned without it), by the tiny random pipelines
+    and as dry runs' stand-in: transformers always brings ``tokenizers``, and both our pipelines and diffusers' call
+    it like the real tokenizer.
     """
     # deferred: tokenizers and transformers load only when a tokenizer is built
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     words = sorted(set(re.findall(r"\w+|[^\w\s]", " ".join(texts).lower())))
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(words)}}
+    specials = ("<pad>", "<eos>", "<bos>", "<unk>") if gemma else ("<pad>", "</s>", "<unk>")
+    vocab = {**{w: i for i, w in enumerate(specials)}, **{w: i + len(specials) for i, w in enumerate(words)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=max_length)
+    template = ("<bos> $A", "<bos>") if gemma else ("$A </s>", "</s>")
+    tok.post_processor = processors.TemplateProcessing(single=template[0], special_tokens=[(template[1],
+                                                                                            vocab[template[1]])])
+    named = (dict(bos_token="<bos>", eos_token="<eos>") if gemma else dict(pad_token="<pad>", eos_token="</s>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", model_max_length=max_length, **named)
 
 
 def tiny_tokenizer():

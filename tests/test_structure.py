@@ -30,9 +30,10 @@ LAYERS = [
     ("weight_conversion",),
     ("ltx_jax.text_encoding", "ltx_jax.text_encoding_ltx2", "ltx_jax.sampling", "ltx_jax.video",
      "ltx_jax.video_writer"),
-    ("ltx_jax.pipelines", "ltx_jax.tiny_random"),
+    ("ltx_jax.pipelines", "ltx_jax.tiny_random", "ltx_jax.tiny_random_ltx2"),
     ("ltx_jax.training",),
-    ("ltx_jax.__main__", "ltx_jax.generate_flags", "ltx_jax.check", "ltx_jax.compare"),
+    ("ltx_jax.__main__", "ltx_jax.generate_flags", "ltx_jax.generate_ltx2", "ltx_jax.check", "ltx_jax.check_ltx2",
+     "ltx_jax.compare"),
 ]
 
 

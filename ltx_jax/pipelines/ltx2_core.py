@@ -235,7 +235,7 @@ class LTX2Core:
             if negative_prompt_embeds is None or negative_prompt_attention_mask is None:
                 raise ValueError("guidance_scale > 1 needs negative_prompt_embeds and negative_prompt_attention_mask.")
             text["neg"] = (negative_prompt_embeds, negative_prompt_attention_mask)
-        text = {k: (jnp.asarray(e, jnp.float32), jnp.asarray(m, jnp.int32)) for k, (e, m) in text.items()}
+        text = {k: (jnp.asarray(e), jnp.asarray(m, jnp.int32)) for k, (e, m) in text.items()}  # Gemma's dtype
         if any(e.shape[0] != batch or m.shape != e.shape[:2] for e, m in text.values()):
             raise ValueError(f"prompt embeddings must be [B={batch}, T, E] with masks [B, T].")
         sigmas, timesteps = self.schedule(tokens, num_inference_steps, sigmas)

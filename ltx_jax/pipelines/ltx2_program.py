@@ -25,6 +25,7 @@ from jax.experimental import io_callback
 from ltx_jax import scheduler as sched
 from ltx_jax.models.ltx2 import rope
 from ltx_jax.models.ltx2.audio_vae import denormalize_audio_latents, normalize_audio_latents, unpack_audio_latents
+from ltx_jax.pipelines.loop_flops import loop_counted
 from ltx_jax.pipelines.ltx2_latents import LTX2Grid, unpack_video_latents
 from ltx_jax.programs import Program
 from ltx_jax.sampling import control
@@ -185,4 +186,5 @@ def _initial_latents(plan: Plan, inputs: dict, cond_mask, mean, std) -> tuple[ja
     return x, ax
 
 
-generate = Program(_program, "denoising and decoding", static=("plan",), params=("variables",))
+generate = Program(_program, "denoising and decoding", static=("plan",), params=("variables",),
+                   flops=loop_counted(_program, lambda inputs, **_: inputs["timesteps"].shape[0]))
