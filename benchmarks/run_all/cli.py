@@ -22,6 +22,10 @@ Sections, run in this order, each a function of one ``Sizes`` (every size and dt
                           compile time with 4 and 28 layers (blocks are scanned)
   ltx2_transformer        (optional) LTX-2's audio-video transformer, 19B width cut to 4 layers, 768x512x121 video
                           tokens + the matching 126 audio tokens + 1024 text tokens, against diffusers; analytic FLOPs
+  ltx2_pipeline           (optional) LTX-2 19B distilled + Gemma 3 12B with random weights (GPU), bf16: text to video
+                          with sound at 768x512x121 (8 distilled steps, no guidance), then the two-stage recipe at
+                          1536x1024x121 (stage 1 at 768x512, x2 upsampler, 3 steps): stage times (first call and
+                          later calls), FLOPs, against diffusers' LTX2Pipeline on the same card; the LTX-2 goal
   text_encoder            T5 (XXL on GPU) encode, masked and unmasked, against transformers on the same card
   scheduler               Euler step and per-token step, against diffusers' FlowMatchEulerDiscreteScheduler
   vae                     0.9.5 VAE decode tiled and untiled against diffusers (same weights), per-case peak memory
@@ -41,10 +45,10 @@ Sections, run in this order, each a function of one ``Sizes`` (every size and dt
                           one GPU it skips itself
 
 Optional sections: a size may leave sections out of its default run so that the rest fits its budget (GPU: vae,
-about 240 s with the diffusers comparison, and compile, about 850 s; the others together take about 520 s of the
-560 s). The default run records each one as skipped ("optional: ..."); ``--sections all`` or naming it in
-``--sections`` runs it (with a ``--budget-s`` that covers it: ``--list`` gives every section's estimate and the
-sums).
+about 240 s with the diffusers comparison; compile, about 850 s; step_cache; ltx2_transformer; ltx2_pipeline, about
+640 s; the others together take about 520 s of the 560 s). The default run records each one as skipped ("optional:
+..."); ``--sections all`` or naming it in ``--sections`` runs it (with a ``--budget-s`` that covers it: ``--list``
+gives every section's estimate and the sums).
 
 Each section that times a pipeline or a component gives its first call (tracing, compiling and running once: what a
 user waits for first) its own row, named "..., first call (compiles)", next to the median of the later calls.

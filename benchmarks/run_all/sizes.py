@@ -44,6 +44,19 @@ class Sizes:
     ltx2_layers: int
     ltx2_shape: tuple[int, int, int]
     ltx2_text_tokens: int
+    # ltx2_pipeline (benchmarks/bench_ltx2_pipeline.py: LTX-2 text to video with sound end to end, then the two-stage
+    # recipe, the distilled sigmas without guidance, random weights, against diffusers): the components as (source,
+    # {component: {field: value}}) with source a release of ltx_jax.releases_ltx2 or "tiny" (ltx_jax.tiny_random_ltx2's
+    # configs), the latent upsampler as (a file name of LTX2_LATENT_UPSAMPLER_PRESETS or "tiny", overrides), the
+    # text-to-video and the two-stage (final) videos as (height, width, frames), the prompt tokens, timed calls after
+    # the first call of each part
+    ltx2_pipe: tuple[str, dict]
+    ltx2_pipe_upsampler: tuple[str, dict]
+    ltx2_pipe_video: tuple[int, int, int]
+    ltx2_pipe_two_stage_video: tuple[int, int, int]
+    ltx2_pipe_text_tokens: int
+    ltx2_pipe_repeats: int
+    ltx2_pipe_two_stage_repeats: int
     # VAE
     vae: tuple[str, dict]
     vae_latent: tuple[int, int, int]  # latent frames, height, width
@@ -131,6 +144,14 @@ CPU_SIZES = Sizes(
                                         audio_num_attention_heads=4, audio_attention_head_dim=16,
                                         audio_cross_attention_dim=64, caption_channels=64)),
     ltx2_layers=2, ltx2_shape=(2, 4, 4), ltx2_text_tokens=16,
+    # tiny_random_ltx2's pipeline cut to what compiles fastest (one transformer block, no VAE / audio VAE resnets, one
+    # vocoder resnet): the section's programs (text to video, stage 1, stage 2) are most of its time on a CPU
+    ltx2_pipe=("tiny", dict(transformer=dict(num_layers=1),
+                            vae=dict(layers_per_block=(0,) * 5, decoder_layers_per_block=(0,) * 5),
+                            audio_vae=dict(num_res_blocks=0, attn_resolutions=(), mid_block_add_attention=False),
+                            vocoder=dict(resnet_kernel_sizes=(3,), resnet_dilations=((1,),)))),
+    ltx2_pipe_upsampler=("tiny", {}), ltx2_pipe_video=(64, 64, 9), ltx2_pipe_two_stage_video=(128, 128, 9),
+    ltx2_pipe_text_tokens=64, ltx2_pipe_repeats=2, ltx2_pipe_two_stage_repeats=2,
     vae=("ltx-video-0.9.5", dict(decoder_block_out_channels=(16, 32, 64), decoder_layers_per_block=(1, 1, 1, 1),
                                  block_out_channels=(16, 32, 64, 64, 64), layers_per_block=(1, 1, 1, 1, 1))),
     vae_latent=(3, 4, 4),
@@ -154,7 +175,8 @@ CPU_SIZES = Sizes(
     pvc_vae=("tiny", {}), pvc_t5=("tiny", {}), pvc_video=(64, 96, 9), pvc_steps=8, pvc_guidance=3.0,
     attention_rel_limit=1e-6, pvc_psnr_min=30.0, pvc_psnr_min_fp32=60.0,
     estimates=dict(matmul_peak=10, attention_cudnn_vs_xla=20, pipeline_vs_cpu_fp32=20, transformer=30,
-                   ltx2_transformer=10,
+                   ltx2_transformer=10, ltx2_pipeline=45, ltx2_pipeline_two_stage=10, ltx2_pipeline_torch=5,
+                   ltx2_pipeline_torch_two_stage=3,
                    text_encoder=15, scheduler=10, vae=30, pipeline=30, step_cache=15, multi_scale=25, sharding=20,
                    sharding_one_device=20,  # on a CPU the meshes are host devices: the section always runs
                    transformer_compile=5, vae_torch=5, vae_ours=15, vae_compile_2F=3, pipeline_torch=5,
@@ -173,6 +195,11 @@ GPU_SIZES = Sizes(
     # LTX-2 19B's width, 4 layers, 768x512x121 (16x16x24 latents: 6144 video tokens, 126 audio tokens), prompts
     # padded to 1024 tokens as LTX2Pipeline pads them
     ltx2_transformer=("ltx-2-19b", {}), ltx2_layers=4, ltx2_shape=(16, 16, 24), ltx2_text_tokens=1024,
+    # LTX-2 19B distilled with Gemma 3 12B (about 33B parameters, 66 GB in bf16) and the x2 upscaler: 768x512x121
+    # (6144 video + 126 audio tokens, 8 steps), then 1536x1024x121 by the two-stage recipe (stage 2: 24576 tokens)
+    ltx2_pipe=("ltx-2-19b-distilled", {}), ltx2_pipe_upsampler=("ltx-2-spatial-upscaler-x2-1.0.safetensors", {}),
+    ltx2_pipe_video=(512, 768, 121), ltx2_pipe_two_stage_video=(1024, 1536, 121), ltx2_pipe_text_tokens=1024,
+    ltx2_pipe_repeats=2, ltx2_pipe_two_stage_repeats=1,
     vae=("ltx-video-0.9.5", {}), vae_latent=(16, 16, 24), vae_tiling={}, vae_warmup=1, vae_repeats=2,
     t5=("t5-v1_1-xxl", {}), t5_batch=2, t5_tokens=128,
     scheduler_shapes=((2, 4096, 128), (1, 256, 128)),
@@ -201,6 +228,14 @@ GPU_SIZES = Sizes(
         transformer=80,  # H200 2026-12-04: 57.6 s without the compile-time case (run a), + transformer_compile
         ltx2_transformer=90,  # not measured yet (first guess): diffusers' 4-layer 19B-wide model built in float32 on
                               # the host (1.6e9 params), converted, one compile, 7 calls a side of ~17 TFLOP each
+        # Not measured yet (first guesses): ours: process start, the random init (seven init programs, 33B values),
+        # the first call (Gemma's program, the 48-layer loop + tiled decode + audio program: ~110 s), 2 calls of
+        # ~5 s; the two-stage recipe: two more loop programs and the upsampler (~150 s), 2 calls of ~20 s;
+        # diffusers: its build on the card (~40 s) and 3 calls of ~20 s; its two-stage recipe, 2 calls of ~60 s.
+        ltx2_pipeline=640,  # every part: ours (text to video ~200 s, two-stage ~200 s) and diffusers' (~240 s)
+        ltx2_pipeline_two_stage=200,  # ours: the two-stage recipe (its first call and its timed calls)
+        ltx2_pipeline_torch=100,  # diffusers: its build and text to video
+        ltx2_pipeline_torch_two_stage=140,  # diffusers: its two-stage recipe
         text_encoder=55,  # not measured yet (first guess, unchanged)
         scheduler=12,  # not measured yet (first guess, unchanged)
         vae=240,  # H200 2026-12-04: 107.1 s without the diffusers comparison (run b); about 240 s with it (issue 20)
@@ -226,11 +261,11 @@ GPU_SIZES = Sizes(
         compile_decode_programs=45,  # tiled 24.9 s + whole 5.7 s compiles (run b), uniform tiles, tracing, lowering
     ),
     start_s=15.0,  # H200 2026-12-04: 14.6 s from the run's start to its first section (run a; 16.9 s in run b)
-    # Everything takes about 2000 s on one H200 (--list adds it up); without vae, step_cache, compile and
-    # ltx2_transformer about 520 s, within the 560 s budget. Those cannot fit beside the others: --sections vae (about
-    # 240 s), --sections step_cache (about 300 s), --sections ltx2_transformer (about 90 s) and --sections compile
-    # --budget-s 850 run them alone.
-    optional=("vae", "step_cache", "compile", "ltx2_transformer"),
+    # Everything takes about 2650 s on one H200 (--list adds it up); without vae, step_cache, compile,
+    # ltx2_transformer and ltx2_pipeline about 520 s, within the 560 s budget. Those cannot fit beside the others:
+    # --sections vae (about 240 s), --sections step_cache (about 300 s), --sections ltx2_transformer (about 90 s),
+    # --sections ltx2_pipeline --budget-s 640 and --sections compile --budget-s 850 run them alone.
+    optional=("vae", "step_cache", "compile", "ltx2_transformer", "ltx2_pipeline"),
 )
 SIZES = {"cpu": CPU_SIZES, "gpu": GPU_SIZES}
 

@@ -8,6 +8,7 @@ from typing import Callable
 from ..context import Context
 from .attention import section_attention_cudnn_vs_xla
 from .compile import section_compile
+from .ltx2_pipeline import section_ltx2_pipeline
 from .ltx2_transformer import section_ltx2_transformer
 from .matmul_peak import section_matmul_peak
 from .multi_scale import section_multi_scale
@@ -26,6 +27,7 @@ SECTIONS: dict[str, Callable[[Context], None]] = {
     "pipeline_vs_cpu_fp32": section_pipeline_vs_cpu_fp32,
     "transformer": section_transformer,
     "ltx2_transformer": section_ltx2_transformer,
+    "ltx2_pipeline": section_ltx2_pipeline,
     "text_encoder": section_text_encoder,
     "scheduler": section_scheduler,
     "vae": section_vae,
