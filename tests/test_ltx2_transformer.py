@@ -337,3 +337,33 @@ def test_input_errors(ltx2):
 def test_ltx_video_pipelines_refuse_an_ltx2_checkpoint_in_a_line(ltx2):
     with pytest.raises(CheckpointError, match="is an LTX-2 checkpoint, and LTXPipeline runs LTX-Video 0.9.x"):
         LTXPipeline.from_pretrained(ltx2["root"])
+
+
+def test_diffusers_lora_fused_at_load(ltx2, tmp_path):
+    """A PEFT / diffusers LoRA of the LTX-2 transformer (every attention projection of both streams and of the
+    audio <-> video attentions, the feed-forwards), fused as the checkpoint is read (``load_transformer(lora=)``:
+    the dev two-stage recipe's distilled LoRA), against diffusers' ``LTX2Pipeline.load_lora_weights`` +
+    ``set_adapters`` at the same weight."""
+    from diffusers import LTX2Pipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    base = ltx2["torch"]
+    adapted = copy.deepcopy(base)
+    config = LoraConfig(r=4, lora_alpha=8.0, init_lora_weights=False,
+                        target_modules=["to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"])
+    torch.manual_seed(3)
+    adapted.add_adapter(config, adapter_name="distilled")
+    LTX2Pipeline.save_lora_weights(os.fspath(tmp_path), transformer_lora_layers=get_peft_model_state_dict(
+        adapted, adapter_name="distilled"), transformer_lora_adapter_metadata=config.to_dict())
+    file = os.path.join(os.fspath(tmp_path), "pytorch_lora_weights.safetensors")
+
+    reference = copy.deepcopy(base)
+    pipe = LTX2Pipeline(scheduler=None, vae=None, audio_vae=None, text_encoder=None, tokenizer=None, connectors=None,
+                        transformer=reference, vocoder=None)
+    pipe.load_lora_weights(file, adapter_name="distilled")
+    pipe.set_adapters(["distilled"], [0.8])
+    module, params = load_transformer(ltx2["root"], lora=[(file, 0.8)])
+    x = _inputs(TINY_LTX2, 6)
+    ours, ref = run_jax(module, params, x, **GRID), run_torch(reference, x, **GRID)
+    check("with a diffusers LoRA fused at load (weight 0.8)", ours, ref)
+    assert rel_err(ours[0], run_torch(base, x, **GRID)[0]) > 1e-3  # the adapter changed the output

@@ -111,3 +111,27 @@ def test_duration_head_predicts_num_frames_as_diffusers(root):
                                          padding_side="left")
             expected = head.predict_num_frames(video, audio, frame_rate=24.0, temporal_compression_ratio=8, **bounds)
         assert ours.num_frames == expected, (bounds, ours.num_frames, expected)
+
+
+def test_dev_recipe_fuses_the_distilled_lora_into_stage_2_only(root, tmp_path):
+    """The dev recipe: ``distilled_lora=`` loads the transformer a second time with the LoRA fused, for stage 2;
+    stage 1 keeps the dev weights, every other component is shared."""
+    import jax
+    from diffusers import LTX2Pipeline as TorchLTX2Pipeline
+    from diffusers import LTX2VideoTransformer3DModel
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    model = LTX2VideoTransformer3DModel.from_pretrained(os.path.join(root, "transformer"))
+    config = LoraConfig(r=2, lora_alpha=2.0, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    torch.manual_seed(4)
+    model.add_adapter(config, adapter_name="distilled")
+    TorchLTX2Pipeline.save_lora_weights(os.fspath(tmp_path), transformer_lora_layers=get_peft_model_state_dict(
+        model, adapter_name="distilled"), transformer_lora_adapter_metadata=config.to_dict())
+    lora = [(os.path.join(os.fspath(tmp_path), "pytorch_lora_weights.safetensors"), 1.0)]
+    pipe = LTX2TwoStagePipeline.from_pretrained(root, dtype="float32", distilled_lora=lora)
+    assert pipe.stage_2 is not pipe.pipe and pipe.stage_2.core is pipe.pipe.core
+    first, second = pipe.pipe.params, pipe.stage_2.params
+    assert all(second[k] is first[k] for k in first if k != "transformer")
+    differ = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), first["transformer"],
+                                                              second["transformer"]))
+    assert any(differ) and not all(differ)  # the adapted projections only

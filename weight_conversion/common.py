@@ -96,12 +96,13 @@ def placement(sharding, module, abstract):
     return lambda path, shape: shardings[tuple(path)]
 
 
-def fuse_after_restore(path: str, component: str, module, params, lora, torch_key, scanned) -> Any:
+def fuse_after_restore(path: str, component: str, module, params, lora, torch_key, scanned,
+                       family: str = "LTX-Video") -> Any:
     """``params`` restored from an Orbax directory with ``lora`` ([(file, scale)]) fused into its float kernels;
     quantized ones cannot take a delta without a second rounding, so they are refused with what to do instead."""
     if not lora:
         return params
-    deltas = file_deltas(lora, component, params, torch_key, scanned)
+    deltas = file_deltas(lora, component, params, torch_key, scanned, family)
     if not deltas:
         return params
     if getattr(module, "weights", None) is not None:

@@ -40,6 +40,7 @@ _NATIVE_RENAMES = (("patchify_proj", "proj_in"), ("adaln_single", "time_embed"),
 _SUFFIXES = ((".lora_A.weight", "a"), (".lora_down.weight", "a"), (".lora_B.weight", "b"), (".lora_up.weight", "b"),
              (".alpha", "alpha"))
 # Key fragments of other model families' LoRAs, and what they are.
+LTX_VIDEO, LTX_2 = "LTX-Video", "LTX-2"  # the families a LoRA can be read for
 _OTHER_FAMILIES = (
     (re.compile(r"audio_|av_ca_|video_to_audio|audio_to_video"), "LTX-2 (audio-video)"),
     (re.compile(r"(^|\.)blocks\.\d+\.(self_attn|cross_attn|ffn)\."), "Wan"),
@@ -128,18 +129,19 @@ def _pattern_value(name: str, patterns: Mapping[str, Any], default):
     return default
 
 
-def read_lora(path: str | os.PathLike) -> LoraAdapter:
-    """Reads a LoRA file (any format of the module docstring) into float32 factors per module."""
+def read_lora(path: str | os.PathLike, family: str = LTX_VIDEO) -> LoraAdapter:
+    """Reads a LoRA file (any format of the module docstring) into float32 factors per module; ``family`` is the
+    model it is for (``LTX_VIDEO`` or ``LTX_2``): a LoRA whose keys name another family's modules is refused."""
     file = lora_file(path)
     source = open_safetensors(file)
     keys = list(source)
     if not keys:
         raise CheckpointError(f"LoRA {file} holds no tensors.")
-    for pattern, family in _OTHER_FAMILIES:
+    for pattern, other in _OTHER_FAMILIES:
         hits = [k for k in keys if pattern.search(k)]
-        if hits:
-            raise CheckpointError(f"LoRA {file} is for {family} (keys such as {hits[0]!r}), not LTX-Video; use a "
-                                  "LoRA trained on LTX-Video 0.9.x.")
+        if hits and not other.startswith(family):
+            raise CheckpointError(f"LoRA {file} is for {other} (keys such as {hits[0]!r}), not {family}; use a LoRA "
+                                  f"trained on {family}.")
     try:
         metadata = json.loads(source.metadata.get(_METADATA_KEY, "{}"))
     except json.JSONDecodeError as e:
@@ -312,25 +314,27 @@ def parse_lora_spec(spec: str) -> tuple[str, float]:
     return path, value
 
 
-def adapters_from(specs: Iterable[tuple[str | os.PathLike, float]]) -> list[tuple[LoraAdapter, float]]:
-    """[(path, scale)] -> [(LoraAdapter, scale)]."""
-    return [(read_lora(path), float(scale)) for path, scale in specs]
+def adapters_from(specs: Iterable[tuple[str | os.PathLike, float]],
+                  family: str = LTX_VIDEO) -> list[tuple[LoraAdapter, float]]:
+    """[(path, scale)] -> [(LoraAdapter, scale)] (``read_lora`` for ``family``)."""
+    return [(read_lora(path, family), float(scale)) for path, scale in specs]
 
 
 def file_deltas(specs: Iterable[tuple[str | os.PathLike, float]] | None, component: str, abstract: Mapping,
-                torch_key: Callable[[Path], str], scanned: Mapping[str, int]) -> dict[Path, np.ndarray]:
+                torch_key: Callable[[Path], str], scanned: Mapping[str, int],
+                family: str = LTX_VIDEO) -> dict[Path, np.ndarray]:
     """``kernel_deltas`` of LoRA files ``[(path, scale)]``, each checked against the model first; files without
     modules of ``component`` are skipped (a transformer LoRA passed to the text encoder); {} when none is left."""
-    adapters = [(a, w) for a, w in adapters_from(specs or []) if a.modules(component)]
+    adapters = [(a, w) for a, w in adapters_from(specs or [], family) if a.modules(component)]
     return kernel_deltas(adapters, component, lora_targets(abstract, torch_key, scanned)) if adapters else {}
 
 
 def loading_delta(specs: Iterable[tuple[str | os.PathLike, float]] | None, component: str, abstract: Mapping,
-                  torch_key: Callable[[Path], str], scanned: Mapping[str, int], also=None):
+                  torch_key: Callable[[Path], str], scanned: Mapping[str, int], also=None, family: str = LTX_VIDEO):
     """The ``mapping.KernelDelta`` that fuses LoRA files while a checkpoint is converted (``load_transformer(...,
     lora=[(file, scale)])``): ``file_deltas`` per layer, plus ``also`` (another KernelDelta) where given; ``also``
     itself when the files adapt nothing of ``component``."""
-    deltas = file_deltas(specs, component, abstract, torch_key, scanned)
+    deltas = file_deltas(specs, component, abstract, torch_key, scanned, family)
     if not deltas:
         return also
 

@@ -20,7 +20,7 @@ from ltx_jax.models.ltx2.transformer import LTX2VideoTransformer3DModel
 from weight_conversion import orbax_io
 from weight_conversion.common import (RenamedSource, component_folder, first_layers, folder_config, fuse_after_restore,
                                       placement, read_config, read_single_file_config, restore_orbax)
-from weight_conversion.lora import loading_delta
+from weight_conversion.lora import LTX_2, loading_delta
 from weight_conversion.mapping import CONV, IDENTITY, LINEAR, KernelDelta, Path, Rule, convert, rules_from_tree
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -196,7 +196,7 @@ def load_ltx2_transformer(
                                        lambda c: _make_module(c, dtype, weights=weights, sharding=sharding,
                                                               **module_kwargs), sharding)
         return module, fuse_after_restore(path, "transformer", module, params, lora, torch_key,
-                                          _scanned(module.config))
+                                          _scanned(module.config), LTX_2)
     if os.path.isdir(path):
         config = config or folder_config(path, LTX2TransformerConfig, "diffusers LTX-2 transformer")
         source = open_safetensors(path)
@@ -209,7 +209,8 @@ def load_ltx2_transformer(
 
     module = _make_module(config, dtype, weights=weights, sharding=sharding, **module_kwargs)
     abstract = abstract_params(module)
-    kernel_delta = loading_delta(lora, "transformer", abstract, torch_key, _scanned(config), also=kernel_delta)
+    kernel_delta = loading_delta(lora, "transformer", abstract, torch_key, _scanned(config), also=kernel_delta,
+                                 family=LTX_2)
     renamed = RenamedSource(source, keys)
     params = convert(renamed, transformer_rules(config, abstract), abstract, dtype, what="LTX-2 transformer",
                      source_shape=renamed.shape, ignore=later_blocks, kernel_delta=kernel_delta,
