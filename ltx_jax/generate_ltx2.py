@@ -23,7 +23,6 @@ failure or Ctrl-C (which stops the denoising loop within a step) leaves no file.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import warnings
@@ -36,7 +35,7 @@ from ltx_jax.generate_flags import FLAGS, LONG_VIDEO_FLAGS, UsageError, _check_n
 from ltx_jax.models import abstract_params
 from ltx_jax.models.ltx2.transformer import LTX2VideoTransformer3DModel
 from ltx_jax.pipelines.abstract_ltx2 import STAND_IN_PROMPT, LTX2Configs, assemble_ltx2_pipeline
-from ltx_jax.pipelines.ltx2 import LTX2Pipeline, LTX2Request, release_defaults
+from ltx_jax.pipelines.ltx2 import LTX2Pipeline, LTX2Request, register_multiple, release_defaults
 from ltx_jax.pipelines.ltx2_conditions import LTX2ImageToVideoPipeline
 from ltx_jax.pipelines.ltx2_latents import vae_compression
 from ltx_jax.pipelines.reporting import NonFiniteError
@@ -201,10 +200,7 @@ def _check_against_model(request: LTX2Request, configs: LTX2Configs) -> None:
     if stg and not t.perturbed_attn:
         raise ValueError("STG needs a transformer that can perturb its blocks (this one has no perturbed_attn): pass "
                          "--stg_scale 0 --audio_stg_scale 0.")
-    c = configs.connectors
-    registers = [r for r in (c.video_connector_num_learnable_registers, c.audio_connector_num_learnable_registers)
-                 if r is not None]
-    multiple = math.lcm(*registers) if registers else 1
+    multiple = register_multiple(configs.connectors)
     if request.max_sequence_length % multiple:
         fit = max(multiple, request.max_sequence_length // multiple * multiple)
         raise ValueError(f"--max_sequence_length {request.max_sequence_length}: the text connectors tile their "

@@ -206,6 +206,14 @@ class LTX2Request(Request):
                              "LTX-2.3).")
 
 
+def register_multiple(connectors_config) -> int:
+    """The prompt length the text connectors take a multiple of: the lcm of their learned register counts (diffusers'
+    connectors tile the registers over the padding and refuse other lengths)."""
+    registers = [n for n in (connectors_config.video_connector_num_learnable_registers,
+                             connectors_config.audio_connector_num_learnable_registers) if n]
+    return math.lcm(*registers) if registers else 1
+
+
 def release_defaults(release: LTX2Release | None) -> LTX2Request:
     """``LTX2Request()`` (diffusers' defaults), with a detected release's size, steps and guidance over them."""
     if release is None or getattr(release, "defaults", None) is None:
@@ -315,10 +323,8 @@ class LTX2Pipeline:
         """The rules between a request and this model (one ValueError line, before any work): the prompt length a
         multiple of the connectors' learned registers (diffusers' connectors refuse others), STG blocks that exist
         in a transformer that can perturb them."""
-        cfg, t = self.core.connectors.config, self.core.transformer.config
-        registers = [n for n in (cfg.video_connector_num_learnable_registers,
-                                 cfg.audio_connector_num_learnable_registers) if n]
-        multiple = math.lcm(*registers) if registers else 1
+        t = self.core.transformer.config
+        multiple = register_multiple(self.core.connectors.config)
         length = r.max_sequence_length if r.prompt_embeds is None else int(np.shape(r.prompt_embeds)[1])
         if length % multiple:
             name = "max_sequence_length" if r.prompt_embeds is None else "prompt_embeds' length"
