@@ -24,7 +24,8 @@ BYTES_SLACK = 1.15  # per-device param bytes <= 1.15 / (fsdp * tensor) of the to
 
 @pytest.fixture(scope="module")
 def results():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+                   XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8")
     proc = subprocess.run([sys.executable, os.path.join(HERE, "sharding_cases.py")], capture_output=True, text=True,
                           env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
