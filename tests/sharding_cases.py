@@ -16,6 +16,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -348,8 +349,10 @@ if __name__ == "__main__":
     assert jax.device_count() == 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
     results = {}
     for name in sys.argv[1:] or list(CASES):
+        start = time.perf_counter()
         try:
             results[name] = CASES[name]()
         except Exception:  # noqa: BLE001 - reported to the parent test, which fails on it
             results[name] = {"error": traceback.format_exc()[-3000:]}
+        print(f"{name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     print(json.dumps(results))
