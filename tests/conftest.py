@@ -30,6 +30,10 @@ from transformers import T5EncoderModel as TorchT5
 # parity bound holds as measured. Set before any test initialises a backend; command-line children and the
 # multi-device children (which add their device count to these flags) inherit it. Benchmarks never see it.
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+# One PyTorch thread per process: the references' ops are tiny, and two test workers on two cores whose OpenMP threads
+# spin-wait for each other ran 9% slower. XLA keeps its thread pool (one thread each measured 30% slower).
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"  # the children: the original package's runner, the command line
 
 
 def pytest_configure(config):

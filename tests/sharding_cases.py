@@ -293,7 +293,8 @@ def vae_decode() -> dict:
     out = {}
     for tiling in (tiles, uniform, None):
         ref = None
-        for spec in (None, "data=2,context=4", "fsdp=8"):
+        # a whole decode: only data shards it (fsdp=8 would run one device's program on every device)
+        for spec in (None, "data=2,context=4") + (("fsdp=8",) if tiling is not None else ()):
             plan = ShardingPlan.create(spec)
             p = params if plan is None else jax.device_put(params, plan.replicated())
             compiled = jitted_decode.lower(vae, p, latents, t, t, key, tiling, None, sharding=plan).compile()
