@@ -3,6 +3,7 @@
     python -m ltx_jax check --preset ltx-2-19b-distilled                       # 768 x 512 x 121 at 24 fps
     python -m ltx_jax check --preset ltx-2.3-22b-dev --weights fp8 --text_encoder_weights fp8
     python -m ltx_jax check --model LTX-2 --height 704 --width 1216             # a folder's configs, no weights
+    python -m ltx_jax check --preset ltx-2-19b-distilled --upsampler ltx-2-spatial-upscaler-x2-1.0.safetensors
 
 The same argument checks as ``generate`` (``generate_ltx2.resolve_arguments``), then the same pipeline call over an
 ``LTX2Pipeline`` whose parameters are abstract (``ltx_jax.pipelines.abstract_ltx2``), inside
@@ -10,7 +11,9 @@ The same argument checks as ``generate`` (``generate_ltx2.resolve_arguments``), 
 lowered for this machine's backend, nothing is compiled (unless ``--memory_analysis``) or run. The table is
 ``ltx_jax.check.report``'s: a line per program (its largest inputs, its GFLOP with the denoising loop's steps all
 counted, its parameters' bytes, its inputs' and outputs'), then the parameters that stay on the device per component
-(Gemma, connectors, transformer, VAE, audio VAE, vocoder) and the peak with the largest program.
+(Gemma, connectors, transformer, VAE, audio VAE, vocoder) and the peak with the largest program. With
+``--upsampler`` the two-stage recipe's every program (``two_stage_ltx2``: stage 1, the upscaling, stage 2 at the final
+size), with the upscaler and the dev recipe's second transformer counted.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ltx_jax.pipelines.ltx2_conditions import LTX2ImageToVideoPipeline
 from ltx_jax.programs import dry_run
 from ltx_jax.text_encoding_ltx2 import load_ltx2_tokenizer
 from ltx_jax.tiny_random_ltx2 import tiny_gemma_tokenizer
+from ltx_jax.two_stage_ltx2 import extra_components, two_stage_pipeline
 
 #: The components in the order the table names them, and the names it gives them.
 COMPONENT_NAMES = {"gemma": "Gemma", "connectors": "connectors", "transformer": "transformer", "vae": "VAE",
@@ -63,6 +67,9 @@ def title(pipe: LTX2Pipeline, facts: dict, request, dtype: str, compiled: bool) 
     weights = f", {FLAGS.weights} weights" if FLAGS.weights else ""
     weights += f", Gemma {FLAGS.text_encoder_weights}" if FLAGS.text_encoder_weights else ""
     image = ", image to video" if FLAGS.image else ""
+    if FLAGS.upsampler is not None:
+        image += (f", two stages (stage 1 at {request.width // 2}x{request.height // 2}, the x2 upscaler"
+                  f"{', stage 2 with the distilled LoRA' if FLAGS.distilled_lora else ''})")
     what = "lowered and compiled" if compiled else "lowered, not compiled"
     name = pipe.release.name if pipe.release is not None else facts["name"]
     return (f"{name}: {t.num_layers} blocks, video {t.num_attention_heads * t.attention_head_dim} + audio "
@@ -81,12 +88,21 @@ def check(args: dict) -> int:
                                  text_encoder_weights=FLAGS.text_encoder_weights, prompt=args["call"]["prompt"],
                                  cls=cls)
     request = pipe.request(**args["call"])
-    with dry_run(compile=FLAGS.memory_analysis) as run:
-        pipe.generate(request)
-    if args["loras"]:
-        print(f"{len(args['loras'])} LoRA file(s) checked against the transformer; generate fuses them into the "
-              "weights as they load, so the programs are the plain ones.", file=sys.stderr)
-    print(report(run, pipe, title(pipe, facts, request, dtype, FLAGS.memory_analysis), component_params(pipe)))
+    components = component_params(pipe)
+    if args["two_stage"]:
+        two = two_stage_pipeline(pipe, facts, args["two_stage"], dtype, weights=FLAGS.weights, loras=args["loras"],
+                                 abstract=True)
+        components.update(extra_components(two))
+        with dry_run(compile=FLAGS.memory_analysis) as run:
+            two(**args["call"])
+    else:
+        with dry_run(compile=FLAGS.memory_analysis) as run:
+            pipe.generate(request)
+    adapters = len(args["loras"]) + len((args["two_stage"] or {}).get("distilled_lora", ()))
+    if adapters:
+        print(f"{adapters} LoRA file(s) checked against the transformer; generate fuses them into the weights as "
+              "they load, so the programs are the plain ones.", file=sys.stderr)
+    print(report(run, pipe, title(pipe, facts, request, dtype, FLAGS.memory_analysis), components))
     if ltx2_program.generate.flops is None:  # its while loop's steps are not in the program
         print(f"GFLOP of {ltx2_program.generate.name}: the denoising loop counted once, one step of "
               f"{request.num_inference_steps} (per step), with the connectors and the decode.")

@@ -33,8 +33,10 @@ flags.DEFINE_float("denoise_strength", None, "Video-to-video: the share of the s
                    "keeps more of --video.", flag_values=FLAGS)
 flags.DEFINE_string("upsampler", None, "Multi-scale generation (0.9.7 / 0.9.8) with this latent upsampler: a "
                     "Lightricks ltxv-spatial-upscaler-*.safetensors file, a diffusers latent_upsampler folder or "
-                    "Orbax (tiny-random with --model tiny-random); the two passes follow the release's recipe.",
-                    flag_values=FLAGS)
+                    "Orbax (tiny-random with --model tiny-random); the two passes follow the release's recipe. "
+                    "LTX-2: the two-stage recipe with its x2 spatial upscaler (ltx-2*-spatial-upscaler-x2-*, a "
+                    "latent_upsampler folder; tiny-random with tiny-random-ltx2): --height / --width are the final "
+                    "size (default twice the release's), stage 1 runs at half of it.", flag_values=FLAGS)
 flags.DEFINE_multi_string("lora", [], "PATH[:SCALE]: a LoRA adapter (diffusers / PEFT or ComfyUI format, .safetensors) "
                           "with its weight (default 1); repeatable.", flag_values=FLAGS)
 flags.DEFINE_enum("weights", None, ["int8", "fp8"], "The transformer blocks' kernels in int8 or fp8 (e4m3) with "
@@ -115,13 +117,16 @@ flags.DEFINE_float("audio_modality_scale", None, "LTX-2: the audio's cross-modal
                    "--modality_scale (default: the release's, else diffusers' 3).", flag_values=FLAGS)
 flags.DEFINE_float("audio_guidance_rescale", None, "LTX-2: the audio's CFG rescale, in [0, 1]; 0 takes "
                    "--guidance_rescale (default: the release's, else diffusers' 0.7).", flag_values=FLAGS)
+flags.DEFINE_multi_string("distilled_lora", [], "LTX-2, with --upsampler: PATH[:SCALE], the distilled LoRA fused "
+                          "into stage 2's transformer (the dev model's two-stage recipe: the release's "
+                          "*-distilled-lora-*.safetensors); repeatable.", flag_values=FLAGS)
 flags.DEFINE_bool("memory_analysis", False, "check: also compile each program on this machine's backend for XLA's "
                   "memory analysis (minutes at full size on a CPU).", flag_values=FLAGS)
 
 TINY_SIZE = (64, 96, 9)  # height, width, frames of --model tiny-random
 # Flags only LTX-2 takes (ltx_jax.generate_ltx2); an LTX-Video run refuses them.
 LTX2_FLAGS = ("audio", "modality_scale", "guidance_rescale", "audio_guidance_scale", "audio_stg_scale",
-              "audio_modality_scale", "audio_guidance_rescale")
+              "audio_modality_scale", "audio_guidance_rescale", "distilled_lora")
 
 
 class UsageError(ValueError):
@@ -163,7 +168,8 @@ def resolve_arguments(command: str = "generate") -> dict:
     tiny = FLAGS.model == "tiny-random"
     given = [f"--{name}" for name in LTX2_FLAGS if FLAGS[name].present]
     if given:
-        raise ValueError(f"{given[0]} is an LTX-2 flag (sound, modality guidance); {FLAGS.model or FLAGS.preset} is "
+        raise ValueError(f"{given[0]} is an LTX-2 flag (sound, modality guidance, its two-stage recipe); "
+                         f"{FLAGS.model or FLAGS.preset} is "
                          "LTX-Video 0.9.x, which makes video without sound (an LTX-2 --model, or tiny-random-ltx2, "
                          "takes it).")
     _check_numbers()

@@ -4,6 +4,7 @@
     python -m ltx_jax generate --model ltx-2-19b-distilled.safetensors --text_encoder LTX-2 --prompt "..." --noaudio
     python -m ltx_jax generate --model LTX-2 --image first.png --prompt "the fox runs off" --output run.mp4
     python -m ltx_jax generate --model tiny-random-ltx2 --prompt "a red fox" --output fox.mp4   # installation check
+    python -m ltx_jax generate --model LTX-2-distilled --upsampler LTX-2-distilled/latent_upsampler --prompt "..."
 
 ``__main__`` sends a run here when ``runs_ltx2()``: ``--model`` is an LTX-2 diffusers folder (``transformer/
 config.json``'s class) or single file (its metadata), ``tiny-random-ltx2``, or ``check --preset`` names an LTX-2
@@ -13,9 +14,10 @@ the output and its sound track); a mistake is one line (``error: ...``, exit 2).
 meaning (``--steps`` -> ``num_inference_steps``, ``--guidance`` -> ``guidance_scale``, ``--stg_blocks`` ->
 ``spatio_temporal_guidance_blocks``, ``--fps`` -> ``frame_rate``), LTX-2 adds ``--modality_scale``,
 ``--guidance_rescale``, their ``--audio_*`` twins and ``--audio`` / ``--noaudio``; ``--image`` runs
-``LTX2ImageToVideoPipeline``, ``--lora`` fuses adapters into the transformer as it loads, ``--tiling`` sets the
-decode's. A flag left unset keeps the pipeline's default (``pipe.defaults``: the detected release's, else
-diffusers'), and an LTX-Video-only flag is refused by name. The output is an mp4 with an AAC track at the
+``LTX2ImageToVideoPipeline``, ``--upsampler`` the two-stage recipe (``two_stage_ltx2``; ``--distilled_lora`` for
+the dev model's), ``--lora`` fuses adapters into the transformer as it loads, ``--tiling`` sets the decode's. A
+flag left unset keeps the pipeline's default (``pipe.defaults``: the detected release's, else diffusers'), and an
+LTX-Video-only flag is refused by name. The output is an mp4 with an AAC track at the
 vocoder's rate (``.png`` frames get a ``.wav`` beside them; a ``.gif`` needs ``--noaudio``), written atomically: a
 failure or Ctrl-C (which stops the denoising loop within a step) leaves no file.
 """
@@ -45,13 +47,14 @@ from ltx_jax.scheduler import FlowMatchSchedulerConfig
 from ltx_jax.text_encoding import check_tokenizer_folder
 from ltx_jax.text_encoding_ltx2 import load_ltx2_tokenizer
 from ltx_jax.tiny_random_ltx2 import TINY_DEFAULTS, TINY_LTX2_CONFIGS, TINY_LTX2_MODEL, tiny_random_ltx2_pipeline
+from ltx_jax.two_stage_ltx2 import check_two_stage, two_stage_pipeline
 from ltx_jax.video import check_output, read_image, write_video
 from weight_conversion import (checkpoint_family, load_audio_vae, load_gemma_text_encoder, load_ltx2_transformer,
                                load_ltx2_vae, load_text_connectors, load_vocoder, orbax_io,
                                read_ltx2_transformer_config, read_ltx2_vae_config)
 from weight_conversion.family import LTX2
 from weight_conversion.gemma import read_gemma_config
-from weight_conversion.lora import check_adapter, lora_targets, parse_lora_spec, read_lora
+from weight_conversion.lora import LTX_2, check_adapter, lora_targets, parse_lora_spec, read_lora
 from weight_conversion.ltx2_audio import read_audio_vae_config, read_vocoder_config
 from weight_conversion.ltx2_connectors import read_text_connectors_config
 from weight_conversion.ltx2_transformer import torch_key as ltx2_torch_key
@@ -62,7 +65,6 @@ GEMMA_VOCABULARY = ("tokenizer.model", "tokenizer.json")
 LTX_VIDEO_FLAGS = {
     **{name: "LTX-2's frame conditions are not on the command line yet (--image is: image-to-video)"
        for name in ("condition", "video", "denoise_strength", "resize_mode")},
-    "upsampler": "LTX-2's two-stage recipes are not on the command line yet (ltx_jax.pipelines.ltx2_two_stage)",
     "mesh": "the LTX-2 pipeline runs on one device",
     "compute": "LTX-2's fp8 matmuls are not on the command line yet (--weights fp8 stores the kernels in fp8)",
     "stg_mode": "LTX-2's STG perturbs the self-attention of --stg_blocks, as diffusers' does",
@@ -135,6 +137,7 @@ def resolve_arguments(command: str = "generate") -> dict:
     facts = _model_facts(dry)
     loras = _check_loras(facts)
     call, note = _call_arguments(facts["defaults"], FLAGS.prompt or STAND_IN_PROMPT)
+    two_stage = check_two_stage(facts, call, facts["defaults"], dry, lambda specs: _check_adapters(facts, specs))
     request = dataclasses.replace(facts["defaults"], **call)
     _check_against_model(request, facts["configs"])
     request.check()
@@ -143,7 +146,7 @@ def resolve_arguments(command: str = "generate") -> dict:
     if not dry:
         check_output(FLAGS.output, request.num_frames or 1, fps=request.frame_rate, overwrite=FLAGS.overwrite,
                      audio=FLAGS.audio)
-    return dict(ltx2=True, facts=facts, call=call, note=note, loras=loras, height=request.height,
+    return dict(ltx2=True, facts=facts, call=call, note=note, loras=loras, two_stage=two_stage, height=request.height,
                 width=request.width, num_frames=request.num_frames, frame_rate=request.frame_rate, audio=FLAGS.audio)
 
 
@@ -154,13 +157,18 @@ def _check_loras(facts: dict) -> list[tuple[str, float]]:
     if specs and facts["tiny"]:
         raise ValueError(f"--lora: {TINY_LTX2_MODEL} is built, not loaded, so nothing fuses an adapter into it; pass "
                          "an LTX-2 checkpoint.")
+    _check_adapters(facts, specs)
+    return specs
+
+
+def _check_adapters(facts: dict, specs: list[tuple[str, float]]) -> None:
+    """Each adapter's modules against the transformer's linears (its config only)."""
     if specs:
         config = facts["configs"].transformer
         targets = lora_targets(abstract_params(LTX2VideoTransformer3DModel(config)), ltx2_torch_key,
                                {"transformer_blocks": config.num_layers})
         for path, _ in specs:
-            check_adapter(read_lora(path), "transformer", targets)
-    return specs
+            check_adapter(read_lora(path, LTX_2), "transformer", targets)  # LTX-2's: its audio modules too
 
 
 def _call_arguments(defaults: LTX2Request, prompt: str) -> tuple[dict, str | None]:
@@ -322,23 +330,30 @@ def generate(args: dict) -> int:
     else:
         pipe = load_ltx2_pipeline(facts, dtype, weights=FLAGS.weights, text_encoder_weights=FLAGS.text_encoder_weights,
                                   lora=args["loras"] or None, progress=progress, cls=cls)
+    two = None
+    if args["two_stage"]:
+        two = two_stage_pipeline(pipe, facts, args["two_stage"], dtype, weights=FLAGS.weights, loras=args["loras"])
     interrupts.check("loading")
     request = pipe.request(**args["call"])
     if args["note"]:
         _say(args["note"])
     steps, frames = request.num_inference_steps, request.num_frames or "a predicted number of"
+    passes = f"{steps} step{'s' if steps > 1 else ''}"
+    if two is not None:
+        passes = (f"in two stages: {passes} at {request.width // 2}x{request.height // 2}, the x2 upscaler, "
+                  f"{len(two.stage_2_sigmas)} refining steps")
     _say(f"generating {frames} frames of {request.width}x{request.height} at {request.frame_rate:g} fps with sound"
-         f"{' from ' + FLAGS.image if FLAGS.image else ''}, {steps} step{'s' if steps > 1 else ''}")
-    out = pipe.generate(request)
+         f"{' from ' + FLAGS.image if FLAGS.image else ''}, {passes}")
+    out = pipe.generate(request) if two is None else two(**args["call"])
     interrupts.check("decoding")
     for what, values in (("frames", out.frames), ("sound", out.audio)):
         if not np.isfinite(values).all():
             raise NonFiniteError(f"the generated {what} hold NaN or Inf values; nothing was written (try --dtype "
                                  "float32, or another checkpoint).")
-    return _write(out, request, pipe.audio_sample_rate, args["audio"], pipe)
+    return _write(out, request, pipe.audio_sample_rate, args["audio"], two or pipe)
 
 
-def _write(out, request: LTX2Request, sample_rate: int, audio: bool, pipe: LTX2Pipeline) -> int:
+def _write(out, request: LTX2Request, sample_rate: int, audio: bool, pipe) -> int:
     """The first video (and its sound track) to ``--output``, atomically; a stop request removes what was written."""
     _say(f"writing {FLAGS.output}")
     sound = dict(audio=out.audio[0], audio_sample_rate=sample_rate) if audio else {}

@@ -27,11 +27,14 @@ import re
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from ltx_jax.configs_gemma import Gemma3TextConfig
-from ltx_jax.configs_ltx2 import LTX2AudioVAEConfig, LTX2TransformerConfig, LTX2VideoVAEConfig, LTX2VocoderConfig
+from ltx_jax.configs_ltx2 import (LTX2AudioVAEConfig, LTX2LatentUpsamplerConfig, LTX2TransformerConfig,
+                                  LTX2VideoVAEConfig, LTX2VocoderConfig)
 from ltx_jax.configs_ltx2_text import LTX2TextConnectorsConfig
 from ltx_jax.models import abstract_params, init_params
+from ltx_jax.models.ltx2.latent_upsampler import LTX2LatentUpsampler
 from ltx_jax.pipelines.abstract_ltx2 import (LTX2Configs, assemble_ltx2_pipeline, ltx2_modules,
                                              word_level_gemma_tokenizer)
 from ltx_jax.pipelines.ltx2 import LTX2Pipeline, LTX2Request
@@ -77,6 +80,10 @@ TINY_VOCODER = LTX2VocoderConfig(
     in_channels=24, hidden_channels=16, out_channels=2, upsample_kernel_sizes=(16, 12, 10), upsample_factors=(8, 6, 5),
     resnet_kernel_sizes=(3, 5), resnet_dilations=((1, 3), (1, 2)), output_sampling_rate=24000)
 
+# The x2 spatial latent upsampler of the two-stage recipe (``--upsampler tiny-random``): 32 wide (its group norms'
+# 32 groups), one block per stage.
+TINY_LTX2_UPSAMPLER = LTX2LatentUpsamplerConfig(in_channels=8, mid_channels=32, num_blocks_per_stage=1)
+
 #: The PRNG of the tiny params' init: XLA's RngBitGenerator compiles each module's init in seconds on a CPU where
 #: threefry's takes half a minute (the VAEs' hundreds of parameters); the values differ by backend, which is no matter
 #: for random weights.
@@ -114,3 +121,10 @@ def tiny_random_ltx2_pipeline(dtype: Any = "float32", seed: int = 0, weights: st
             params[name] = quantize_params(params[name], abstract_params(modules[name]))
     return assemble_ltx2_pipeline(modules, params, tiny_gemma_tokenizer(), TINY_LTX2_CONFIGS.scheduler,
                                   defaults=TINY_DEFAULTS, cls=cls, progress=progress)
+
+
+def tiny_random_ltx2_upsampler(dtype: Any = "float32", seed: int = 1) -> tuple[LTX2LatentUpsampler, dict]:
+    """(module, params) of ``TINY_LTX2_UPSAMPLER`` with random params: the x2 upsampler of the tiny pipeline's
+    latents, for its two-stage recipe (``LTX2TwoStagePipeline``)."""
+    module = LTX2LatentUpsampler(TINY_LTX2_UPSAMPLER, dtype=jnp.dtype(dtype), param_dtype=jnp.dtype(dtype))
+    return module, init_params(module, jax.random.key(seed, impl=TINY_KEY_IMPL))

@@ -125,6 +125,14 @@ def test_a_diffusers_ltx2_folder_is_checked_from_its_configs(tmp_path, capsys, m
     (["--preset", "ltx-2-19b-dev"], "--preset does not go with tiny-random-ltx2"),
     (["--compute", "fp8", "--weights", "fp8"], "--compute is an LTX-Video flag and tiny-random-ltx2 is LTX-2"),
     (["--lora", "adapter.safetensors"], "--lora: tiny-random-ltx2 is built, not loaded"),
+    (["--distilled_lora", "d.safetensors"], "--distilled_lora is stage 2's LoRA of the two-stage recipe; add "
+                                            "--upsampler"),
+    (["--upsampler", "up.safetensors"], "--upsampler tiny-random goes with --model tiny-random-ltx2"),
+    (["--upsampler", "tiny-random", "--width", "96"], "--height / --width 128x96: the two-stage recipe runs stage 1 "
+                                                      "at half the size, so both must be multiples of 64 (e.g. "
+                                                      "128x128)."),
+    (["--upsampler", "tiny-random", "--distilled_lora", "d.safetensors"], "--distilled_lora: tiny-random-ltx2 is "
+                                                                          "built, not loaded"),
 ])
 def test_mistakes_are_one_line_before_anything_loads(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -138,8 +146,11 @@ def test_mistakes_are_one_line_before_anything_loads(args, message, capsys, tmp_
 def test_the_families_keep_their_flags(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(["generate", "--model", "tiny-random", "--prompt", "x", "--noaudio"], capsys)
-    assert code == 2 and err.startswith("error: --audio is an LTX-2 flag (sound, modality guidance); tiny-random is "
-                                        "LTX-Video 0.9.x"), err
+    assert code == 2 and err.startswith("error: --audio is an LTX-2 flag (sound, modality guidance, its two-stage "
+                                        "recipe); tiny-random is LTX-Video 0.9.x"), err
+    code, _, err = run(["generate", "--model", "tiny-random", "--prompt", "x", "--distilled_lora", "d.safetensors"],
+                       capsys)
+    assert code == 2 and err.startswith("error: --distilled_lora is an LTX-2 flag"), err
     code, _, err = run(["check", "--preset", "ltx-2-19b-dev", "--model", "tiny-random"], capsys)
     assert code == 2 and err.startswith("error: --preset ltx-2-19b-dev is an LTX-2 release, but --model tiny-random "
                                         "is LTX-Video 0.9.x"), err
@@ -157,6 +168,76 @@ def test_check_of_the_19b_distilled_release_prints_the_resident_bytes(capsys):
     assert f"transformer {transformer:.2f} GiB" in lines[4], out
     assert lines[4].startswith("device memory: the parameters stay, ") and "Gemma " in lines[4], out
     print(out)
+
+
+def test_tiny_random_ltx2_two_stage_writes_the_final_size(tmp_path, capsys):
+    """--upsampler tiny-random: stage 1 at 64 x 64 (the tiny defaults' size), its tiny x2 upscaler, 3 refining steps
+    at 128 x 128 (the final size's default: twice the defaults'), with the sound track."""
+    out = tmp_path / "fox.mp4"
+    code, stdout, err = run(["generate", "--model", TINY_LTX2_MODEL, "--upsampler", "tiny-random", "--prompt", PROMPT,
+                             "--output", str(out), "--noprogress"], capsys)
+    assert code == 0, err
+    assert "128x128 at 24 fps with sound, in two stages: 4 steps at 64x64, the x2 upscaler, 3 refining steps" in err
+    assert "timings: stage 1 " in stdout and re.search(r"sound: 2 channels x \d+ samples at 24000 Hz", stdout), stdout
+    assert read_video(out).shape == (9, 128, 128, 3)
+
+
+def _ltx2_lora(path, config) -> str:
+    """A rank-1 LoRA of block 0's video and audio self-attention queries at ``config``'s widths (diffusers' names):
+    a few KB that a full-size check reads as it would the release's distilled LoRA."""
+    from safetensors.numpy import save_file
+
+    video, audio = (config.num_attention_heads * config.attention_head_dim,
+                    config.audio_num_attention_heads * config.audio_attention_head_dim)
+    tensors = {}
+    for name, width in (("attn1", video), ("audio_attn1", audio)):
+        tensors[f"transformer.transformer_blocks.0.{name}.to_q.lora_A.weight"] = np.zeros((1, width), np.float32)
+        tensors[f"transformer.transformer_blocks.0.{name}.to_q.lora_B.weight"] = np.zeros((width, 1), np.float32)
+    save_file(tensors, str(path))
+    return str(path)
+
+
+def test_check_of_the_two_stage_recipes_at_full_size(tmp_path, capsys):
+    """The distilled recipe at Lightricks' 1536 x 1024 x 121 (stage 1 at 768 x 512, 6,144 tokens; stage 2 at 24,576)
+    and the dev recipe with its distilled LoRA (a second transformer on the device, counted), from the releases'
+    configs and the upscaler's file name alone; the LoRA's audio modules pass the LTX-2 check (--lora too)."""
+    from ltx_jax.releases_ltx2 import LTX2_RELEASES
+
+    upscaler = "ltx-2-spatial-upscaler-x2-1.0.safetensors"
+    code, out, err = run(["check", "--preset", "ltx-2-19b-distilled", "--upsampler", upscaler, "--dtype", "bfloat16"],
+                         capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("ltx-2-19b-distilled: 48 blocks, video 4096 + audio 2048 wide, Gemma 48 x 3840; "
+                               "1536x1024x121 at 24 fps, two stages (stage 1 at 768x512, the x2 upscaler), "
+                               "8 steps"), out
+    programs = [line.split("  ")[0] for line in lines[2:7]]
+    assert programs == ["text encoding", "denoising and decoding", "upsampling", "video latents in",
+                        "denoising and decoding"], out
+    assert "inputs.latents [1, 6144, 128]" in lines[3] and "inputs.latents [1, 24576, 128]" in lines[6], out
+    assert "upsampler 0.93 GiB" in lines[7] and "stage 2 transformer" not in lines[7], out
+    distilled = out
+
+    lora = _ltx2_lora(tmp_path / "distilled.safetensors", LTX2_RELEASES["ltx-2-19b-dev"].transformer)
+    code, out, err = run(["check", "--preset", "ltx-2-19b-dev", "--upsampler", upscaler, "--distilled_lora", lora,
+                          "--lora", lora, "--dtype", "bfloat16", "--weights", "fp8"], capsys)
+    assert code == 0, err
+    memory = next(line for line in out.splitlines() if line.startswith("device memory: "))
+    assert "transformer 17.93 GiB" in memory and "stage 2 transformer 17.93 GiB" in memory, out
+    assert "stage 2 with the distilled LoRA" in out.splitlines()[0], out
+    print(distilled, out, sep="\n")
+
+
+@pytest.mark.parametrize("upscaler, message", [
+    ("ltx-2-temporal-upscaler-x2-1.0.safetensors", "it upsamples in time; the two-stage recipe takes the x2 spatial "
+                                                   "upscaler"),
+    ("ltx-2.3-spatial-upscaler-x1.5-1.0.safetensors", "it upsamples x1.5; the two-stage recipe doubles"),
+    ("ltxv-spatial-upscaler-0.9.8.safetensors", "does not exist; pass the x2 spatial upscaler's file or a "
+                                                "latent_upsampler folder (or, to check, a released file's name: "),
+])
+def test_an_upscaler_that_does_not_fit_the_recipe_is_one_line(upscaler, message, capsys):
+    code, _, err = run(["check", "--preset", "ltx-2-19b-distilled", "--upsampler", upscaler], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_check_of_image_to_video_lowers_the_image_encoding(tmp_path, capsys):

@@ -113,25 +113,54 @@ def test_duration_head_predicts_num_frames_as_diffusers(root):
         assert ours.num_frames == expected, (bounds, ours.num_frames, expected)
 
 
-def test_dev_recipe_fuses_the_distilled_lora_into_stage_2_only(root, tmp_path):
-    """The dev recipe: ``distilled_lora=`` loads the transformer a second time with the LoRA fused, for stage 2;
-    stage 1 keeps the dev weights, every other component is shared."""
-    import jax
+@pytest.fixture(scope="module")
+def distilled_lora(root, tmp_path_factory) -> str:
+    """A PEFT LoRA of the folder's transformer (its video and audio attention's to_q / to_v), as diffusers saves
+    one: the stand-in for the release's distilled LoRA."""
     from diffusers import LTX2Pipeline as TorchLTX2Pipeline
     from diffusers import LTX2VideoTransformer3DModel
     from peft import LoraConfig, get_peft_model_state_dict
 
+    where = tmp_path_factory.mktemp("distilled_lora")
     model = LTX2VideoTransformer3DModel.from_pretrained(os.path.join(root, "transformer"))
     config = LoraConfig(r=2, lora_alpha=2.0, init_lora_weights=False, target_modules=["to_q", "to_v"])
     torch.manual_seed(4)
     model.add_adapter(config, adapter_name="distilled")
-    TorchLTX2Pipeline.save_lora_weights(os.fspath(tmp_path), transformer_lora_layers=get_peft_model_state_dict(
+    TorchLTX2Pipeline.save_lora_weights(os.fspath(where), transformer_lora_layers=get_peft_model_state_dict(
         model, adapter_name="distilled"), transformer_lora_adapter_metadata=config.to_dict())
-    lora = [(os.path.join(os.fspath(tmp_path), "pytorch_lora_weights.safetensors"), 1.0)]
-    pipe = LTX2TwoStagePipeline.from_pretrained(root, dtype="float32", distilled_lora=lora)
+    return os.path.join(os.fspath(where), "pytorch_lora_weights.safetensors")
+
+
+def test_dev_recipe_fuses_the_distilled_lora_into_stage_2_only(root, distilled_lora):
+    """The dev recipe: ``distilled_lora=`` loads the transformer a second time with the LoRA fused, for stage 2;
+    stage 1 keeps the dev weights, every other component is shared."""
+    import jax
+
+    pipe = LTX2TwoStagePipeline.from_pretrained(root, dtype="float32", distilled_lora=[(distilled_lora, 1.0)])
     assert pipe.stage_2 is not pipe.pipe and pipe.stage_2.core is pipe.pipe.core
     first, second = pipe.pipe.params, pipe.stage_2.params
     assert all(second[k] is first[k] for k in first if k != "transformer")
     differ = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), first["transformer"],
                                                               second["transformer"]))
     assert any(differ) and not all(differ)  # the adapted projections only
+
+
+def test_the_command_line_runs_the_dev_recipe_from_a_folder(root, distilled_lora, tmp_path, capsys):
+    """``generate --upsampler FOLDER --distilled_lora FILE`` on a diffusers LTX-2 folder: stage 1 at half the size,
+    the folder's upsampler, stage 2 through a second transformer with the LoRA fused; an mp4 of the final size with
+    its sound track. The same LoRA passes the pre-load check of ``--lora`` too (its audio modules are LTX-2's)."""
+    from ltx_jax.__main__ import main
+    from ltx_jax.video import read_video
+
+    out = tmp_path / "two.mp4"
+    code = main(["ltx_jax", "generate", "--model", root, "--upsampler", os.path.join(root, "latent_upsampler"),
+                 "--distilled_lora", distilled_lora, "--lora", f"{distilled_lora}:0.5", "--prompt", PROMPTS[0],
+                 "--height", str(HEIGHT), "--width", str(WIDTH), "--num_frames", str(FRAMES), "--steps", "2",
+                 "--max_sequence_length", str(T), "--stg_scale", "0", "--audio_stg_scale", "0", "--output", str(out),
+                 "--noprogress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"{WIDTH}x{HEIGHT} at 24 fps with sound, in two stages: 2 steps at {WIDTH // 2}x{HEIGHT // 2}, the x2 " \
+           "upscaler, 3 refining steps" in captured.err, captured.err
+    assert "timings: stage 1 " in captured.out and "upsampling" in captured.out, captured.out
+    assert read_video(out).shape == (FRAMES, HEIGHT, WIDTH, 3)

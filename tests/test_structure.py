@@ -32,8 +32,8 @@ LAYERS = [
      "ltx_jax.video_writer"),
     ("ltx_jax.pipelines", "ltx_jax.tiny_random", "ltx_jax.tiny_random_ltx2"),
     ("ltx_jax.training",),
-    ("ltx_jax.__main__", "ltx_jax.generate_flags", "ltx_jax.generate_ltx2", "ltx_jax.check", "ltx_jax.check_ltx2",
-     "ltx_jax.compare"),
+    ("ltx_jax.__main__", "ltx_jax.generate_flags", "ltx_jax.generate_ltx2", "ltx_jax.two_stage_ltx2", "ltx_jax.check",
+     "ltx_jax.check_ltx2", "ltx_jax.compare"),
 ]
 
 

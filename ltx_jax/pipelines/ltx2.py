@@ -419,10 +419,9 @@ class LTX2Pipeline:
             return latents
         if latents.ndim != 5:
             raise ValueError(f"latents has shape {tuple(latents.shape)}; expected packed [B, N, C] or [B, C, F, H, W].")
-        z = self.core.vae.apply(as_variables(self.params["vae"]), jnp.moveaxis(latents, 1, -1),
-                                method="normalize_latents")
         t = self.core.transformer.config
-        return pack_video_latents(z, t.patch_size, t.patch_size_t)
+        return _pack_given_latents(vae=self.core.vae, patch=(t.patch_size, t.patch_size_t),
+                                   variables=as_variables(self.params["vae"]), latents=latents)
 
     def _noise(self, given, key, shape):
         """Given noise (checked against ``shape``) or standard normal noise from ``key``."""
@@ -487,5 +486,13 @@ def _predict_seconds_program(connectors, head, variables, embeds, mask):
     return head.apply(variables["head"], video, audio).astype(jnp.float32)
 
 
+def _pack_given_latents_program(vae, patch, variables, latents):
+    """[B, C, F, H, W] denormalised video latents -> packed [B, N, C], normalised with the VAE's statistics."""
+    z = vae.apply(variables, jnp.moveaxis(latents, 1, -1), method="normalize_latents")
+    return pack_video_latents(z, *patch)
+
+
+_pack_given_latents = Program(_pack_given_latents_program, "video latents in", static=("vae", "patch"),
+                              params=("variables",))
 _predict_seconds = Program(_predict_seconds_program, "duration prediction", static=("connectors", "head"),
                            params=("variables",))

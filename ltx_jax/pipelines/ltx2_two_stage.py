@@ -33,12 +33,24 @@ from ltx_jax.pipelines.ltx2 import LTX2Pipeline, LTX2PipelineOutput
 from ltx_jax.pipelines.ltx2_latent_upsample import LTX2LatentUpsamplePipeline
 from ltx_jax.pipelines.reporting import StageTimings
 from ltx_jax.releases_ltx2 import LTX2_STAGE_2_DISTILLED_SIGMAS
+from ltx_jax.sharding import ShardingPlan
 from weight_conversion import load_latent_upsampler, load_transformer
 
 #: Stage 2 without guidance (Lightricks' refining pass): every branch at its neutral value, both modalities.
 NO_GUIDANCE = dict(guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, guidance_rescale=0.0,
                    audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0, audio_guidance_rescale=0.0)
 SIZE_MULTIPLE = 64  # the final size: each half a multiple of 32
+
+
+def recipe_upsampler_problem(config) -> str | None:
+    """Why an upsampler's config (``LTX2LatentUpsamplerConfig``) does not serve the two-stage recipe, which doubles
+    the first stage's size: None when it is a x2 spatial upsampler."""
+    if config.temporal_upsample or not config.spatial_upsample:
+        return "it upsamples in time; the two-stage recipe takes the x2 spatial upscaler (*spatial-upscaler-x2*)"
+    if config.use_rational_resampler and config.rational_spatial_scale != 2.0:
+        return (f"it upsamples x{config.rational_spatial_scale:g}; the two-stage recipe doubles the first stage's "
+                "size: take the x2 spatial upscaler (*spatial-upscaler-x2*)")
+    return None
 
 
 class LTX2TwoStagePipeline:
@@ -54,6 +66,9 @@ class LTX2TwoStagePipeline:
 
     def __init__(self, pipe: LTX2Pipeline, upsampler: LTX2LatentUpsamplePipeline, stage_2: LTX2Pipeline | None = None,
                  stage_2_sigmas: Sequence[float] | None = None):
+        problem = recipe_upsampler_problem(upsampler.latent_upsampler.config)
+        if problem:
+            raise ValueError(f"LTX2TwoStagePipeline: the latent upsampler does not fit: {problem}.")
         self.pipe, self.upsampler, self.stage_2 = pipe, upsampler, stage_2 if stage_2 is not None else pipe
         release = pipe.release
         sigmas = stage_2_sigmas
@@ -70,14 +85,17 @@ class LTX2TwoStagePipeline:
                         pipeline_class: type = LTX2Pipeline, **kwargs) -> "LTX2TwoStagePipeline":
         """Loads ``pipeline_class`` from ``path`` (``LTX2Pipeline.from_pretrained``), the upsampler (default:
         ``path``'s ``latent_upsampler/``) and, for the dev recipe, the transformer again with ``distilled_lora``
-        fused (``[(file, scale)]``) as stage 2's."""
+        fused (``[(file, scale)]``) after ``kwargs``' ``lora`` as stage 2's (``transformer_weights`` and ``mesh`` as
+        stage 1's)."""
         pipe = pipeline_class.from_pretrained(path, dtype, **kwargs)
         upsampler_path = latent_upsampler_path or os.path.join(os.fspath(path), "latent_upsampler")
         upsampler = LTX2LatentUpsamplePipeline.from_pipe(pipe, *load_latent_upsampler(upsampler_path,
                                                                                        jnp.dtype(dtype)))
         stage_2 = None
-        if distilled_lora:
-            _, fused = load_transformer(path, jnp.dtype(dtype), lora=list(distilled_lora))
+        if distilled_lora:  # stage 1's kernels, adapters and shards, then the distilled LoRA
+            _, fused = load_transformer(path, jnp.dtype(dtype), weights=kwargs.get("transformer_weights"),
+                                        lora=[*(kwargs.get("lora") or ()), *distilled_lora],
+                                        sharding=ShardingPlan.create(kwargs.get("mesh")))
             stage_2 = pipeline_class(pipe.encoder, pipe.core, {**pipe.params, "transformer": fused}, pipe.release,
                                      defaults=pipe.defaults, progress=pipe.progress)
         return cls(pipe, upsampler, stage_2)
