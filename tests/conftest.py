@@ -51,8 +51,9 @@ def pytest_configure(config):
 # worker running a long file alone at the end. The first three are children of their own (the 8-device sharding
 # cases, the CPU run_all, the multi-process runs), taking minutes.
 SLOW_FILES_FIRST = ("test_sharding.py", "test_run_all.py", "test_multiprocess.py", "test_cli.py", "test_outputs.py",
-                    "test_vae.py", "test_multi_scale.py", "test_training.py", "test_stg.py", "test_dry_run.py",
-                    "test_long_video_cli.py", "test_structure.py", "test_step_cache.py", "test_original_reference.py")
+                    "test_vae.py", "test_multi_scale.py", "test_training.py", "test_ltx2_cli.py", "test_stg.py",
+                    "test_dry_run.py", "test_long_video_cli.py", "test_structure.py", "test_step_cache.py",
+                    "test_original_reference.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
