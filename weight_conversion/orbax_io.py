@@ -14,6 +14,7 @@ have none and mean float weights).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -72,8 +73,16 @@ def save(path: str | os.PathLike, component: str, config: dict, params: Any, dty
                          "overwrite=True).")
     with distributed.atomic_dir(path, overwrite=overwrite) as partial:  # several processes: one shared folder
         checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(os.path.join(partial, "params"), params)
-        checkpointer.wait_until_finished()
+        try:
+            checkpointer.save(os.path.join(partial, "params"), params)
+            checkpointer.wait_until_finished()
+        except BaseException:
+            # A failed save (a full disk) raises from its array writes while Orbax's metadata thread may still be
+            # writing into the folder: waited for here, or it recreates the temporary folder after its removal.
+            with contextlib.suppress(Exception):
+                checkpointer.close()
+            raise
+        checkpointer.close()
         if not distributed.is_main():
             return
         with open(os.path.join(partial, MARKER), "w") as f:
