@@ -205,7 +205,7 @@ def build_ours(configs: LTX2Configs, modules: dict, shapes: dict, seed: int = 0)
         params[name] = jax.block_until_ready(init_params(module, key))  # one component at a time on the device
     upsampler = (modules["latent_upsampler"], params.pop("latent_upsampler"))
     pipe = assemble_ltx2_pipeline(modules, params, tiny_gemma_tokenizer(), configs.scheduler)
-    stage_2 = LTX2Pipeline(pipe.encoder, pipe.core, pipe.params, pipe.release, pipe.defaults, progress=False)
+    stage_2 = pipe.with_params()  # a pipeline of its own for stage 2, sharing every module and parameter
     two_stage = LTX2TwoStagePipeline(pipe, LTX2LatentUpsamplePipeline.from_pipe(pipe, *upsampler), stage_2,
                                      STAGE_2_SIGMAS)
     return Ours(pipe, two_stage, {k: count_params(v) for k, v in shapes.items()}, sizes, time.perf_counter() - start)

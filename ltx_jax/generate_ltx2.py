@@ -137,7 +137,7 @@ def resolve_arguments(command: str = "generate") -> dict:
     facts = _model_facts(dry)
     loras = _check_loras(facts)
     call, note = _call_arguments(facts["defaults"], FLAGS.prompt or STAND_IN_PROMPT)
-    two_stage = check_two_stage(facts, call, facts["defaults"], dry, lambda specs: _check_adapters(facts, specs))
+    two_stage = check_two_stage(facts, call, dry, lambda specs: _check_adapters(facts, specs))
     request = dataclasses.replace(facts["defaults"], **call)
     _check_against_model(request, facts["configs"])
     request.check()

@@ -28,8 +28,7 @@ from ltx_jax.models import abstract_params
 from ltx_jax.models.ltx2.latent_upsampler import LTX2LatentUpsampler
 from ltx_jax.pipelines.ltx2 import LTX2Pipeline
 from ltx_jax.pipelines.ltx2_latent_upsample import LTX2LatentUpsamplePipeline
-from ltx_jax.pipelines.ltx2_latents import vae_compression
-from ltx_jax.pipelines.ltx2_two_stage import LTX2TwoStagePipeline, recipe_upsampler_problem
+from ltx_jax.pipelines.ltx2_two_stage import SIZE_MULTIPLE, LTX2TwoStagePipeline, recipe_upsampler_problem
 from ltx_jax.releases_ltx2 import LTX2_LATENT_UPSAMPLER_PRESETS
 from ltx_jax.tiny_random_ltx2 import TINY_LTX2_MODEL, TINY_LTX2_UPSAMPLER, tiny_random_ltx2_upsampler
 from weight_conversion import load_latent_upsampler, load_ltx2_transformer
@@ -39,9 +38,9 @@ from weight_conversion.lora import parse_lora_spec
 TINY_UPSAMPLER = "tiny-random"  # what --upsampler takes with tiny-random-ltx2
 
 
-def check_two_stage(facts: dict, call: dict, defaults, dry: bool, check_loras) -> dict | None:
+def check_two_stage(facts: dict, call: dict, dry: bool, check_loras) -> dict | None:
     """``--upsampler`` / ``--distilled_lora`` of an LTX-2 run checked from the configs alone (module docstring);
-    puts the final size's defaults (twice ``defaults``') into ``call`` where the flags leave it. Returns
+    puts the final size's defaults (twice ``facts["defaults"]``') into ``call`` where the flags leave it. Returns
     ``{"upsampler": config, "distilled_lora": [(path, scale)]}``, or None without ``--upsampler``. ``check_loras``
     checks ``[(path, scale)]`` against the transformer (``generate_ltx2._check_adapters``); raises ValueError
     with one line."""
@@ -61,13 +60,12 @@ def check_two_stage(facts: dict, call: dict, defaults, dry: bool, check_loras) -
     problem = recipe_upsampler_problem(config)
     if problem:
         raise ValueError(f"--upsampler {FLAGS.upsampler}: {problem}.")
+    defaults = facts["defaults"]
     call.setdefault("height", 2 * defaults.height)
     call.setdefault("width", 2 * defaults.width)
-    spatial, _ = vae_compression(facts["configs"].vae)
-    multiple = 2 * spatial * facts["configs"].transformer.patch_size
-    if call["height"] % multiple or call["width"] % multiple:
+    if call["height"] % SIZE_MULTIPLE or call["width"] % SIZE_MULTIPLE:
         raise ValueError(f"--height / --width {call['height']}x{call['width']}: the two-stage recipe runs stage 1 at "
-                         f"half the size, so both must be multiples of {multiple} (e.g. {2 * defaults.height}x"
+                         f"half the size, so both must be multiples of {SIZE_MULTIPLE} (e.g. {2 * defaults.height}x"
                          f"{2 * defaults.width}).")
     loras = [parse_lora_spec(spec) for spec in FLAGS.distilled_lora]
     if loras and facts["tiny"]:
@@ -115,8 +113,7 @@ def two_stage_pipeline(pipe: LTX2Pipeline, facts: dict, two_stage: dict, dtype: 
         else:
             _, fused = load_ltx2_transformer(facts["path"], dt, weights=weights,
                                              lora=[*loras, *two_stage["distilled_lora"]])
-        stage_2 = type(pipe)(pipe.encoder, pipe.core, {**pipe.params, "transformer": fused}, pipe.release,
-                             defaults=pipe.defaults, progress=pipe.progress)
+        stage_2 = pipe.with_params(transformer=fused)
     return LTX2TwoStagePipeline(pipe, LTX2LatentUpsamplePipeline.from_pipe(pipe, *upsampler), stage_2)
 
 

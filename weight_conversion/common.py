@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 from ltx_jax.models import abstract_params
 from weight_conversion import orbax_io
-from weight_conversion.lora import file_deltas, fuse
+from weight_conversion.lora import LTX_VIDEO, file_deltas, fuse
 from weight_conversion.mapping import flatten
 from weight_conversion.safetensors_io import CheckpointError, TensorSource, open_safetensors
 
@@ -97,7 +97,7 @@ def placement(sharding, module, abstract):
 
 
 def fuse_after_restore(path: str, component: str, module, params, lora, torch_key, scanned,
-                       family: str = "LTX-Video") -> Any:
+                       family: str = LTX_VIDEO) -> Any:
     """``params`` restored from an Orbax directory with ``lora`` ([(file, scale)]) fused into its float kernels;
     quantized ones cannot take a delta without a second rounding, so they are refused with what to do instead."""
     if not lora:

@@ -249,6 +249,12 @@ class LTX2Pipeline:
         self.audio_sample_rate = int(core.vocoder.config.output_sampling_rate)
         self.last_timings = StageTimings()
 
+    def with_params(self, **params) -> "LTX2Pipeline":
+        """A pipeline of this class sharing this one's modules, encoder, release, defaults and parameters, with
+        ``params`` ({component: tree}) in place of its own (the two-stage dev recipe's stage 2: another transformer)."""
+        return type(self)(self.encoder, self.core, {**self.params, **params}, self.release, self.defaults,
+                          self.progress, self.duration_head)
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype: Any = "float32", *, progress: bool = True,
                         transformer_weights: str | None = None,

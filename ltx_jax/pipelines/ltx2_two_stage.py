@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import jax.numpy as jnp
 
+from ltx_jax.pipelines.ltx2 import SIZE_MULTIPLE as CALL_SIZE_MULTIPLE
 from ltx_jax.pipelines.ltx2 import LTX2Pipeline, LTX2PipelineOutput
 from ltx_jax.pipelines.ltx2_latent_upsample import LTX2LatentUpsamplePipeline
 from ltx_jax.pipelines.reporting import StageTimings
@@ -39,7 +40,7 @@ from weight_conversion import load_latent_upsampler, load_transformer
 #: Stage 2 without guidance (Lightricks' refining pass): every branch at its neutral value, both modalities.
 NO_GUIDANCE = dict(guidance_scale=1.0, stg_scale=0.0, modality_scale=1.0, guidance_rescale=0.0,
                    audio_guidance_scale=1.0, audio_stg_scale=0.0, audio_modality_scale=1.0, audio_guidance_rescale=0.0)
-SIZE_MULTIPLE = 64  # the final size: each half a multiple of 32
+SIZE_MULTIPLE = 2 * CALL_SIZE_MULTIPLE  # the final size: each half a size a call takes
 
 
 def recipe_upsampler_problem(config) -> str | None:
@@ -96,8 +97,7 @@ class LTX2TwoStagePipeline:
             _, fused = load_transformer(path, jnp.dtype(dtype), weights=kwargs.get("transformer_weights"),
                                         lora=[*(kwargs.get("lora") or ()), *distilled_lora],
                                         sharding=ShardingPlan.create(kwargs.get("mesh")))
-            stage_2 = pipeline_class(pipe.encoder, pipe.core, {**pipe.params, "transformer": fused}, pipe.release,
-                                     defaults=pipe.defaults, progress=pipe.progress)
+            stage_2 = pipe.with_params(transformer=fused)
         return cls(pipe, upsampler, stage_2)
 
     def __call__(self, *, stage_2_noise=None, stage_2_audio_noise=None, stage_2_guidance: dict | None = None,
